@@ -1,0 +1,141 @@
+//! Attenuable Ed25519 capability tokens for MCP servers.
+//!
+//! A root token names the tools an agent may call (or all of them), the operations allowed on
+//! each, resource limits, an expiry, the issuer and subject, and how many times it may be
+//! delegated. Any holder can [attenuate](Token::attenuate) it for a sub-agent, offline, and the
+//! result can only be narrower. A server [verifies](Verifier::verify) the whole chain with the
+//! root public key alone.
+//!
+//! ```
+//! use vouch_token::{Access, KeyPair, Restriction, Token, Verifier};
+//!
+//! # fn main() -> Result<(), vouch_token::Error> {
+//! // The authorization server mints a root token for agent-a.
+//! let root = KeyPair::generate()?;
+//! let token = Token::mint(
+//!     &root,
+//!     "auth-server",
+//!     "agent-a",
+//!     Restriction::new()
+//!         .tools(["db_query", "file_read", "search"])
+//!         .operations("db_query", ["read", "write"])
+//!         .limit("db_query", "max_rows", 100)
+//!         .ttl(3600),
+//! )?;
+//!
+//! // agent-a narrows it for a worker, without asking anyone.
+//! let worker = token.attenuate(
+//!     Restriction::new()
+//!         .tools(["db_query"])
+//!         .operations("db_query", ["read"])
+//!         .limit("db_query", "max_rows", 10)
+//!         .holder("https://agents.example/worker"),
+//! )?;
+//! let header_value = worker.to_base64();
+//!
+//! // The MCP server verifies it with the root public key alone.
+//! let verifier = Verifier::new(root.public_key());
+//! let received = Token::from_base64(&header_value)?;
+//! let access = Access::now()
+//!     .caller("https://agents.example/worker")
+//!     .tool("db_query")
+//!     .operation("read");
+//! let facts = verifier.verify(&received, &access)?;
+//! assert_eq!(facts.limit("db_query", "max_rows"), Some(10));
+//!
+//! // Writing was granted to agent-a, but not to the worker.
+//! let write = access.operation("write");
+//! assert!(verifier.verify(&received, &write).unwrap_err().is_forbidden());
+//! # Ok(()) }
+//! ```
+//!
+//! The byte format is specified in `docs/token-format.md` in the repository.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod block;
+mod codec;
+mod error;
+mod hex;
+mod inspect;
+mod key;
+mod op;
+mod revocation;
+mod rights;
+mod token;
+mod verify;
+
+pub use error::{Error, Malformed, Refusal};
+pub use inspect::{BlockView, Inspection};
+pub use key::{KeyPair, PublicKey, RootKeyId, RootKeySet, RootKeys};
+pub use op::Op;
+pub use revocation::{RevocationId, Revocations};
+pub use rights::{DEFAULT_MAX_DEPTH, Restriction};
+pub use token::{DEFAULT_MAX_TOKEN_BYTES, Token, VERSION};
+pub use verify::{Access, Facts, Verifier};
+
+/// Hooks for fuzzing and for generating golden samples. Not part of the stable API.
+#[doc(hidden)]
+pub mod internal {
+    use crate::{Access, Error, KeyPair, Restriction, Token, Verifier};
+
+    /// Mints with a chosen next key, so that the output is deterministic.
+    ///
+    /// # Errors
+    ///
+    /// As [`Token::mint`].
+    pub fn mint_with_next_key(
+        root: &KeyPair,
+        issuer: &str,
+        subject: &str,
+        restriction: Restriction,
+        now: u64,
+        next: &KeyPair,
+    ) -> Result<Token, Error> {
+        Token::mint_with(root, issuer.into(), subject.into(), restriction, now, next)
+    }
+
+    /// Attenuates with a chosen next key, so that the output is deterministic.
+    ///
+    /// # Errors
+    ///
+    /// As [`Token::attenuate`].
+    pub fn attenuate_with_next_key(
+        token: &Token,
+        restriction: Restriction,
+        now: u64,
+        next: &KeyPair,
+    ) -> Result<Token, Error> {
+        token.attenuate_with(restriction, now, next)
+    }
+
+    /// Fuzz entry point: decode arbitrary bytes; whatever decodes must re-encode to the same
+    /// bytes (the encoding is canonical) and must inspect without error.
+    pub fn fuzz_decode(data: &[u8]) {
+        if let Ok(token) = Token::from_bytes(data) {
+            assert_eq!(token.to_bytes(), data, "decode/encode is not canonical");
+            assert!(token.inspect().is_ok(), "a decoded token must inspect");
+            let text = token.to_base64();
+            let again = Token::from_base64(&text).map(|t| t.to_bytes());
+            assert_eq!(again.ok().as_deref(), Some(data), "base64 round trip");
+        }
+    }
+
+    /// Fuzz entry point: decode arbitrary bytes and verify them against a fixed root key. Only
+    /// tokens signed by that key may verify.
+    pub fn fuzz_decode_verify(data: &[u8]) {
+        // The fixed key is the RFC 8032 test 1 seed; nothing real is signed with it.
+        let Ok(root) = KeyPair::from_seed(&[
+            0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec,
+            0x2c, 0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03,
+            0x1c, 0xae, 0x7f, 0x60,
+        ]) else {
+            return;
+        };
+        if let Ok(token) = Token::from_bytes(data) {
+            let verifier = Verifier::new(root.public_key());
+            let _ = verifier.verify(&token, &Access::at(1_700_000_000).tool("db_query"));
+        }
+    }
+}

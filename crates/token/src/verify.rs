@@ -1,0 +1,326 @@
+//! Verification: from a token and a request to verified facts or a precise error.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::Error;
+use crate::key::RootKeys;
+use crate::revocation::{RevocationId, Revocations};
+use crate::rights::Rights;
+use crate::token::{Token, unix_now};
+
+/// Verifies tokens against a set of root keys. Configure once, share, call per request.
+///
+/// ```
+/// use vouch_token::{Access, KeyPair, Restriction, Token, Verifier};
+/// # fn main() -> Result<(), vouch_token::Error> {
+/// let root = KeyPair::generate()?;
+/// let token = Token::mint(&root, "auth", "agent-a", Restriction::new().tools(["search"]).ttl(60))?;
+/// let verifier = Verifier::new(root.public_key());
+///
+/// let facts = verifier.verify(&token, &Access::now().tool("search"))?;
+/// assert_eq!(facts.subject(), "agent-a");
+/// assert!(verifier.verify(&token, &Access::now().tool("db_query")).unwrap_err().is_forbidden());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Verifier {
+    roots: Arc<dyn RootKeys>,
+    audience: Option<String>,
+    revocations: Arc<dyn Revocations>,
+}
+
+impl Verifier {
+    /// A verifier that trusts these root keys, has no audience and revokes nothing.
+    pub fn new(roots: impl RootKeys + 'static) -> Self {
+        Self {
+            roots: Arc::new(roots),
+            audience: None,
+            revocations: Arc::new(BTreeSet::<RevocationId>::new()),
+        }
+    }
+
+    /// This verifier's audience (for example the server's URL). A token restricted to other
+    /// audiences is rejected.
+    ///
+    /// Without an audience, a token that carries any audience restriction is rejected: the
+    /// verifier cannot tell whether it is the one the token was meant for.
+    #[must_use]
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// The revocation list consulted for every block.
+    #[must_use]
+    pub fn with_revocations(mut self, revocations: impl Revocations + 'static) -> Self {
+        self.revocations = Arc::new(revocations);
+        self
+    }
+
+    /// Verifies `token` for `access`: signatures and proof, revocation, delegation depth,
+    /// validity window, audience, holder, and the requested tool and operation.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRootKey`], [`Error::BadSignature`], [`Error::Revoked`],
+    /// [`Error::DelegationTooDeep`], [`Error::NotYetValid`], [`Error::Expired`],
+    /// [`Error::WrongAudience`], [`Error::HolderMismatch`] (checked in that order), then
+    /// [`Error::ToolNotGranted`] or [`Error::OperationNotGranted`].
+    pub fn verify(&self, token: &Token, access: &Access<'_>) -> Result<Facts, Error> {
+        let root = self
+            .roots
+            .root_key(&token.root_key_id)
+            .ok_or(Error::UnknownRootKey)?;
+        token.check_signatures(&root)?;
+        let revocation_ids = token.revocation_ids();
+        if revocation_ids
+            .iter()
+            .any(|id| self.revocations.is_revoked(id))
+        {
+            return Err(Error::Revoked);
+        }
+        let rights = token.rights()?;
+        if rights.depth > rights.depth_limit {
+            return Err(Error::DelegationTooDeep);
+        }
+        if rights.not_before.is_some_and(|n| access.now < n) {
+            return Err(Error::NotYetValid);
+        }
+        if access.now >= rights.expires_at {
+            return Err(Error::Expired);
+        }
+        if let Some(allowed) = &rights.audience {
+            match &self.audience {
+                Some(mine) if allowed.contains(mine) => {}
+                _ => return Err(Error::WrongAudience),
+            }
+        }
+        if !rights.holders.is_empty() {
+            let ok = access
+                .caller
+                .is_some_and(|c| rights.holders.iter().all(|h| h == c));
+            if !ok {
+                return Err(Error::HolderMismatch);
+            }
+        }
+        if let Some(tool) = access.tool {
+            if !rights.grants_tool(tool) {
+                return Err(Error::ToolNotGranted(tool.to_owned()));
+            }
+            if let (Some(op), Some(allowed)) = (access.operation, rights.operations.get(tool))
+                && !allowed.iter().any(|a| a.as_str() == op)
+            {
+                return Err(Error::OperationNotGranted {
+                    tool: tool.to_owned(),
+                    operation: op.to_owned(),
+                });
+            }
+        }
+        Ok(Facts::new(&rights, revocation_ids))
+    }
+}
+
+impl core::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("audience", &self.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a request asks of a token: when, by whom, and which tool and operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    now: u64,
+    caller: Option<&'a str>,
+    tool: Option<&'a str>,
+    operation: Option<&'a str>,
+}
+
+impl<'a> Access<'a> {
+    /// Access at this Unix time (seconds), by an unknown caller, for no particular tool.
+    pub fn at(unix_secs: u64) -> Self {
+        Self {
+            now: unix_secs,
+            caller: None,
+            tool: None,
+            operation: None,
+        }
+    }
+
+    /// Access at the current system time.
+    pub fn now() -> Self {
+        Self::at(unix_now())
+    }
+
+    /// The verified signer of the request (its RFC 9421 `keyid`), for holder-bound tokens.
+    #[must_use]
+    pub fn caller(mut self, keyid: &'a str) -> Self {
+        self.caller = Some(keyid);
+        self
+    }
+
+    /// The tool the request calls.
+    #[must_use]
+    pub fn tool(mut self, tool: &'a str) -> Self {
+        self.tool = Some(tool);
+        self
+    }
+
+    /// The operation the request performs on the tool (checked only with a tool).
+    #[must_use]
+    pub fn operation(mut self, operation: &'a str) -> Self {
+        self.operation = Some(operation);
+        self
+    }
+}
+
+/// What a verified token grants.
+///
+/// Serializes to the MCPVault facts shape — `tools`, `tool_wildcard`, `operations` as
+/// `[tool, op]` pairs, `resource_limits` as `[tool, key, value]` triples, `delegation_depth`,
+/// `issuer`, `subject` — followed by `expires_at`, `not_before`, `audience`, `holder` and
+/// `revocation_ids`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Facts {
+    tools: Vec<String>,
+    tool_wildcard: bool,
+    operations: Vec<(String, String)>,
+    resource_limits: Vec<(String, String, u64)>,
+    delegation_depth: u64,
+    issuer: String,
+    subject: String,
+    expires_at: u64,
+    not_before: Option<u64>,
+    audience: Option<Vec<String>>,
+    holder: Option<String>,
+    revocation_ids: Vec<RevocationId>,
+}
+
+impl Facts {
+    pub(crate) fn new(rights: &Rights, revocation_ids: Vec<RevocationId>) -> Self {
+        let granted = |tool: &str| rights.grants_tool(tool);
+        Self {
+            tools: rights.tools.iter().flatten().cloned().collect(),
+            tool_wildcard: rights.tools.is_none(),
+            operations: rights
+                .operations
+                .iter()
+                .filter(|(tool, _)| granted(tool))
+                .flat_map(|(tool, ops)| ops.iter().map(|op| (tool.clone(), op.as_str().to_owned())))
+                .collect(),
+            resource_limits: rights
+                .limits
+                .iter()
+                .filter(|((tool, _), _)| granted(tool))
+                .map(|((tool, key), v)| (tool.clone(), key.clone(), *v))
+                .collect(),
+            delegation_depth: rights.depth,
+            issuer: rights.issuer.clone(),
+            subject: rights.subject.clone(),
+            expires_at: rights.expires_at,
+            not_before: rights.not_before,
+            audience: rights
+                .audience
+                .as_ref()
+                .map(|a| a.iter().cloned().collect()),
+            holder: (rights.holders.len() == 1)
+                .then(|| rights.holders.first().cloned())
+                .flatten(),
+            revocation_ids,
+        }
+    }
+
+    /// The granted tools, sorted; empty when [`Facts::tool_wildcard`] is true.
+    pub fn tools(&self) -> &[String] {
+        &self.tools
+    }
+
+    /// True when every tool is granted.
+    pub fn tool_wildcard(&self) -> bool {
+        self.tool_wildcard
+    }
+
+    /// `(tool, operation)` pairs for the tools whose operations are restricted.
+    pub fn operations(&self) -> &[(String, String)] {
+        &self.operations
+    }
+
+    /// `(tool, key, value)` resource limits: the minimum over the chain.
+    pub fn resource_limits(&self) -> &[(String, String, u64)] {
+        &self.resource_limits
+    }
+
+    /// Number of attenuation blocks.
+    pub fn delegation_depth(&self) -> u64 {
+        self.delegation_depth
+    }
+
+    /// Who minted the root token.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Whom the root token was minted for.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// Effective expiry, Unix seconds.
+    pub fn expires_at(&self) -> u64 {
+        self.expires_at
+    }
+
+    /// Effective not-before, Unix seconds.
+    pub fn not_before(&self) -> Option<u64> {
+        self.not_before
+    }
+
+    /// The audiences the token is restricted to, if any.
+    pub fn audience(&self) -> Option<&[String]> {
+        self.audience.as_deref()
+    }
+
+    /// The holder (signer keyid) the token is bound to, if any.
+    pub fn holder(&self) -> Option<&str> {
+        self.holder.as_deref()
+    }
+
+    /// Revocation ids, authority block first.
+    pub fn revocation_ids(&self) -> &[RevocationId] {
+        &self.revocation_ids
+    }
+
+    /// True if the tool is granted.
+    pub fn grants_tool(&self, tool: &str) -> bool {
+        self.tool_wildcard || self.tools.iter().any(|t| t == tool)
+    }
+
+    /// True if `operation` on `tool` is granted.
+    pub fn allows(&self, tool: &str, operation: &str) -> bool {
+        if !self.grants_tool(tool) {
+            return false;
+        }
+        let mut restricted = false;
+        for (t, op) in &self.operations {
+            if t == tool {
+                restricted = true;
+                if op == operation {
+                    return true;
+                }
+            }
+        }
+        !restricted
+    }
+
+    /// The resource limit `key` on `tool`, if the token sets one.
+    pub fn limit(&self, tool: &str, key: &str) -> Option<u64> {
+        self.resource_limits
+            .iter()
+            .find(|(t, k, _)| t == tool && k == key)
+            .map(|(_, _, v)| *v)
+    }
+}
