@@ -489,3 +489,6 @@ impl fmt::Debug for Token {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;
