@@ -283,7 +283,7 @@ fn base64_with_non_zero_trailing_bits_is_refused() {
     let (token, text) = loop {
         let t = Token::mint_at(&key(1), "auth-server", "agent-a", reference_root(), now).unwrap();
         let s = t.to_base64();
-        if s.len() % 4 != 0 {
+        if !s.len().is_multiple_of(4) {
             break (t, s);
         }
         now += 200;

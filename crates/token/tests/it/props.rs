@@ -154,12 +154,15 @@ fn assert_narrower(child: &Facts, parent: &Facts) {
 }
 
 /// The accesses a verifier could be asked for, over the whole vocabulary.
-fn probes() -> Vec<(
+/// (tool, operation, caller, time) asked of a verifier.
+type Probe = (
     Option<&'static str>,
     Option<&'static str>,
     Option<&'static str>,
     u64,
-)> {
+);
+
+fn probes() -> Vec<Probe> {
     let mut out = Vec::new();
     for tool in TOOLS {
         for op in ["read", "write", "admin"] {
@@ -171,11 +174,7 @@ fn probes() -> Vec<(
     out
 }
 
-fn verify_probe(
-    v: &Verifier,
-    t: &Token,
-    (tool, op, caller, now): (Option<&str>, Option<&str>, Option<&str>, u64),
-) -> Result<Facts, Error> {
+fn verify_probe(v: &Verifier, t: &Token, (tool, op, caller, now): Probe) -> Result<Facts, Error> {
     let mut a = Access::at(now);
     if let Some(c) = caller {
         a = a.caller(c);

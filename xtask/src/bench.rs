@@ -1,0 +1,103 @@
+//! `cargo xtask bench`: run the criterion benches and print what they measured.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::{Result, cargo, exec, root};
+
+pub(crate) fn run(filter: Option<&str>) -> Result {
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "vouch-bench", "--locked"]);
+    if let Some(f) = filter {
+        cmd.args(["--", f]);
+    }
+    exec(&mut cmd)?;
+    let dir = root().join("target").join("criterion");
+    print_timings(&dir)?;
+    print_sizes(&dir);
+    Ok(())
+}
+
+/// Mean time in nanoseconds of one benchmark, from criterion's `estimates.json`.
+fn mean_ns(path: &Path) -> Option<f64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    v["mean"]["point_estimate"].as_f64()
+}
+
+fn print_timings(dir: &Path) -> Result {
+    let groups = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // group -> function -> mean ns
+    let mut table: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for group in groups.flatten() {
+        let Ok(functions) = std::fs::read_dir(group.path()) else {
+            continue;
+        };
+        for function in functions.flatten() {
+            let estimates = function.path().join("new").join("estimates.json");
+            if let Some(ns) = mean_ns(&estimates) {
+                table
+                    .entry(group.file_name().to_string_lossy().into_owned())
+                    .or_default()
+                    .insert(function.file_name().to_string_lossy().into_owned(), ns);
+            }
+        }
+    }
+    println!();
+    println!(
+        "{:<24} {:<28} {:>12} {:>12}",
+        "benchmark", "function", "mean", "vouch/peer"
+    );
+    for (group, functions) in &table {
+        let vouch = functions.get("vouch").copied();
+        for (function, ns) in functions {
+            let ratio = match vouch {
+                Some(v) if function != "vouch" => format!("{:.2}", v / ns),
+                _ => String::new(),
+            };
+            println!("{group:<24} {function:<28} {:>12} {ratio:>12}", human(*ns));
+        }
+    }
+    Ok(())
+}
+
+fn print_sizes(dir: &Path) {
+    let Ok(text) = std::fs::read_to_string(dir.join("token-sizes.json")) else {
+        return;
+    };
+    let Ok(Value::Array(rows)) = serde_json::from_str::<Value>(&text) else {
+        return;
+    };
+    println!();
+    println!(
+        "{:<24} {:>10} {:>10} {:>12}",
+        "encoded token size", "vouch", "biscuit", "vouch/peer"
+    );
+    for row in rows {
+        let (Some(blocks), Some(v), Some(b)) = (
+            row["blocks"].as_u64(),
+            row["vouch"].as_u64(),
+            row["biscuit"].as_u64(),
+        ) else {
+            continue;
+        };
+        // Sizes are a few hundred bytes: exact in f64.
+        let ratio = v as f64 / b as f64;
+        println!(
+            "{:<24} {v:>8} B {b:>8} B {ratio:>12.2}",
+            format!("{blocks} block(s)")
+        );
+    }
+}
+
+fn human(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}

@@ -1,0 +1,77 @@
+//! `cargo xtask ci`: the checks every change must pass.
+
+use std::time::Instant;
+
+use crate::{Result, cargo, exec};
+
+/// One step of the CI job.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Step {
+    /// `cargo fmt --check`.
+    Fmt,
+    /// clippy on every target and feature, warnings denied.
+    Clippy,
+    /// Every test of the workspace, doctests included.
+    Test,
+    /// rustdoc with warnings denied.
+    Doc,
+    /// A short smoke run of each fuzz target.
+    Fuzz,
+}
+
+const ALL: [Step; 5] = [Step::Fmt, Step::Clippy, Step::Test, Step::Doc, Step::Fuzz];
+
+/// Seconds each fuzz target runs in CI: a smoke test, not a campaign.
+const CI_FUZZ_SECONDS: u64 = 10;
+
+pub(crate) fn run_step(step: Step) -> Result {
+    match step {
+        Step::Fmt => exec(cargo().args(["fmt", "--all", "--", "--check"])),
+        Step::Clippy => exec(cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--all-features",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ])),
+        Step::Test => exec(cargo().args(["test", "--workspace", "--all-features", "--locked"])),
+        Step::Doc => exec(cargo().env("RUSTDOCFLAGS", "-D warnings").args([
+            "doc",
+            "--workspace",
+            "--no-deps",
+            "--all-features",
+            "--locked",
+        ])),
+        Step::Fuzz => crate::fuzz::run(CI_FUZZ_SECONDS),
+    }
+}
+
+pub(crate) fn run(steps: &[Step]) -> Result {
+    let steps = if steps.is_empty() { &ALL[..] } else { steps };
+    let mut timings = Vec::new();
+    for &step in steps {
+        let name = step_name(step);
+        eprintln!("== xtask ci: {name}");
+        let start = Instant::now();
+        run_step(step).map_err(|e| format!("ci step {name}: {e}"))?;
+        timings.push((name, start.elapsed()));
+    }
+    eprintln!("== xtask ci: all steps passed");
+    for (name, took) in timings {
+        eprintln!("   {name:<7} {:>6.1} s", took.as_secs_f64());
+    }
+    Ok(())
+}
+
+fn step_name(step: Step) -> &'static str {
+    match step {
+        Step::Fmt => "fmt",
+        Step::Clippy => "clippy",
+        Step::Test => "test",
+        Step::Doc => "doc",
+        Step::Fuzz => "fuzz",
+    }
+}
