@@ -137,3 +137,8 @@ pub mod internal {
         verifier.verify(&token, &access).is_ok()
     }
 }
+
+/// The workspace README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct WorkspaceReadme;
