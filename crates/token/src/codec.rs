@@ -8,6 +8,20 @@ use crate::error::Malformed;
 /// Longest string the format accepts (tool names, keys, identities), in bytes.
 pub(crate) const MAX_STR: usize = 1024;
 
+/// The first `N` bytes of SHA-256(`dst` ‖ `data`): the format's derived ids.
+pub(crate) fn truncated_sha256<const N: usize>(dst: &[u8], data: &[u8]) -> [u8; N] {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(dst);
+    ctx.update(data);
+    let digest = ctx.finish();
+    let mut out = [0u8; N];
+    // N is 8 or 16 at the call sites, below SHA-256's 32 bytes.
+    if let Some(prefix) = digest.as_ref().get(..N) {
+        out.copy_from_slice(prefix);
+    }
+    out
+}
+
 /// Appends encoded values to a buffer.
 #[derive(Default)]
 pub(crate) struct Writer {

@@ -8,6 +8,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{ED25519, Ed25519KeyPair, KeyPair as _, UnparsedPublicKey};
 use zeroize::Zeroizing;
 
+use crate::codec::truncated_sha256;
 use crate::error::Error;
 use crate::hex;
 
@@ -120,13 +121,7 @@ impl PublicKey {
 
     /// The id a token uses to name this key as its root.
     pub fn root_key_id(&self) -> RootKeyId {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(ROOT_KEY_ID_DST);
-        ctx.update(&self.0);
-        let digest = ctx.finish();
-        let mut id = [0u8; 8];
-        id.copy_from_slice(digest.as_ref().get(..8).unwrap_or(&[0; 8]));
-        RootKeyId(id)
+        RootKeyId(truncated_sha256(ROOT_KEY_ID_DST, &self.0))
     }
 
     pub(crate) fn verify(&self, msg: &[u8], sig: &[u8; 64]) -> bool {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Serialize, Serializer};
 
+use crate::codec::truncated_sha256;
 use crate::error::Error;
 use crate::hex;
 
@@ -20,13 +21,7 @@ pub struct RevocationId([u8; 16]);
 
 impl RevocationId {
     pub(crate) fn of_signature(sig: &[u8; 64]) -> Self {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        ctx.update(REVOCATION_DST);
-        ctx.update(sig);
-        let digest = ctx.finish();
-        let mut id = [0u8; 16];
-        id.copy_from_slice(digest.as_ref().get(..16).unwrap_or(&[0; 16]));
-        Self(id)
+        Self(truncated_sha256(REVOCATION_DST, sig))
     }
 
     /// Parses 32 hex digits.
