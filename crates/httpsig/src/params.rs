@@ -1,0 +1,187 @@
+//! Signature-Input / Signature parsing, and the typed view of signature parameters.
+
+use sfv::{BareItem, Dictionary, InnerList, Item, ListEntry, Parameters, Parser};
+
+use crate::alg::Algorithm;
+use crate::base::serialize_entry;
+use crate::component::{Component, key_of, string_item};
+use crate::error::Error;
+
+/// One signature found in a message: its label, covered components, parameters exactly as
+/// received, and the decoded signature bytes.
+#[derive(Debug, Clone)]
+pub(crate) struct Received {
+    pub(crate) label: String,
+    pub(crate) components: Vec<Component>,
+    pub(crate) params: Params,
+    /// The `@signature-params` value: the inner list re-serialized, order and unknown parameters
+    /// kept.
+    pub(crate) params_value: String,
+    pub(crate) signature: Vec<u8>,
+}
+
+/// The typed parameters of one signature.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Params {
+    /// `created`, Unix seconds.
+    pub created: Option<u64>,
+    /// `expires`, Unix seconds.
+    pub expires: Option<u64>,
+    /// `nonce`.
+    pub nonce: Option<String>,
+    /// `alg`, as received.
+    pub alg: Option<String>,
+    /// `keyid`.
+    pub keyid: Option<String>,
+    /// `tag`.
+    pub tag: Option<String>,
+}
+
+impl Params {
+    fn from_sfv(p: &Parameters) -> Result<Self, Error> {
+        let int = |k: &'static str| -> Result<Option<u64>, Error> {
+            match p.get(k) {
+                None => Ok(None),
+                Some(BareItem::Integer(i)) => u64::try_from(i64::from(*i))
+                    .map(Some)
+                    .map_err(|_| Error::Malformed("negative time parameter")),
+                Some(_) => Err(Error::Malformed("time parameter is not an integer")),
+            }
+        };
+        let string = |k: &'static str| -> Result<Option<String>, Error> {
+            match p.get(k) {
+                None => Ok(None),
+                Some(BareItem::String(s)) => Ok(Some(s.as_str().to_owned())),
+                Some(_) => Err(Error::Malformed("string parameter is not a string")),
+            }
+        };
+        Ok(Self {
+            created: int("created")?,
+            expires: int("expires")?,
+            nonce: string("nonce")?,
+            alg: string("alg")?,
+            keyid: string("keyid")?,
+            tag: string("tag")?,
+        })
+    }
+
+    /// The `alg` parameter as an algorithm, if present.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlgorithmNotAllowed`] for a name this crate does not know.
+    pub fn algorithm(&self) -> Result<Option<Algorithm>, Error> {
+        self.alg
+            .as_deref()
+            .map(|a| {
+                Algorithm::from_name(a).ok_or_else(|| Error::AlgorithmNotAllowed(a.to_owned()))
+            })
+            .transpose()
+    }
+}
+
+/// Limits on what is parsed at all.
+pub(crate) struct ParseLimits {
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_signatures: usize,
+}
+
+fn combined(headers: &http::HeaderMap, name: &str, max: usize) -> Result<Option<Vec<u8>>, Error> {
+    let mut out: Vec<u8> = Vec::new();
+    let mut any = false;
+    for v in headers.get_all(name) {
+        if any {
+            out.extend_from_slice(b", ");
+        }
+        out.extend_from_slice(v.as_bytes());
+        any = true;
+        if out.len() > max {
+            return Err(Error::HeaderTooLarge);
+        }
+    }
+    Ok(any.then_some(out))
+}
+
+/// Every signature in the message, in Signature-Input order.
+pub(crate) fn received(
+    headers: &http::HeaderMap,
+    limits: &ParseLimits,
+) -> Result<Vec<Received>, Error> {
+    let (Some(input), Some(sigs)) = (
+        combined(headers, "signature-input", limits.max_header_bytes)?,
+        combined(headers, "signature", limits.max_header_bytes)?,
+    ) else {
+        return Err(Error::NoSignature);
+    };
+    let input: Dictionary = Parser::new(&input)
+        .parse()
+        .map_err(|_| Error::Malformed("signature-input is not a structured dictionary"))?;
+    let sigs: Dictionary = Parser::new(&sigs)
+        .parse()
+        .map_err(|_| Error::Malformed("signature is not a structured dictionary"))?;
+    if input.len() > limits.max_signatures || sigs.len() > limits.max_signatures {
+        return Err(Error::TooManySignatures);
+    }
+    let mut out = Vec::with_capacity(input.len());
+    for (label, entry) in &input {
+        let ListEntry::InnerList(list) = entry else {
+            return Err(Error::Malformed(
+                "signature-input member is not an inner list",
+            ));
+        };
+        let signature = match sigs.get(label) {
+            Some(ListEntry::Item(Item {
+                bare_item: BareItem::ByteSequence(b),
+                ..
+            })) => b.clone(),
+            Some(_) => return Err(Error::Malformed("signature member is not a byte sequence")),
+            None => continue,
+        };
+        let components = list
+            .items
+            .iter()
+            .map(Component::from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push(Received {
+            label: label.as_str().to_owned(),
+            components,
+            params: Params::from_sfv(&list.params)?,
+            params_value: serialize_entry(ListEntry::InnerList(list.clone()))?,
+            signature,
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::NoSignature);
+    }
+    Ok(out)
+}
+
+/// Serializes the covered components and parameters (in the given order) for signing.
+pub(crate) fn params_value(
+    components: &[Component],
+    params: &[(&'static str, ParamValue)],
+) -> Result<String, Error> {
+    let items = components
+        .iter()
+        .map(Component::to_item)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut p = Parameters::new();
+    for (name, value) in params {
+        let bare = match value {
+            ParamValue::Int(i) => BareItem::Integer(
+                sfv::Integer::try_from(*i).map_err(|_| Error::Malformed("time out of range"))?,
+            ),
+            ParamValue::Str(s) => string_item(s)?,
+        };
+        p.insert(key_of(name)?, bare);
+    }
+    serialize_entry(ListEntry::InnerList(InnerList::with_params(items, p)))
+}
+
+/// A parameter value to sign.
+#[derive(Debug, Clone)]
+pub(crate) enum ParamValue {
+    Int(u64),
+    Str(String),
+}

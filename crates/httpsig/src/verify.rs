@@ -1,0 +1,285 @@
+//! Verification: policy first, then the signature with the resolved key, then replay.
+
+use crate::alg::{Algorithm, VerifyingKey};
+use crate::base::signature_base;
+use crate::component::Component;
+use crate::digest::verify_content_digest;
+use crate::error::Error;
+use crate::message::Message;
+use crate::params::{Params, ParseLimits, Received, received};
+use crate::policy::{DigestRule, VerifyPolicy};
+use crate::replay::{ReplayGuard, ReplayKey};
+
+/// Verifies signed messages under one [`VerifyPolicy`].
+///
+/// Verification is split so that a server can decide things between the steps (allowlist the
+/// claimed identity before fetching any key, resolve the key asynchronously):
+///
+/// 1. [`Verifier::prepare`] parses the signatures, picks one (by label or tag), applies the
+///    policy (parameters, algorithm, time window, required components, Content-Digest over the
+///    exact body bytes) and builds the signature base. No key is needed; the claimed `keyid` is
+///    available afterwards.
+/// 2. [`Prepared::verify`] checks the signature with the resolved key.
+/// 3. [`Verified::check_replay`] records it in a [`ReplayGuard`], refusing a replay.
+///
+/// ```
+/// use vouch_httpsig::*;
+/// # fn main() -> Result<(), Error> {
+/// let key = SigningKey::ed25519_from_seed(&[7; 32])?;
+/// let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_vec();
+/// let mut request = http::Request::post("https://mcp.example/mcp")
+///     .header("content-digest", mcp_content_digest(&body))
+///     .body(body)
+///     .unwrap();
+/// let now = 1_700_000_000;
+/// let spec = mcp_spec(&RequestView::of(&request), &key, "agent-a", None, now)?;
+/// sign(RequestView::of(&request), &spec, &key)?.apply(request.headers_mut())?;
+///
+/// let verifier = Verifier::new(VerifyPolicy::mcp());
+/// let prepared = verifier.prepare(RequestView::of(&request), now)?;
+/// assert_eq!(prepared.keyid(), Some("agent-a"));
+/// let verified = prepared.verify(&key.verifying_key()?)?;
+/// assert_eq!(verified.algorithm(), Algorithm::Ed25519);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Verifier {
+    policy: VerifyPolicy,
+}
+
+/// A signature that passed the policy, with its base built, waiting for its key.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    label: String,
+    params: Params,
+    base: Vec<u8>,
+    signature: Vec<u8>,
+    algorithms: Vec<Algorithm>,
+    keep_until: u64,
+}
+
+/// A signature that verified.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Verified {
+    /// The signature's label.
+    pub label: String,
+    /// Its parameters.
+    pub params: Params,
+    alg: Algorithm,
+    replay_key: ReplayKey,
+    keep_until: u64,
+}
+
+impl Verifier {
+    /// A verifier applying `policy`.
+    pub fn new(policy: VerifyPolicy) -> Self {
+        Self { policy }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &VerifyPolicy {
+        &self.policy
+    }
+
+    /// Picks the signature to verify and applies every policy check that needs no key.
+    ///
+    /// # Errors
+    ///
+    /// Any policy failure: [`Error::NoSignature`], [`Error::MissingParameter`],
+    /// [`Error::AlgorithmNotAllowed`], [`Error::Expired`], [`Error::TooOld`],
+    /// [`Error::CreatedInFuture`], [`Error::MissingComponent`], [`Error::DigestMissing`],
+    /// [`Error::DigestMismatch`], [`Error::ComponentUnavailable`], [`Error::Malformed`], ...
+    /// When several signatures are examined and none passes, the first one's failure.
+    pub fn prepare<'a>(
+        &self,
+        message: impl Into<Message<'a>>,
+        now: u64,
+    ) -> Result<Prepared, Error> {
+        let message = message.into();
+        let p = &self.policy;
+        let limits = ParseLimits {
+            max_header_bytes: p.max_header_bytes,
+            max_signatures: p.max_signatures,
+        };
+        let mut first_error = None;
+        for candidate in received(message.headers(), &limits)? {
+            if p.label.as_ref().is_some_and(|l| *l != candidate.label) {
+                continue;
+            }
+            if p.required_tag.is_some() && candidate.params.tag != p.required_tag {
+                first_error.get_or_insert(Error::TagMismatch);
+                continue;
+            }
+            match self.check(&message, candidate, now) {
+                Ok(prepared) => return Ok(prepared),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or(Error::NoSignature))
+    }
+
+    fn check(&self, message: &Message<'_>, c: Received, now: u64) -> Result<Prepared, Error> {
+        let p = &self.policy;
+        let params = &c.params;
+        if p.require_created && params.created.is_none() {
+            return Err(Error::MissingParameter("created"));
+        }
+        if p.require_keyid && params.keyid.is_none() {
+            return Err(Error::MissingParameter("keyid"));
+        }
+        if p.require_nonce && params.nonce.is_none() {
+            return Err(Error::MissingParameter("nonce"));
+        }
+        if let Some(alg) = params.algorithm()?
+            && !p.algorithms.contains(&alg)
+        {
+            return Err(Error::AlgorithmNotAllowed(alg.name().to_owned()));
+        }
+        if params.expires.is_some_and(|e| now >= e) {
+            return Err(Error::Expired);
+        }
+        if let Some(created) = params.created {
+            if created > now.saturating_add(p.future_skew) {
+                return Err(Error::CreatedInFuture);
+            }
+            if now.saturating_sub(created) > p.max_age {
+                return Err(Error::TooOld);
+            }
+        }
+        for required in &p.required {
+            if !c.components.contains(required) {
+                return Err(Error::MissingComponent(required.to_string()));
+            }
+        }
+        for header in &p.required_if_present {
+            if message.headers().contains_key(header.as_str())
+                && !covers_plain(&c.components, header)
+            {
+                return Err(Error::MissingComponent(format!("\"{header}\"")));
+            }
+        }
+        let digest_present = message.headers().contains_key("content-digest");
+        let digest_needed = match p.digest_rule {
+            DigestRule::Always => true,
+            DigestRule::WithBody => !message.body().is_empty(),
+            DigestRule::WhenCovered => false,
+        };
+        let digest_covered = covers_plain(&c.components, "content-digest");
+        if digest_needed && !(digest_covered && digest_present) {
+            return Err(Error::DigestMissing);
+        }
+        if digest_covered && digest_present {
+            let value: Vec<u8> = message
+                .headers()
+                .get_all("content-digest")
+                .iter()
+                .map(|v| v.as_bytes())
+                .collect::<Vec<_>>()
+                .join(&b", "[..]);
+            if value.len() > p.max_header_bytes {
+                return Err(Error::HeaderTooLarge);
+            }
+            verify_content_digest(&value, message.body(), &p.digest_algorithms)?;
+        }
+        let base = signature_base(message, &c.components, &c.params_value)?;
+        Ok(Prepared {
+            keep_until: p.last_valid_second(params.created, params.expires),
+            label: c.label,
+            params: c.params,
+            base,
+            signature: c.signature,
+            algorithms: p.algorithms.clone(),
+        })
+    }
+}
+
+impl Prepared {
+    /// The `keyid` the signature claims (not yet proven).
+    pub fn keyid(&self) -> Option<&str> {
+        self.params.keyid.as_deref()
+    }
+
+    /// The signature's label.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The signature's parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The signature base that will be verified.
+    pub fn base(&self) -> &[u8] {
+        &self.base
+    }
+
+    /// Checks the signature with the resolved key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlgorithmNotAllowed`] if the key's algorithm is not allowed,
+    /// [`Error::AlgorithmMismatch`] if the `alg` parameter names another algorithm,
+    /// [`Error::BadSignature`] if the signature does not verify.
+    pub fn verify(self, key: &VerifyingKey) -> Result<Verified, Error> {
+        let alg = key.algorithm();
+        if !self.algorithms.contains(&alg) {
+            return Err(Error::AlgorithmNotAllowed(alg.name().to_owned()));
+        }
+        if self.params.algorithm()?.is_some_and(|a| a != alg) {
+            return Err(Error::AlgorithmMismatch);
+        }
+        if !key.verify(&self.base, &self.signature) {
+            return Err(Error::BadSignature);
+        }
+        let keyid = self.params.keyid.as_deref().unwrap_or("");
+        let replay_key = ReplayKey::derive(keyid, self.params.nonce.as_deref(), &self.base);
+        Ok(Verified {
+            label: self.label,
+            params: self.params,
+            alg,
+            replay_key,
+            keep_until: self.keep_until,
+        })
+    }
+}
+
+impl Verified {
+    /// The algorithm that verified.
+    pub fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+
+    /// The key this signature is recorded under in a replay store.
+    pub fn replay_key(&self) -> ReplayKey {
+        self.replay_key
+    }
+
+    /// The last Unix second at which this signature could pass the time window again: how long
+    /// a replay store must remember it (computed from `created`, not from now, so that a
+    /// signature created in the future is remembered for as long as it is valid).
+    pub fn keep_until(&self) -> u64 {
+        self.keep_until
+    }
+
+    /// Records the signature in `guard`, refusing a replay.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Replayed`], or [`Error::ReplayStoreUnavailable`] (answer 503).
+    pub async fn check_replay(&self, guard: &dyn ReplayGuard, now: u64) -> Result<(), Error> {
+        guard
+            .check_and_insert(self.replay_key, self.keep_until, now)
+            .await
+    }
+}
+
+/// True if `components` covers the field `name` without parameters.
+fn covers_plain(components: &[Component], name: &str) -> bool {
+    components
+        .iter()
+        .any(|c| c.name() == name && c.params().is_empty())
+}
