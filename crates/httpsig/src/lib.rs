@@ -76,10 +76,16 @@ pub use verify::{Prepared, Verified, Verifier};
 /// Hooks for fuzzing. Not part of the stable API.
 #[doc(hidden)]
 pub mod internal {
-    use crate::{Message, RequestView, Verifier, VerifyPolicy, VerifyingKey};
+    use crate::{Message, RequestView, Verifier, VerifyPolicy};
 
-    /// Fuzz entry point: parse a Content-Digest value against a body. Must never panic.
-    pub fn fuzz_content_digest(value: &[u8], body: &[u8]) {
+    /// Fuzz entry point: `value NUL body`, a Content-Digest value checked against a body. Must
+    /// never panic.
+    pub fn fuzz_content_digest(data: &[u8]) {
+        let mut parts = data.splitn(2, |&b| b == 0);
+        let (value, body) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
         let _ = crate::verify_content_digest(
             value,
             body,
@@ -90,8 +96,13 @@ pub mod internal {
         );
     }
 
-    /// Fuzz entry point: parse Signature-Input and Signature values. Must never panic.
-    pub fn fuzz_signature_headers(input: &[u8], signature: &[u8]) {
+    /// Fuzz entry point: `Signature-Input NUL Signature` values, parsed. Must never panic.
+    pub fn fuzz_signature_headers(data: &[u8]) {
+        let mut parts = data.splitn(2, |&b| b == 0);
+        let (input, signature) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
         let mut headers = http::HeaderMap::new();
         if let (Ok(i), Ok(s)) = (
             http::HeaderValue::from_bytes(input),
@@ -107,37 +118,53 @@ pub mod internal {
         let _ = crate::params::received(&headers, &limits);
     }
 
-    /// Fuzz entry point: verify an arbitrary request (method, URI, headers, body) under the MCP
-    /// policy with a fixed key. Must never panic, and a request with no valid signature by that
-    /// key must never verify.
-    pub fn fuzz_verify_request(
-        method: &str,
-        uri: &str,
-        headers: &[(&[u8], &[u8])],
-        body: &[u8],
-    ) -> bool {
-        let (Ok(method), Ok(uri)) = (
-            http::Method::from_bytes(method.as_bytes()),
-            uri.parse::<http::Uri>(),
-        ) else {
+    /// The seed of the key [`fuzz_verify_request`] trusts.
+    pub const FUZZ_KEY_SEED: [u8; 32] = [7; 32];
+    /// The time [`fuzz_verify_request`] verifies at.
+    pub const FUZZ_NOW: u64 = 1_700_000_000;
+
+    /// Fuzz entry point: verify an arbitrary request under the MCP policy, trusting the key with
+    /// seed [`FUZZ_KEY_SEED`]. The input is `METHOD URI\n`, then `name: value\n` lines, a blank
+    /// line and the body. Must never panic. Returns whether the request verified.
+    pub fn fuzz_verify_request(data: &[u8]) -> bool {
+        let (head, body) = match data.windows(2).position(|w| w == b"\n\n") {
+            Some(i) => (
+                data.get(..i).unwrap_or_default(),
+                data.get(i + 2..).unwrap_or_default(),
+            ),
+            None => (data, &[][..]),
+        };
+        let mut lines = head.split(|&b| b == b'\n');
+        let start = lines.next().unwrap_or_default();
+        let mut parts = start.splitn(2, |&b| b == b' ');
+        let (Some(method), Some(uri)) = (parts.next(), parts.next()) else {
+            return false;
+        };
+        let (Ok(method), Ok(uri)) = (http::Method::from_bytes(method), http::Uri::try_from(uri))
+        else {
             return false;
         };
         let mut map = http::HeaderMap::new();
-        for (name, value) in headers {
-            if let (Ok(n), Ok(v)) = (
-                http::HeaderName::from_bytes(name),
-                http::HeaderValue::from_bytes(value),
-            ) {
-                map.append(n, v);
+        for line in lines {
+            let mut kv = line.splitn(2, |&b| b == b':');
+            if let (Some(n), Some(v)) = (kv.next(), kv.next()) {
+                let v = v.strip_prefix(b" ").unwrap_or(v);
+                if let (Ok(n), Ok(v)) = (
+                    http::HeaderName::from_bytes(n),
+                    http::HeaderValue::from_bytes(v),
+                ) {
+                    map.append(n, v);
+                }
             }
         }
-        let view = RequestView::from_parts(&method, &uri, &map, body)
-            .with_scheme("https")
-            .with_authority("mcp.example");
-        let verifier = Verifier::new(VerifyPolicy::mcp());
-        let key = VerifyingKey::ed25519([0x11; 32]);
-        verifier
-            .prepare(Message::from(view), 1_700_000_000)
+        let Ok(key) =
+            crate::SigningKey::ed25519_from_seed(&FUZZ_KEY_SEED).and_then(|k| k.verifying_key())
+        else {
+            return false;
+        };
+        let view = RequestView::from_parts(&method, &uri, &map, body);
+        Verifier::new(VerifyPolicy::mcp())
+            .prepare(Message::from(view), FUZZ_NOW)
             .and_then(|p| p.verify(&key))
             .is_ok()
     }

@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod corpus;
 mod rejections;
 mod support;
 mod vectors;
