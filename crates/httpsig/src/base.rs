@@ -1,7 +1,7 @@
 //! The signature base, exactly per RFC 9421 §2.5.
 
 use base64ct::{Base64, Encoding};
-use sfv::{Dictionary, FieldType as _, List, ListEntry, Parser};
+use sfv::{Dictionary, FieldType as _, List, Parser};
 
 use crate::component::Component;
 use crate::error::Error;
@@ -34,12 +34,20 @@ pub(crate) fn signature_base(
         if components.get(..i).is_some_and(|before| before.contains(c)) {
             return Err(Error::Malformed("component listed twice"));
         }
-        let id = c.serialized()?;
-        for value in component_values(message, c)? {
-            out.extend_from_slice(id.as_bytes());
+        let id = c.serialized().as_bytes();
+        let line = |out: &mut Vec<u8>, value: &[u8]| {
+            out.extend_from_slice(id);
             out.extend_from_slice(b": ");
-            out.extend_from_slice(&value);
+            out.extend_from_slice(value);
             out.push(b'\n');
+        };
+        // The common, single-valued cases write straight into the base.
+        if !c.is_derived() && c.params().is_empty() {
+            line(&mut out, &plain_field(message, c)?);
+            continue;
+        }
+        for value in component_values(message, c)? {
+            line(&mut out, &value);
         }
     }
     out.extend_from_slice(b"\"@signature-params\": ");
@@ -142,9 +150,12 @@ fn request_target(r: &RequestView<'_>) -> String {
 
 fn header_field(m: &Message<'_>, c: &Component) -> Result<Vec<u8>, Error> {
     let name = c.name();
+    let field = c
+        .field()
+        .ok_or(Error::Malformed("derived component used as a field"))?;
     let lines: Vec<&[u8]> = m
         .headers()
-        .get_all(name)
+        .get_all(field)
         .iter()
         .map(|v| trim_ows(v.as_bytes()))
         .collect();
@@ -190,6 +201,23 @@ fn header_field(m: &Message<'_>, c: &Component) -> Result<Vec<u8>, Error> {
         return Ok(text.unwrap_or_default().into_bytes());
     }
     Ok(combined)
+}
+
+/// A header field without parameters: its lines, trimmed, joined with ", ".
+fn plain_field(m: &Message<'_>, c: &Component) -> Result<Vec<u8>, Error> {
+    let field = c
+        .field()
+        .ok_or(Error::Malformed("derived component used as a field"))?;
+    let mut values = m.headers().get_all(field).iter();
+    let first = values
+        .next()
+        .ok_or_else(|| Error::ComponentUnavailable(c.name().to_owned()))?;
+    let mut out = trim_ows(first.as_bytes()).to_vec();
+    for v in values {
+        out.extend_from_slice(b", ");
+        out.extend_from_slice(trim_ows(v.as_bytes()));
+    }
+    Ok(out)
 }
 
 fn parse_dictionary(bytes: &[u8]) -> Result<Dictionary, Error> {
@@ -248,9 +276,17 @@ fn form_encode(bytes: &[u8]) -> String {
     out
 }
 
-/// Serializes a list entry on its own (used for `@signature-params`).
-pub(crate) fn serialize_entry(entry: ListEntry) -> Result<String, Error> {
-    let list: List = vec![entry];
-    list.serialize()
-        .ok_or(Error::Malformed("empty signature parameters"))
+/// The `@signature-params` value: the inner list of identifiers and its parameters, in order.
+pub(crate) fn signature_params_value(components: &[Component], params: &sfv::Parameters) -> String {
+    let mut out = String::with_capacity(64 + 24 * components.len());
+    out.push('(');
+    for (i, c) in components.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(c.serialized());
+    }
+    out.push(')');
+    crate::component::write_params(&mut out, params);
+    out
 }

@@ -10,10 +10,20 @@ use crate::error::Error;
 ///
 /// Parameters are kept exactly as parsed (an ordered map), so that the identifier serializes back
 /// to the same text in the signature base.
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Component {
     name: String,
     params: Parameters,
+    /// The identifier as serialized in the signature base, computed once.
+    serialized: String,
+    /// For header field components, the parsed field name, for lookups.
+    field: Option<http::HeaderName>,
+}
+
+impl PartialEq for Component {
+    fn eq(&self, other: &Self) -> bool {
+        self.serialized == other.serialized
+    }
 }
 
 impl Component {
@@ -49,18 +59,34 @@ impl Component {
     }
 
     pub(crate) fn with_params(name: &str, params: Parameters) -> Result<Self, Error> {
-        if name.is_empty()
-            || name
-                .bytes()
-                .any(|b| b.is_ascii_uppercase() || !(0x20..0x7f).contains(&b))
-        {
+        // Field names are tokens, derived names are `@` and a token: lowercase, and nothing
+        // that a quoted sf-string would need to escape.
+        let ok = |b: u8| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~@".contains(&b)
+        };
+        if name.is_empty() || !name.bytes().all(ok) {
             return Err(Error::Malformed(
                 "component names are lowercase visible ASCII",
             ));
         }
+        let mut serialized = String::with_capacity(name.len() + 2);
+        serialized.push('"');
+        serialized.push_str(name);
+        serialized.push('"');
+        write_params(&mut serialized, &params);
+        let field = if name.starts_with('@') {
+            None
+        } else {
+            Some(
+                http::HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| Error::Malformed("component is not a valid field name"))?,
+            )
+        };
         Ok(Self {
             name: name.to_owned(),
             params,
+            serialized,
+            field,
         })
     }
 
@@ -72,11 +98,9 @@ impl Component {
         Self::with_params(name.as_str(), item.params.clone())
     }
 
-    pub(crate) fn to_item(&self) -> Result<Item, Error> {
-        Ok(Item::with_params(
-            string_item(&self.name)?,
-            self.params.clone(),
-        ))
+    /// The parsed field name of a header field component.
+    pub(crate) fn field(&self) -> Option<&http::HeaderName> {
+        self.field.as_ref()
     }
 
     /// The component name.
@@ -107,23 +131,56 @@ impl Component {
     }
 
     /// The identifier as it appears in the signature base: `"name";param=value...`.
-    pub(crate) fn serialized(&self) -> Result<String, Error> {
-        Ok(self.to_item()?.serialize())
+    pub(crate) fn serialized(&self) -> &str {
+        &self.serialized
     }
 }
 
 impl fmt::Debug for Component {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.serialized() {
-            Ok(s) => f.write_str(&s),
-            Err(_) => write!(f, "{:?}", self.name),
-        }
+        f.write_str(&self.serialized)
     }
 }
 
 impl fmt::Display for Component {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Appends parameters as they follow an item: `;a=1;b="x";c` (RFC 9651 §4.1.1.2).
+pub(crate) fn write_params(out: &mut String, params: &Parameters) {
+    for (key, value) in params {
+        out.push(';');
+        out.push_str(key.as_str());
+        match value {
+            BareItem::Boolean(true) => {}
+            BareItem::Integer(i) => {
+                out.push('=');
+                out.push_str(&i.to_string());
+            }
+            BareItem::String(s) => {
+                out.push_str("=\"");
+                for c in s.as_str().chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
+            BareItem::Token(t) => {
+                out.push('=');
+                out.push_str(t.as_str());
+            }
+            other => {
+                // Rare types (decimal, byte sequence, false, date, display string): let sfv
+                // serialize them.
+                let item = Item::new(other.clone()).serialize();
+                out.push('=');
+                out.push_str(&item);
+            }
+        }
     }
 }
 

@@ -42,6 +42,22 @@ impl DigestAlgorithm {
     }
 }
 
+/// The common case, parsed without the general dictionary parser: exactly one member
+/// `sha-256=:…:` or `sha-512=:…:` with canonical base64 of the right length. Anything else goes
+/// through the structured-field parser.
+fn single_member(value: &[u8]) -> Option<(DigestAlgorithm, Vec<u8>)> {
+    let text = core::str::from_utf8(value).ok()?;
+    let (name, rest) = text.split_once("=:")?;
+    let b64 = rest.strip_suffix(':')?;
+    let alg = DigestAlgorithm::from_name(name)?;
+    let want = match alg {
+        DigestAlgorithm::Sha256 => 32,
+        DigestAlgorithm::Sha512 => 64,
+    };
+    let bytes = Base64::decode_vec(b64).ok()?;
+    (bytes.len() == want).then_some((alg, bytes))
+}
+
 /// The `Content-Digest` field value for `body`, one member per algorithm, in the order given.
 ///
 /// ```
@@ -80,6 +96,16 @@ pub fn verify_content_digest(
     body: &[u8],
     accepted: &[DigestAlgorithm],
 ) -> Result<(), Error> {
+    if let Some((alg, expected)) = single_member(value) {
+        if accepted.contains(&alg) {
+            let actual = alg.hash(body);
+            return if bool::from(actual.as_ref().ct_eq(&expected)) {
+                Ok(())
+            } else {
+                Err(Error::DigestMismatch)
+            };
+        }
+    }
     let dict: Dictionary = Parser::new(value)
         .parse()
         .map_err(|_| Error::Malformed("content-digest is not a structured dictionary"))?;

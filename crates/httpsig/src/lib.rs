@@ -30,10 +30,14 @@
 //! let verified = verifier
 //!     .prepare(RequestView::of(&request), now)?
 //!     .verify(&key.verifying_key()?)?;
-//! # let block_on = |f| -> Result<(), Error> { let mut f = std::pin::pin!(f);
-//! #   match f.as_mut().poll(&mut std::task::Context::from_waker(std::task::Waker::noop())) {
-//! #     std::task::Poll::Ready(r) => r, std::task::Poll::Pending => unreachable!() } };
-//! # use std::future::Future;
+//! # fn block_on(f: impl std::future::Future<Output = Result<(), Error>>) -> Result<(), Error> {
+//! #     let mut f = std::pin::pin!(f);
+//! #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+//! #     match f.as_mut().poll(&mut cx) {
+//! #         std::task::Poll::Ready(r) => r,
+//! #         std::task::Poll::Pending => unreachable!("the memory store never waits"),
+//! #     }
+//! # }
 //! block_on(verified.check_replay(&replay, now))?;
 //! // The same request again is a replay.
 //! let again = verifier.prepare(RequestView::of(&request), now)?.verify(&key.verifying_key()?)?;

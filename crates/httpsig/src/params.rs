@@ -1,11 +1,12 @@
 //! Signature-Input / Signature parsing, and the typed view of signature parameters.
 
-use sfv::{BareItem, Dictionary, InnerList, Item, ListEntry, Parameters, Parser};
+use sfv::{BareItem, Dictionary, Item, ListEntry, Parameters, Parser};
 
 use crate::alg::Algorithm;
-use crate::base::serialize_entry;
+use crate::base::signature_params_value;
 use crate::component::{Component, key_of, string_item};
 use crate::error::Error;
+use crate::policy::{SIGNATURE, SIGNATURE_INPUT};
 
 /// One signature found in a message: its label, covered components, parameters exactly as
 /// received, and the decoded signature bytes.
@@ -87,7 +88,11 @@ pub(crate) struct ParseLimits {
     pub(crate) max_signatures: usize,
 }
 
-fn combined(headers: &http::HeaderMap, name: &str, max: usize) -> Result<Option<Vec<u8>>, Error> {
+fn combined(
+    headers: &http::HeaderMap,
+    name: &http::HeaderName,
+    max: usize,
+) -> Result<Option<Vec<u8>>, Error> {
     let mut out: Vec<u8> = Vec::new();
     let mut any = false;
     for v in headers.get_all(name) {
@@ -109,8 +114,8 @@ pub(crate) fn received(
     limits: &ParseLimits,
 ) -> Result<Vec<Received>, Error> {
     let (Some(input), Some(sigs)) = (
-        combined(headers, "signature-input", limits.max_header_bytes)?,
-        combined(headers, "signature", limits.max_header_bytes)?,
+        combined(headers, &SIGNATURE_INPUT, limits.max_header_bytes)?,
+        combined(headers, &SIGNATURE, limits.max_header_bytes)?,
     ) else {
         return Err(Error::NoSignature);
     };
@@ -145,9 +150,9 @@ pub(crate) fn received(
             .collect::<Result<Vec<_>, _>>()?;
         out.push(Received {
             label: label.as_str().to_owned(),
+            params_value: signature_params_value(&components, &list.params),
             components,
             params: Params::from_sfv(&list.params)?,
-            params_value: serialize_entry(ListEntry::InnerList(list.clone()))?,
             signature,
         });
     }
@@ -162,10 +167,6 @@ pub(crate) fn params_value(
     components: &[Component],
     params: &[(&'static str, ParamValue)],
 ) -> Result<String, Error> {
-    let items = components
-        .iter()
-        .map(Component::to_item)
-        .collect::<Result<Vec<_>, _>>()?;
     let mut p = Parameters::new();
     for (name, value) in params {
         let bare = match value {
@@ -176,7 +177,7 @@ pub(crate) fn params_value(
         };
         p.insert(key_of(name)?, bare);
     }
-    serialize_entry(ListEntry::InnerList(InnerList::with_params(items, p)))
+    Ok(signature_params_value(components, &p))
 }
 
 /// A parameter value to sign.

@@ -7,6 +7,15 @@ use crate::digest::DigestAlgorithm;
 /// The header vouch's MCP profile carries a capability token in.
 pub const DEFAULT_TOKEN_HEADER: &str = "x-mcpvault-token";
 
+pub(crate) const CONTENT_DIGEST: http::HeaderName = http::HeaderName::from_static("content-digest");
+pub(crate) const SIGNATURE: http::HeaderName = http::HeaderName::from_static("signature");
+pub(crate) const SIGNATURE_INPUT: http::HeaderName =
+    http::HeaderName::from_static("signature-input");
+
+fn field(name: &str) -> Option<http::HeaderName> {
+    http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).ok()
+}
+
 /// When the signature must cover a verified `Content-Digest`.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +39,7 @@ pub struct VerifyPolicy {
     pub(crate) label: Option<String>,
     pub(crate) required_tag: Option<String>,
     pub(crate) required: Vec<Component>,
-    pub(crate) required_if_present: Vec<String>,
+    pub(crate) required_if_present: Vec<http::HeaderName>,
     pub(crate) digest_rule: DigestRule,
     pub(crate) digest_algorithms: Vec<DigestAlgorithm>,
     pub(crate) require_created: bool,
@@ -67,12 +76,15 @@ impl VerifyPolicy {
             label: None,
             required_tag: None,
             required: components(&["@method", "@target-uri"]),
-            required_if_present: vec![
-                "authorization".to_owned(),
-                "mcp-session-id".to_owned(),
-                "mcp-protocol-version".to_owned(),
-                DEFAULT_TOKEN_HEADER.to_owned(),
-            ],
+            required_if_present: [
+                "authorization",
+                "mcp-session-id",
+                "mcp-protocol-version",
+                DEFAULT_TOKEN_HEADER,
+            ]
+            .into_iter()
+            .map(http::HeaderName::from_static)
+            .collect(),
             digest_rule: DigestRule::WithBody,
             digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Sha512],
             require_created: true,
@@ -138,10 +150,11 @@ impl VerifyPolicy {
         self
     }
 
-    /// Require this header field to be covered whenever the request carries it.
+    /// Require this header field to be covered whenever the request carries it (an invalid
+    /// field name is ignored).
     #[must_use]
     pub fn require_if_present(mut self, header: &str) -> Self {
-        self.required_if_present.push(header.to_ascii_lowercase());
+        self.required_if_present.extend(field(header));
         self
     }
 
@@ -149,8 +162,8 @@ impl VerifyPolicy {
     #[must_use]
     pub fn token_header(mut self, header: &str) -> Self {
         self.required_if_present
-            .retain(|h| h != DEFAULT_TOKEN_HEADER);
-        self.required_if_present.push(header.to_ascii_lowercase());
+            .retain(|h| h.as_str() != DEFAULT_TOKEN_HEADER);
+        self.required_if_present.extend(field(header));
         self
     }
 

@@ -7,7 +7,7 @@ use crate::digest::verify_content_digest;
 use crate::error::Error;
 use crate::message::Message;
 use crate::params::{Params, ParseLimits, Received, received};
-use crate::policy::{DigestRule, VerifyPolicy};
+use crate::policy::{CONTENT_DIGEST, DigestRule, VerifyPolicy};
 use crate::replay::{ReplayGuard, ReplayKey};
 
 /// Verifies signed messages under one [`VerifyPolicy`].
@@ -155,13 +155,13 @@ impl Verifier {
             }
         }
         for header in &p.required_if_present {
-            if message.headers().contains_key(header.as_str())
-                && !covers_plain(&c.components, header)
+            if message.headers().contains_key(header)
+                && !covers_plain(&c.components, header.as_str())
             {
                 return Err(Error::MissingComponent(format!("\"{header}\"")));
             }
         }
-        let digest_present = message.headers().contains_key("content-digest");
+        let digest_present = message.headers().contains_key(CONTENT_DIGEST);
         let digest_needed = match p.digest_rule {
             DigestRule::Always => true,
             DigestRule::WithBody => !message.body().is_empty(),
@@ -174,7 +174,7 @@ impl Verifier {
         if digest_covered && digest_present {
             let value: Vec<u8> = message
                 .headers()
-                .get_all("content-digest")
+                .get_all(CONTENT_DIGEST)
                 .iter()
                 .map(|v| v.as_bytes())
                 .collect::<Vec<_>>()
