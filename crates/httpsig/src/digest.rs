@@ -96,15 +96,15 @@ pub fn verify_content_digest(
     body: &[u8],
     accepted: &[DigestAlgorithm],
 ) -> Result<(), Error> {
-    if let Some((alg, expected)) = single_member(value) {
-        if accepted.contains(&alg) {
-            let actual = alg.hash(body);
-            return if bool::from(actual.as_ref().ct_eq(&expected)) {
-                Ok(())
-            } else {
-                Err(Error::DigestMismatch)
-            };
-        }
+    if let Some((alg, expected)) = single_member(value)
+        && accepted.contains(&alg)
+    {
+        let actual = alg.hash(body);
+        return if bool::from(actual.as_ref().ct_eq(&expected)) {
+            Ok(())
+        } else {
+            Err(Error::DigestMismatch)
+        };
     }
     let dict: Dictionary = Parser::new(value)
         .parse()
