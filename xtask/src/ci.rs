@@ -15,11 +15,20 @@ pub(crate) enum Step {
     Test,
     /// rustdoc with warnings denied.
     Doc,
+    /// Interop with real peers (`cargo xtask interop`).
+    Interop,
     /// A short smoke run of each fuzz target.
     Fuzz,
 }
 
-const ALL: [Step; 5] = [Step::Fmt, Step::Clippy, Step::Test, Step::Doc, Step::Fuzz];
+const ALL: [Step; 6] = [
+    Step::Fmt,
+    Step::Clippy,
+    Step::Test,
+    Step::Doc,
+    Step::Interop,
+    Step::Fuzz,
+];
 
 /// Seconds each fuzz target runs in CI: a smoke test, not a campaign.
 const CI_FUZZ_SECONDS: u64 = 10;
@@ -45,6 +54,7 @@ pub(crate) fn run_step(step: Step) -> Result {
             "--all-features",
             "--locked",
         ])),
+        Step::Interop => crate::interop::run(),
         Step::Fuzz => crate::fuzz::run(CI_FUZZ_SECONDS),
     }
 }
@@ -72,6 +82,7 @@ fn step_name(step: Step) -> &'static str {
         Step::Clippy => "clippy",
         Step::Test => "test",
         Step::Doc => "doc",
+        Step::Interop => "interop",
         Step::Fuzz => "fuzz",
     }
 }

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod ci;
 mod fuzz;
+mod interop;
 
 /// vouch project tasks.
 #[derive(Parser)]
@@ -26,9 +27,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Every check CI runs: fmt, clippy, tests (with doctests), docs, fuzz smoke run.
+    /// Every check CI runs: fmt, clippy, tests (with doctests), docs, interop, fuzz smoke run.
     Ci {
-        /// Run only these steps (fmt, clippy, test, doc, fuzz); all of them when none is given.
+        /// Run only these steps (fmt, clippy, test, doc, interop, fuzz); all when none is given.
         steps: Vec<ci::Step>,
     },
     /// Criterion benches, then a summary table with vouch/peer ratios.
@@ -36,6 +37,9 @@ enum Task {
         /// Only benchmarks whose id matches this criterion filter.
         filter: Option<String>,
     },
+    /// Interop with real peers (the Python envoys package), both directions, in a venv under
+    /// target/.
+    Interop,
     /// A short run of every fuzz target (installs cargo-fuzz when missing).
     Fuzz {
         /// Seconds per target.
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Task::Ci { steps } => ci::run(&steps),
         Task::Bench { filter } => bench::run(filter.as_deref()),
         Task::Fuzz { seconds } => fuzz::run(seconds),
+        Task::Interop => interop::run(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,96 @@
+//! `cargo xtask interop`: vouch against real peers, in both directions.
+//!
+//! The Python `envoys` 0.3.0 package (with envoys-mcp 0.1.1) runs in a venv this task makes under
+//! `target/interop/venv`. envoys signs and vouch verifies; vouch signs and envoys verifies, each
+//! side also proving it refuses a replay and a tampered copy. Any failure fails the task.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::{Result, cargo, exec, root};
+
+const PACKAGES: [&str; 3] = ["envoys==0.3.0", "envoys-mcp==0.1.1", "mcp<2"];
+
+pub(crate) fn run() -> Result {
+    let dir = root().join("target").join("interop");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let python = venv(&dir)?;
+    let script = root()
+        .join("xtask")
+        .join("interop")
+        .join("envoys_interop.py");
+    let from_envoys = dir.join("envoys-signed.json");
+    let from_vouch = dir.join("vouch-signed.json");
+
+    eprintln!("== interop: envoys signs, vouch verifies");
+    exec(
+        Command::new(&python)
+            .arg(&script)
+            .arg("sign")
+            .arg(&from_envoys),
+    )?;
+    exec(example("verify", &from_envoys).as_mut())?;
+
+    eprintln!("== interop: vouch signs, envoys verifies");
+    exec(example("sign", &from_vouch).as_mut())?;
+    exec(
+        Command::new(&python)
+            .arg(&script)
+            .arg("verify")
+            .arg(&from_vouch),
+    )?;
+    eprintln!("== interop: all directions passed");
+    Ok(())
+}
+
+fn example(mode: &str, file: &Path) -> Box<Command> {
+    let mut cmd = cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--locked",
+        "-p",
+        "vouch-httpsig",
+        "--example",
+        "envoys_interop",
+        "--",
+        mode,
+    ])
+    .arg(file);
+    Box::new(cmd)
+}
+
+/// The venv's python, creating the venv and installing the peers when needed.
+fn venv(dir: &Path) -> Result<std::path::PathBuf> {
+    let venv = dir.join("venv");
+    let python = venv.join("bin").join("python");
+    let ready = Command::new(&python)
+        .args(["-c", "import envoys, envoys_mcp, importlib.metadata as m; assert m.version('envoys') == '0.3.0'"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ready {
+        return Ok(python);
+    }
+    let system = ["python3", "python"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .ok_or("interop needs python3 (with the venv module) on PATH; none was found")?;
+    exec(Command::new(system).args(["-m", "venv"]).arg(&venv))?;
+    exec(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .args(PACKAGES),
+    )?;
+    Ok(python)
+}
