@@ -9,6 +9,7 @@
 )]
 
 mod corpus;
+mod cross;
 mod rejections;
 mod support;
 mod vectors;
