@@ -15,9 +15,46 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     }
     exec(&mut cmd)?;
     let dir = root().join("target").join("criterion");
-    print_timings(&dir)?;
+    let table = timings(&dir)?;
+    print_timings(&table);
+    print_goals(&table);
     print_sizes(&dir);
     Ok(())
+}
+
+/// The ratios the issues set goals for: (group, measured, reference, goal).
+const GOALS: &[(&str, &str, &str, f64)] = &[
+    ("verify_cold_3", "vouch", "biscuit", 0.8),
+    (
+        "httpsig_1k_tools_call",
+        "vouch_verify_full",
+        "ring_ed25519_verify_1k",
+        1.15,
+    ),
+];
+
+fn print_goals(table: &Table) {
+    println!();
+    println!("{:<48} {:>8} {:>8}  result", "goal", "ratio", "limit");
+    for (group, measured, reference, limit) in GOALS {
+        let pair = table
+            .get(*group)
+            .and_then(|f| Some((f.get(*measured)?, f.get(*reference)?)));
+        let Some((m, r)) = pair else {
+            println!(
+                "{:<48} {:>8} {limit:>8.2}  not measured in this run",
+                format!("{group}: {measured}/{reference}"),
+                "-"
+            );
+            continue;
+        };
+        let ratio = m / r;
+        let verdict = if ratio <= *limit { "met" } else { "MISSED" };
+        println!(
+            "{:<48} {ratio:>8.3} {limit:>8.2}  {verdict}",
+            format!("{group}: {measured}/{reference}")
+        );
+    }
 }
 
 /// Mean time in nanoseconds of one benchmark, from criterion's `estimates.json`.
@@ -27,10 +64,12 @@ fn mean_ns(path: &Path) -> Option<f64> {
     v["mean"]["point_estimate"].as_f64()
 }
 
-fn print_timings(dir: &Path) -> Result {
+/// group -> function -> mean time in ns.
+type Table = BTreeMap<String, BTreeMap<String, f64>>;
+
+fn timings(dir: &Path) -> Result<Table> {
     let groups = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    // group -> function -> mean ns
-    let mut table: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    let mut table = Table::new();
     for group in groups.flatten() {
         let Ok(functions) = std::fs::read_dir(group.path()) else {
             continue;
@@ -60,7 +99,6 @@ fn print_timings(dir: &Path) -> Result {
             println!("{group:<24} {function:<28} {:>12} {ratio:>12}", human(*ns));
         }
     }
-    Ok(())
 }
 
 fn print_sizes(dir: &Path) {
