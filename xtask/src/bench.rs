@@ -84,12 +84,16 @@ fn timings(dir: &Path) -> Result<Table> {
             }
         }
     }
+    Ok(table)
+}
+
+fn print_timings(table: &Table) {
     println!();
     println!(
         "{:<24} {:<28} {:>12} {:>12}",
         "benchmark", "function", "mean", "vouch/peer"
     );
-    for (group, functions) in &table {
+    for (group, functions) in table {
         let vouch = functions.get("vouch").copied();
         for (function, ns) in functions {
             let ratio = match vouch {
