@@ -261,12 +261,12 @@ fn percent_decode(s: &str) -> Vec<u8> {
     out
 }
 
-/// The WHATWG `application/x-www-form-urlencoded` byte serializer.
+/// Re-encodes a decoded query name or value as RFC 9421 §2.2.8 shows: every byte outside
+/// `*-._`, digits and letters becomes `%XX`, a space included (`with+plus` → `with%20plus`).
 fn form_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len());
     for &b in bytes {
         match b {
-            b' ' => out.push('+'),
             b'*' | b'-' | b'.' | b'_' | b'0'..=b'9' | b'A'..=b'Z' | b'a'..=b'z' => {
                 out.push(char::from(b))
             }

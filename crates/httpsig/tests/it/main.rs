@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod components;
 mod corpus;
 mod cross;
 mod rejections;
