@@ -1,0 +1,29 @@
+//! Keys and trust state for vouch: key files, key resolution, key pinning and replay stores.
+//!
+//! This module set grows with the crate; today it holds the Ed25519 key formats:
+//!
+//! ```
+//! use vouch_keys::{KeyFormat, encode_private, parse_private, parse_public, did_key, jwk_thumbprint};
+//! use vouch_token::KeyPair;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = KeyPair::from_seed(&[7; 32])?;
+//! let pem = encode_private(&key, KeyFormat::Pem);
+//! assert_eq!(parse_private(&pem)?.public_key(), key.public_key());
+//! let did = did_key(&key.public_key());
+//! assert_eq!(parse_public(&did)?, key.public_key());
+//! assert_eq!(jwk_thumbprint(&key.public_key()).len(), 43);
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod format;
+
+pub use error::Error;
+pub use format::{
+    KeyFormat, did_key, encode_private, encode_public, from_did_key, from_pkcs8_der,
+    jwk_thumbprint, load_private, load_public, parse_private, parse_public, pkcs8_v1_der,
+    pkcs8_v2_der, public_jwk, save_private,
+};
