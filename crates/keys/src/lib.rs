@@ -1,6 +1,8 @@
 //! Keys and trust state for vouch: key files, key resolution, key pinning and replay stores.
 //!
-//! This module set grows with the crate; today it holds the Ed25519 key formats:
+//! Today it holds the Ed25519 key formats, the pin store (memory and file) and a sharded
+//! in-memory replay store; key resolvers and the Redis stores follow.
+//!
 //!
 //! ```
 //! use vouch_keys::{KeyFormat, encode_private, parse_private, parse_public, did_key, jwk_thumbprint};
@@ -20,6 +22,9 @@
 
 mod error;
 mod format;
+mod pin;
+mod replay;
+mod store;
 
 pub use error::Error;
 pub use format::{
@@ -27,3 +32,6 @@ pub use format::{
     jwk_thumbprint, load_private, load_public, parse_private, parse_public, pkcs8_v1_der,
     pkcs8_v2_der, public_jwk, save_private,
 };
+pub use pin::{FilePinStore, MemoryPinStore, PinStore, Pinned};
+pub use replay::ShardedReplayStore;
+pub use store::{StoreError, StoreFuture};

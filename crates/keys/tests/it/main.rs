@@ -9,3 +9,6 @@
 )]
 
 mod formats;
+mod pins;
+mod replay;
+mod support;

@@ -1,0 +1,148 @@
+//! Pin stores: first key wins, a rotated key is refused until reset, files survive reopening.
+
+use std::sync::Arc;
+
+use vouch_keys::{FilePinStore, MemoryPinStore, PinStore, Pinned, StoreError};
+
+use crate::support::ready;
+
+fn pin_rules(store: &dyn PinStore) {
+    assert_eq!(ready(store.get("alice")), Ok(None));
+    assert_eq!(
+        ready(store.check_and_pin("alice", "key-1")),
+        Ok(Pinned::New)
+    );
+    assert_eq!(
+        ready(store.check_and_pin("alice", "key-1")),
+        Ok(Pinned::Matched)
+    );
+    assert_eq!(
+        ready(store.check_and_pin("alice", "key-2")),
+        Err(StoreError::PinMismatch {
+            identity: "alice".into()
+        }),
+        "a rotated key is refused"
+    );
+    assert_eq!(
+        ready(store.get("alice")),
+        Ok(Some("key-1".into())),
+        "the refused key did not replace the pin"
+    );
+    assert_eq!(
+        ready(store.check_and_pin("bob", "key-2")),
+        Ok(Pinned::New),
+        "pins are per identity"
+    );
+    assert_eq!(ready(store.reset("alice")), Ok(true));
+    assert_eq!(ready(store.reset("alice")), Ok(false));
+    assert_eq!(
+        ready(store.check_and_pin("alice", "key-2")),
+        Ok(Pinned::New),
+        "after a reset the new key pins"
+    );
+}
+
+#[test]
+fn memory_store_rules_and_bound() {
+    pin_rules(&MemoryPinStore::new(100));
+    let small = MemoryPinStore::new(1);
+    assert_eq!(ready(small.check_and_pin("a", "k")), Ok(Pinned::New));
+    assert!(
+        matches!(
+            ready(small.check_and_pin("b", "k")),
+            Err(StoreError::Unavailable(_))
+        ),
+        "full: refuse, never evict"
+    );
+    assert_eq!(
+        ready(small.check_and_pin("a", "k")),
+        Ok(Pinned::Matched),
+        "existing pins still check"
+    );
+}
+
+#[test]
+fn file_store_rules_and_durability() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pins.json");
+    pin_rules(&FilePinStore::open(&path).unwrap());
+    // A new process sees what the old one pinned.
+    let reopened = FilePinStore::open(&path).unwrap();
+    assert_eq!(ready(reopened.get("alice")), Ok(Some("key-2".into())));
+    assert_eq!(ready(reopened.get("bob")), Ok(Some("key-2".into())));
+    assert_eq!(
+        ready(reopened.check_and_pin("bob", "key-3")),
+        Err(StoreError::PinMismatch {
+            identity: "bob".into()
+        })
+    );
+    // No temporary file is left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["pins.json"]);
+}
+
+#[test]
+fn corrupt_file_is_an_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pins.json");
+    for corrupt in ["{not json", "[1, 2]", "{\"alice\": 5}"] {
+        std::fs::write(&path, corrupt).unwrap();
+        match FilePinStore::open(&path) {
+            Err(StoreError::Corrupt(why)) => assert!(why.contains("pins.json"), "{why}"),
+            other => panic!("{corrupt:?}: expected corrupt, got {other:?}"),
+        }
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            corrupt,
+            "never silently reset"
+        );
+    }
+}
+
+#[test]
+fn concurrent_writers_in_one_process_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pins.json");
+    let store = Arc::new(FilePinStore::open(&path).unwrap());
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..10 {
+                    assert_eq!(
+                        ready(s.check_and_pin(&format!("id-{t}-{i}"), "k")),
+                        Ok(Pinned::New)
+                    );
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let reopened = FilePinStore::open(&path).unwrap();
+    for t in 0..8 {
+        for i in 0..10 {
+            assert_eq!(
+                ready(reopened.get(&format!("id-{t}-{i}"))),
+                Ok(Some("k".into()))
+            );
+        }
+    }
+    // Racing pins of one identity with different keys: exactly one wins.
+    let wins: usize = (0..8)
+        .map(|t| {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                ready(s.check_and_pin("contested", &format!("key-{t}"))).is_ok()
+            })
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|h| usize::from(h.join().unwrap()))
+        .sum();
+    assert_eq!(wins, 1);
+}
