@@ -1,7 +1,8 @@
 //! Keys and trust state for vouch: key files, key resolution, key pinning and replay stores.
 //!
-//! Today it holds the Ed25519 key formats, the pin store (memory and file) and a sharded
-//! in-memory replay store; key resolvers and the Redis stores follow.
+//! Today it holds the Ed25519 key formats, key resolution (static keys, the address identity
+//! rule, a caching wrapper), the pin store (memory and file) and a sharded in-memory replay
+//! store; the HTTPS resolver and the Redis stores follow.
 //!
 //!
 //! ```
@@ -20,12 +21,15 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod cache;
 mod error;
 mod format;
 mod pin;
 mod replay;
+mod resolve;
 mod store;
 
+pub use cache::{CacheConfig, CachingResolver};
 pub use error::Error;
 pub use format::{
     KeyFormat, did_key, encode_private, encode_public, from_did_key, from_pkcs8_der,
@@ -34,4 +38,8 @@ pub use format::{
 };
 pub use pin::{FilePinStore, MemoryPinStore, PinStore, Pinned};
 pub use replay::ShardedReplayStore;
+pub use resolve::{
+    AddressClaim, HostRule, IdentityRule, KeyResolver, ResolveError, ResolveFuture, ResolvedKey,
+    StaticResolver, address_claim,
+};
 pub use store::{StoreError, StoreFuture};

@@ -11,4 +11,5 @@
 mod formats;
 mod pins;
 mod replay;
+mod resolve;
 mod support;
