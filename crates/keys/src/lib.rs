@@ -1,8 +1,8 @@
 //! Keys and trust state for vouch: key files, key resolution, key pinning and replay stores.
 //!
 //! Today it holds the Ed25519 key formats, key resolution (static keys, the address identity
-//! rule, a caching wrapper), the pin store (memory and file) and a sharded in-memory replay
-//! store; the HTTPS resolver and the Redis stores follow.
+//! rule, an HTTPS resolver with address guards, a caching wrapper), the pin store (memory and
+//! file) and a sharded in-memory replay store; the Redis stores follow.
 //!
 //!
 //! ```
@@ -24,6 +24,7 @@
 mod cache;
 mod error;
 mod format;
+mod https;
 mod pin;
 mod replay;
 mod resolve;
@@ -36,6 +37,7 @@ pub use format::{
     jwk_thumbprint, load_private, load_public, parse_private, parse_public, pkcs8_v1_der,
     pkcs8_v2_der, public_jwk, save_private,
 };
+pub use https::{HttpsConfig, HttpsResolver, is_non_public, key_from_document};
 pub use pin::{FilePinStore, MemoryPinStore, PinStore, Pinned};
 pub use replay::ShardedReplayStore;
 pub use resolve::{

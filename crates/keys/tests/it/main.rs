@@ -9,6 +9,7 @@
 )]
 
 mod formats;
+mod https;
 mod pins;
 mod replay;
 mod resolve;
