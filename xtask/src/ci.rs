@@ -46,7 +46,10 @@ pub(crate) fn run_step(step: Step) -> Result {
             "-D",
             "warnings",
         ])),
-        Step::Test => exec(cargo().args(["test", "--workspace", "--all-features", "--locked"])),
+        Step::Test => {
+            ensure_redis_server()?;
+            exec(cargo().args(["test", "--workspace", "--all-features", "--locked"]))
+        }
         Step::Doc => exec(cargo().env("RUSTDOCFLAGS", "-D warnings").args([
             "doc",
             "--workspace",
@@ -57,6 +60,23 @@ pub(crate) fn run_step(step: Step) -> Result {
         Step::Interop => crate::interop::run(),
         Step::Fuzz => crate::fuzz::run(CI_FUZZ_SECONDS),
     }
+}
+
+/// The Redis store tests start their own `redis-server`; install it from Debian's packages when
+/// it is missing (CI runs as root on a Debian machine). Anything else is a clear failure.
+fn ensure_redis_server() -> Result {
+    let present = std::process::Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if present {
+        return Ok(());
+    }
+    eprintln!("redis-server is missing; installing it with apt-get for the Redis store tests");
+    let apt = |args: &[&str]| exec(std::process::Command::new("apt-get").args(args));
+    apt(&["update", "-q"])
+        .and_then(|()| apt(&["install", "-y", "-q", "redis-server"]))
+        .map_err(|e| format!("the Redis tests need redis-server and it could not be installed ({e}); install it and run again"))
 }
 
 pub(crate) fn run(steps: &[Step]) -> Result {

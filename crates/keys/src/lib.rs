@@ -2,7 +2,7 @@
 //!
 //! Today it holds the Ed25519 key formats, key resolution (static keys, the address identity
 //! rule, an HTTPS resolver with address guards, a caching wrapper), the pin store (memory and
-//! file) and a sharded in-memory replay store; the Redis stores follow.
+//! file, and Redis with the `redis` feature) and replay stores (sharded memory, Redis).
 //!
 //!
 //! ```
@@ -26,6 +26,8 @@ mod error;
 mod format;
 mod https;
 mod pin;
+#[cfg(feature = "redis")]
+mod redis;
 mod replay;
 mod resolve;
 mod store;
@@ -39,6 +41,9 @@ pub use format::{
 };
 pub use https::{HttpsConfig, HttpsResolver, is_non_public, key_from_document};
 pub use pin::{FilePinStore, MemoryPinStore, PinStore, Pinned};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use redis::{RedisPinStore, RedisReplayStore};
 pub use replay::ShardedReplayStore;
 pub use resolve::{
     AddressClaim, HostRule, IdentityRule, KeyResolver, ResolveError, ResolveFuture, ResolvedKey,

@@ -11,6 +11,8 @@
 mod formats;
 mod https;
 mod pins;
+#[cfg(feature = "redis")]
+mod redis;
 mod replay;
 mod resolve;
 mod support;
