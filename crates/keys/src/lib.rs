@@ -40,7 +40,7 @@ pub use format::{
     pkcs8_v2_der, public_jwk, save_private,
 };
 pub use https::{HttpsConfig, HttpsResolver, is_non_public, key_from_document};
-pub use pin::{FilePinStore, MemoryPinStore, PinStore, Pinned};
+pub use pin::{FilePinStore, MemoryPinStore, PinCheckError, PinStore, Pinned, verify_and_pin};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use redis::{RedisPinStore, RedisReplayStore};

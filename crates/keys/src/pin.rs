@@ -206,3 +206,55 @@ impl PinStore for FilePinStore {
         }))
     }
 }
+
+/// Why [`verify_and_pin`] refused a request.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinCheckError {
+    /// The signature did not verify: nothing was pinned.
+    Signature(vouch_httpsig::Error),
+    /// The allowlist refused the caller: nothing was pinned.
+    NotAdmitted,
+    /// The pin store refused (another key pinned) or failed (fail closed).
+    Pin(StoreError),
+}
+
+impl core::fmt::Display for PinCheckError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Signature(e) => write!(f, "signature: {e}"),
+            Self::NotAdmitted => f.write_str("caller not admitted"),
+            Self::Pin(e) => write!(f, "pin: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for PinCheckError {}
+
+/// The order that keeps pinning safe: verify the signature with the resolved key, then ask the
+/// allowlist (`admit`), and only then pin the key for `identity`. A forged request, or a caller
+/// the allowlist refuses, never creates a pin (so naming a victim's identity first cannot lock
+/// the victim out).
+///
+/// # Errors
+///
+/// [`PinCheckError`] saying which step refused.
+pub async fn verify_and_pin(
+    prepared: vouch_httpsig::Prepared,
+    key: &crate::resolve::ResolvedKey,
+    identity: &str,
+    admit: impl FnOnce(&vouch_httpsig::Verified) -> bool,
+    pins: &dyn PinStore,
+) -> Result<(vouch_httpsig::Verified, Pinned), PinCheckError> {
+    let verified = prepared
+        .verify(key.key())
+        .map_err(PinCheckError::Signature)?;
+    if !admit(&verified) {
+        return Err(PinCheckError::NotAdmitted);
+    }
+    let pinned = pins
+        .check_and_pin(identity, key.fingerprint())
+        .await
+        .map_err(PinCheckError::Pin)?;
+    Ok((verified, pinned))
+}

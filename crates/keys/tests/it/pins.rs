@@ -146,3 +146,79 @@ fn concurrent_writers_in_one_process_lose_nothing() {
         .sum();
     assert_eq!(wins, 1);
 }
+
+mod order {
+    use vouch_httpsig::{RequestView, SigningKey, Verifier, VerifyPolicy, mcp_spec, sign};
+    use vouch_keys::{
+        MemoryPinStore, PinCheckError, PinStore, Pinned, ResolvedKey, StoreError, verify_and_pin,
+    };
+    use vouch_token::KeyPair;
+
+    use crate::support::ready;
+
+    const NOW: u64 = 1_700_000_000;
+    const VICTIM: &str = "https://agents.example/agents/victim@example.com";
+
+    fn signed_by(seed: u8) -> http::Request<Vec<u8>> {
+        let key = SigningKey::ed25519_from_seed(&[seed; 32]).unwrap();
+        let mut req = http::Request::get("https://mcp.example/mcp")
+            .body(Vec::new())
+            .unwrap();
+        let spec = mcp_spec(&RequestView::of(&req), &key, VICTIM, None, NOW).unwrap();
+        sign(RequestView::of(&req), &spec, &key)
+            .unwrap()
+            .apply(req.headers_mut())
+            .unwrap();
+        req
+    }
+
+    fn resolved(seed: u8) -> ResolvedKey {
+        ResolvedKey::ed25519(&KeyPair::from_seed(&[seed; 32]).unwrap().public_key())
+    }
+
+    fn check(
+        req: &http::Request<Vec<u8>>,
+        key: &ResolvedKey,
+        admit: bool,
+        pins: &MemoryPinStore,
+    ) -> Result<Pinned, PinCheckError> {
+        let prepared = Verifier::new(VerifyPolicy::mcp())
+            .prepare(RequestView::of(req), NOW)
+            .unwrap();
+        ready(verify_and_pin(prepared, key, VICTIM, |_| admit, pins)).map(|(_, p)| p)
+    }
+
+    #[test]
+    fn a_pin_is_made_only_after_verification_and_admission() {
+        let pins = MemoryPinStore::new(10);
+        // The attacker signs with key 66 but the resolver (say, a stale cache or a spoof that got
+        // through) hands over the victim's key 1: the signature fails, nothing is pinned.
+        let forged = signed_by(66);
+        assert!(matches!(
+            check(&forged, &resolved(1), true, &pins),
+            Err(PinCheckError::Signature(_))
+        ));
+        // A valid signature by a caller the allowlist refuses: nothing is pinned either.
+        assert_eq!(
+            check(&signed_by(66), &resolved(66), false, &pins),
+            Err(PinCheckError::NotAdmitted)
+        );
+        assert_eq!(ready(pins.get(VICTIM)), Ok(None));
+        // The victim, verified and admitted, pins its key.
+        assert_eq!(
+            check(&signed_by(1), &resolved(1), true, &pins),
+            Ok(Pinned::New)
+        );
+        // Afterwards another key for that identity is refused even with a valid signature.
+        assert_eq!(
+            check(&signed_by(66), &resolved(66), true, &pins),
+            Err(PinCheckError::Pin(StoreError::PinMismatch {
+                identity: VICTIM.into()
+            }))
+        );
+        assert_eq!(
+            check(&signed_by(1), &resolved(1), true, &pins),
+            Ok(Pinned::Matched)
+        );
+    }
+}
