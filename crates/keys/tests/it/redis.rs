@@ -6,12 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use vouch_httpsig::{
-    Error, ReplayGuard, RequestView, SigningKey, Verified, Verifier, VerifyPolicy, mcp_spec, sign,
-};
+use vouch_httpsig::{Error, ReplayGuard};
 use vouch_keys::{PinStore, Pinned, RedisPinStore, RedisReplayStore, StoreError};
 
-const NOW: u64 = 1_700_000_000;
+use crate::support::{NOW, verified};
 
 struct RedisServer {
     child: Option<Child>,
@@ -71,23 +69,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn verified(nonce_seed: u8) -> Verified {
-    let key = SigningKey::ed25519_from_seed(&[nonce_seed; 32]).unwrap();
-    let mut req = http::Request::get("https://mcp.example/mcp")
-        .body(Vec::new())
-        .unwrap();
-    let spec = mcp_spec(&RequestView::of(&req), &key, "agent", None, NOW).unwrap();
-    sign(RequestView::of(&req), &spec, &key)
-        .unwrap()
-        .apply(req.headers_mut())
-        .unwrap();
-    Verifier::new(VerifyPolicy::mcp())
-        .prepare(RequestView::of(&req), NOW)
-        .unwrap()
-        .verify(&key.verifying_key().unwrap())
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

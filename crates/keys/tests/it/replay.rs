@@ -2,38 +2,18 @@
 
 use std::sync::Arc;
 
-use vouch_httpsig::{
-    Error, ReplayGuard, RequestView, SigningKey, Verified, Verifier, VerifyPolicy, mcp_spec, sign,
-};
+use vouch_httpsig::{Error, ReplayGuard};
 use vouch_keys::ShardedReplayStore;
 
-use crate::support::ready;
-
-const NOW: u64 = 1_700_000_000;
+use crate::support::{NOW, ready, verified};
 
 /// A freshly signed and verified request (a new nonce each time).
-fn verified() -> Verified {
-    let key = SigningKey::ed25519_from_seed(&[4; 32]).unwrap();
-    let mut req = http::Request::get("https://mcp.example/mcp")
-        .body(Vec::new())
-        .unwrap();
-    let spec = mcp_spec(&RequestView::of(&req), &key, "agent", None, NOW).unwrap();
-    sign(RequestView::of(&req), &spec, &key)
-        .unwrap()
-        .apply(req.headers_mut())
-        .unwrap();
-    Verifier::new(VerifyPolicy::mcp())
-        .prepare(RequestView::of(&req), NOW)
-        .unwrap()
-        .verify(&key.verifying_key().unwrap())
-        .unwrap()
-}
 
 #[test]
 fn concurrent_identical_requests_are_accepted_once() {
     let store = Arc::new(ShardedReplayStore::new(10_000));
     for _ in 0..20 {
-        let v = verified();
+        let v = verified(4);
         let accepted: usize = (0..16)
             .map(|_| {
                 let (s, v) = (store.clone(), v.clone());
@@ -50,7 +30,7 @@ fn concurrent_identical_requests_are_accepted_once() {
 #[test]
 fn entries_expire_with_the_window() {
     let store = ShardedReplayStore::new(100);
-    let v = verified();
+    let v = verified(4);
     ready(v.check_replay(&store, NOW)).unwrap();
     assert_eq!(
         ready(store.check_and_insert(v.replay_key(), v.keep_until(), v.keep_until())),
@@ -67,7 +47,7 @@ fn a_full_store_fails_closed_and_recovers_as_entries_expire() {
     let mut refused = 0;
     let mut accepted = Vec::new();
     for _ in 0..64 {
-        let v = verified();
+        let v = verified(4);
         match ready(v.check_replay(&store, NOW)) {
             Ok(()) => accepted.push(v),
             Err(e) => {
@@ -84,6 +64,6 @@ fn a_full_store_fails_closed_and_recovers_as_entries_expire() {
     }
     // Once the window has passed, the store takes new entries again.
     let later = accepted[0].keep_until() + 1;
-    let fresh = verified();
+    let fresh = verified(4);
     ready(store.check_and_insert(fresh.replay_key(), later + 300, later)).unwrap();
 }

@@ -1,4 +1,5 @@
-//! A minimal executor for the stores' futures, which never wait.
+//! Shared fixtures: a minimal executor for the stores' futures (which never wait) and signed,
+//! verified requests.
 
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
@@ -9,4 +10,27 @@ pub(crate) fn ready<T>(f: impl Future<Output = T>) -> T {
         Poll::Ready(v) => v,
         Poll::Pending => panic!("store future was not ready"),
     }
+}
+
+/// The time every fixture is signed and verified at.
+pub(crate) const NOW: u64 = 1_700_000_000;
+
+/// A freshly signed and verified request by the key with seed `[seed; 32]` (a new nonce each
+/// call).
+pub(crate) fn verified(seed: u8) -> vouch_httpsig::Verified {
+    use vouch_httpsig::{RequestView, SigningKey, Verifier, VerifyPolicy, mcp_spec, sign};
+    let key = SigningKey::ed25519_from_seed(&[seed; 32]).unwrap();
+    let mut req = http::Request::get("https://mcp.example/mcp")
+        .body(Vec::new())
+        .unwrap();
+    let spec = mcp_spec(&RequestView::of(&req), &key, "agent", None, NOW).unwrap();
+    sign(RequestView::of(&req), &spec, &key)
+        .unwrap()
+        .apply(req.headers_mut())
+        .unwrap();
+    Verifier::new(VerifyPolicy::mcp())
+        .prepare(RequestView::of(&req), NOW)
+        .unwrap()
+        .verify(&key.verifying_key().unwrap())
+        .unwrap()
 }
