@@ -1,0 +1,30 @@
+//! The error responses the layers answer with (the seed's JSON shape).
+
+use axum_core::body::Body;
+use http::{HeaderValue, Response, header};
+use serde_json::json;
+
+use crate::pipeline::Rejection;
+
+/// `{"detail": {"error": kind, "detail": reason}}` with the status, and the
+/// `WWW-Authenticate: Signature` challenge on 401.
+pub(crate) fn rejection_response(rejection: &Rejection, challenge: &str) -> Response<Body> {
+    let kind = match rejection {
+        Rejection::Unauthorized { .. } => "invalid_signature",
+        Rejection::PayloadTooLarge => "payload_too_large",
+        Rejection::Unavailable => "unavailable",
+    };
+    let body = json!({"detail": {"error": kind, "detail": rejection.reason()}}).to_string();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = rejection.status();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if rejection.status() == http::StatusCode::UNAUTHORIZED
+        && let Ok(v) = HeaderValue::from_str(challenge)
+    {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    response
+}
