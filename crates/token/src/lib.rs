@@ -73,7 +73,7 @@ pub use op::Op;
 pub use revocation::{RevocationId, Revocations};
 pub use rights::{DEFAULT_MAX_DEPTH, Restriction};
 pub use token::{DEFAULT_MAX_TOKEN_BYTES, Token, VERSION};
-pub use verify::{Access, Facts, Verifier};
+pub use verify::{Access, Facts, VerifiedToken, Verifier};
 
 /// Hooks for fuzzing and for generating golden samples. Not part of the stable API.
 #[doc(hidden)]

@@ -70,19 +70,49 @@ impl Verifier {
     /// [`Error::WrongAudience`], [`Error::HolderMismatch`] (checked in that order), then
     /// [`Error::ToolNotGranted`] or [`Error::OperationNotGranted`].
     pub fn verify(&self, token: &Token, access: &Access<'_>) -> Result<Facts, Error> {
+        self.authorize(&self.check(token)?, access)
+    }
+
+    /// The cryptographic half of [`Verifier::verify`]: the root key, every block signature and
+    /// the proof. The result can be cached (it depends only on the token's bytes and this
+    /// verifier's root keys); [`Verifier::authorize`] then decides each request without crypto.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRootKey`], [`Error::BadSignature`], [`Error::Malformed`].
+    pub fn check(&self, token: &Token) -> Result<VerifiedToken, Error> {
         let root = self
             .roots
             .root_key(&token.root_key_id)
             .ok_or(Error::UnknownRootKey)?;
         token.check_signatures(&root)?;
-        let revocation_ids = token.revocation_ids();
-        if revocation_ids
+        Ok(VerifiedToken {
+            rights: token.rights()?,
+            revocation_ids: token.revocation_ids(),
+            root_key_id: token.root_key_id,
+        })
+    }
+
+    /// The per-request half of [`Verifier::verify`], on a token [`Verifier::check`] accepted:
+    /// revocation (consulted every time), delegation depth, validity window, audience, holder,
+    /// tool and operation.
+    ///
+    /// # Errors
+    ///
+    /// As [`Verifier::verify`], but for the cryptographic errors; [`Error::UnknownRootKey`] if
+    /// the token's root key is no longer trusted by this verifier.
+    pub fn authorize(&self, token: &VerifiedToken, access: &Access<'_>) -> Result<Facts, Error> {
+        if self.roots.root_key(&token.root_key_id).is_none() {
+            return Err(Error::UnknownRootKey);
+        }
+        if token
+            .revocation_ids
             .iter()
             .any(|id| self.revocations.is_revoked(id))
         {
             return Err(Error::Revoked);
         }
-        let rights = token.rights()?;
+        let rights = &token.rights;
         if rights.depth > rights.depth_limit {
             return Err(Error::DelegationTooDeep);
         }
@@ -119,7 +149,23 @@ impl Verifier {
                 });
             }
         }
-        Ok(Facts::new(&rights, revocation_ids))
+        Ok(Facts::new(rights, token.revocation_ids.clone()))
+    }
+}
+
+/// A token whose signatures [`Verifier::check`] verified: its rights, ready to authorize requests
+/// without crypto. Only a verifier makes one.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    rights: Rights,
+    revocation_ids: Vec<RevocationId>,
+    root_key_id: crate::key::RootKeyId,
+}
+
+impl VerifiedToken {
+    /// The effective expiry, Unix seconds (a cache should not keep the token longer).
+    pub fn expires_at(&self) -> u64 {
+        self.rights.expires_at
     }
 }
 

@@ -486,3 +486,35 @@ fn debug_output_hides_the_proof() {
     assert!(!debug.contains(&seed_hex));
     assert!(!debug.contains(&token.to_base64()));
 }
+
+#[test]
+fn a_checked_token_is_authorized_per_request_and_revocation_still_applies() {
+    let token = mint(&key(1), reference_root());
+    let revoked = std::sync::Arc::new(std::sync::Mutex::new(BTreeSet::<RevocationId>::new()));
+    let list = revoked.clone();
+    let v = verifier().with_revocations(move |id: &RevocationId| list.lock().unwrap().contains(id));
+    let checked = v.check(&token).unwrap();
+    assert_eq!(checked.expires_at(), NOW + 3600);
+    v.authorize(&checked, &Access::at(NOW).tool("search"))
+        .unwrap();
+    assert!(
+        v.authorize(&checked, &Access::at(NOW).tool("shell"))
+            .unwrap_err()
+            .is_forbidden()
+    );
+    // Revoked after the check: the next authorization sees it.
+    revoked.lock().unwrap().insert(token.revocation_ids()[0]);
+    assert_eq!(
+        v.authorize(&checked, &Access::at(NOW).tool("search")),
+        Err(Error::Revoked)
+    );
+    // A verifier that no longer trusts the root refuses the checked token too.
+    let other = Verifier::new(key(2).public_key());
+    assert_eq!(
+        other.authorize(&checked, &Access::at(NOW)),
+        Err(Error::UnknownRootKey)
+    );
+    // Forged tokens never get a checked form.
+    let forged = Token::from_bytes(&crate::support::flip(&token.to_bytes(), 40, 1)).unwrap();
+    assert_eq!(v.check(&forged).unwrap_err(), Error::BadSignature);
+}
