@@ -4,17 +4,24 @@
 //! body bytes in, a [`VerifiedCaller`] or a [`Rejection`] out); [`SignatureLayer`] is a thin tower
 //! wrapper around it, and [`VerifiedCaller`] is an axum extractor.
 //!
-//! This crate grows issue by issue: the signature layer is here; the capability layer, rate
-//! limiting, audit and stats follow.
+//! The same split holds for capability tokens: [`CapabilityPipeline::authorize`] decides,
+//! [`CapabilityLayer`] wraps it, [`Grants`] is the extractor and [`require_tool`] the guard for
+//! plain routes. Rate limiting, audit and stats follow.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod capability;
+mod capability_layer;
 mod extract;
 mod pipeline;
 mod response;
 mod signature;
 
+pub use capability::{CapabilityPipeline, CapabilityRejection, TOKEN_HEADER, TokenCache};
+pub use capability_layer::{
+    CapabilityLayer, CapabilityService, Grants, RequireTool, RequireToolLayer, require_tool,
+};
 pub use extract::MissingCaller;
 pub use pipeline::{AllowAll, Allowlist, Rejection, SignaturePipeline, VerifiedCaller};
 pub use signature::{DEFAULT_MAX_BODY_BYTES, SignatureLayer, SignatureService};

@@ -18,7 +18,7 @@ use crate::response::rejection_response;
 /// Largest body the layer reads unless configured otherwise: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A tower layer that verifies the RFC 9421 signature of every request, reading the body (up to a
 /// cap) to check its Content-Digest and handing the same bytes on to the inner service, with the
@@ -94,13 +94,37 @@ impl<S> SignatureService<S> {
     }
 }
 
-fn unix_now() -> u64 {
+/// Reads a body up to `max` bytes: 413 above it, 401 if it cannot be read.
+pub(crate) async fn read_body<B>(body: B, max: usize) -> Result<Bytes, Rejection>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => {
+            let too_large = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            tracing::info!(too_large, "request body not read");
+            Err(if too_large {
+                Rejection::PayloadTooLarge
+            } else {
+                Rejection::Unauthorized {
+                    reason: "unreadable_body",
+                }
+            })
+        }
+    }
+}
+
+pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
 
-fn map_body<B>(response: Response<B>) -> Response<Body>
+pub(crate) fn map_body<B>(response: Response<B>) -> Response<Body>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
@@ -137,20 +161,9 @@ where
                 let request = Request::from_parts(parts, Body::new(body));
                 return inner.call(request).await.map(map_body);
             }
-            let bytes = match Limited::new(body, layer.max_body_bytes).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) => {
-                    let too_large = e
-                        .downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some();
-                    tracing::info!(too_large, "request body not read");
-                    let rejection = if too_large {
-                        Rejection::PayloadTooLarge
-                    } else {
-                        Rejection::Unauthorized {
-                            reason: "unreadable_body",
-                        }
-                    };
+            let bytes = match read_body(body, layer.max_body_bytes).await {
+                Ok(bytes) => bytes,
+                Err(rejection) => {
                     return Ok(rejection_response(&rejection, &layer.pipeline.challenge()));
                 }
             };

@@ -1,0 +1,267 @@
+//! The capability check: which tool a JSON-RPC message calls, and whether the token grants it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use http::HeaderName;
+use http::request::Parts;
+use serde_json::Value;
+use vouch_token::{Access, Facts, Token, VerifiedToken, Verifier};
+
+use crate::pipeline::VerifiedCaller;
+
+/// The header the MCPVault seed carries tokens in.
+pub const TOKEN_HEADER: HeaderName = HeaderName::from_static("x-mcpvault-token");
+
+/// Why the capability check refused (the seed's error table).
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CapabilityRejection {
+    /// 401 `missing_token`: no token in the header nor in `params._meta.token`.
+    MissingToken,
+    /// 401 `invalid_token`: expired, bad signature, malformed, revoked, unknown root, wrong
+    /// audience, holder mismatch, delegated too deep.
+    InvalidToken(String),
+    /// 403 `forbidden`: the token does not grant the tool or the operation.
+    Forbidden(String),
+    /// 400: the body is not a JSON-RPC message.
+    BadRequest(&'static str),
+}
+
+impl CapabilityRejection {
+    /// The HTTP status.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Self::MissingToken | Self::InvalidToken(_) => http::StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => http::StatusCode::FORBIDDEN,
+            Self::BadRequest(_) => http::StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The JSON body: `{"detail": {"error": …, "detail": …}}` (no detail for `missing_token`).
+    pub fn body(&self) -> Value {
+        match self {
+            Self::MissingToken => serde_json::json!({"detail": {"error": "missing_token"}}),
+            Self::InvalidToken(d) => {
+                serde_json::json!({"detail": {"error": "invalid_token", "detail": d}})
+            }
+            Self::Forbidden(d) => {
+                serde_json::json!({"detail": {"error": "forbidden", "detail": d}})
+            }
+            Self::BadRequest(d) => {
+                serde_json::json!({"detail": {"error": "bad_request", "detail": d}})
+            }
+        }
+    }
+}
+
+/// Verified tokens, kept so that a token's signatures are checked once: bounded, keyed by
+/// SHA-256 of the token text, each entry living no longer than the token itself. Revocation,
+/// time, audience, holder and grants are still decided on every hit.
+#[derive(Debug)]
+pub struct TokenCache {
+    capacity: usize,
+    entries: Mutex<BTreeMap<[u8; 32], VerifiedToken>>,
+}
+
+impl TokenCache {
+    /// A cache of at most `capacity` tokens.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn key(token: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+        out
+    }
+
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<VerifiedToken> {
+        let entries = self.entries.lock().ok()?;
+        entries.get(key).filter(|t| t.expires_at() > now).cloned()
+    }
+
+    fn insert(&self, key: [u8; 32], token: VerifiedToken, now: u64) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= self.capacity {
+            entries.retain(|_, t| t.expires_at() > now);
+        }
+        if entries.len() >= self.capacity {
+            // Full of live tokens: drop the one that expires first (it is only a cache).
+            if let Some(k) = entries
+                .iter()
+                .min_by_key(|(_, t)| t.expires_at())
+                .map(|(k, _)| *k)
+            {
+                entries.remove(&k);
+            }
+        }
+        if self.capacity > 0 {
+            entries.insert(key, token);
+        }
+    }
+
+    /// Tokens held.
+    pub fn len(&self) -> usize {
+        self.entries.lock().map_or(0, |e| e.len())
+    }
+
+    /// True if empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Everything the capability check needs, configured once.
+#[derive(Clone, Debug)]
+pub struct CapabilityPipeline {
+    verifier: Verifier,
+    header: HeaderName,
+    operations: Arc<BTreeMap<String, String>>,
+    default_operation: String,
+    cache: Arc<TokenCache>,
+}
+
+impl CapabilityPipeline {
+    /// Checks tokens with `verifier`; tools map to `execute` unless told otherwise; caches up to
+    /// 10 000 verified tokens.
+    pub fn new(verifier: Verifier) -> Self {
+        Self {
+            verifier,
+            header: TOKEN_HEADER,
+            operations: Arc::new(BTreeMap::new()),
+            default_operation: "execute".to_owned(),
+            cache: Arc::new(TokenCache::new(10_000)),
+        }
+    }
+
+    /// The header carrying the token.
+    #[must_use]
+    pub fn header(mut self, header: HeaderName) -> Self {
+        self.header = header;
+        self
+    }
+
+    /// The operation a call to `tool` performs (default: `execute`).
+    #[must_use]
+    pub fn operation(mut self, tool: impl Into<String>, operation: impl Into<String>) -> Self {
+        Arc::make_mut(&mut self.operations).insert(tool.into(), operation.into());
+        self
+    }
+
+    /// The verified-token cache size.
+    #[must_use]
+    pub fn cache_capacity(mut self, capacity: usize) -> Self {
+        self.cache = Arc::new(TokenCache::new(capacity));
+        self
+    }
+
+    /// The cache (for metrics and tests).
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// Decides one MCP request: finds the token (header first, then `params._meta.token`),
+    /// derives the grant the JSON-RPC message needs (`tools/call` needs its tool and the tool's
+    /// operation; other methods only a valid token), and verifies, with the signer as the holder.
+    ///
+    /// # Errors
+    ///
+    /// The [`CapabilityRejection`] to answer with.
+    pub fn authorize(
+        &self,
+        parts: &Parts,
+        body: &[u8],
+        caller: Option<&VerifiedCaller>,
+        now: u64,
+    ) -> Result<Facts, CapabilityRejection> {
+        let message: Option<Value> = if body.is_empty() {
+            None
+        } else {
+            let v: Value = serde_json::from_slice(body)
+                .map_err(|_| CapabilityRejection::BadRequest("body is not JSON"))?;
+            if v.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+                return Err(CapabilityRejection::BadRequest(
+                    "body is not a JSON-RPC 2.0 message",
+                ));
+            }
+            Some(v)
+        };
+        let from_header = parts
+            .headers
+            .get(&self.header)
+            .map(|h| h.to_str().map(str::to_owned));
+        let token_text = match from_header {
+            Some(Ok(t)) => t,
+            Some(Err(_)) => {
+                return Err(CapabilityRejection::InvalidToken(
+                    "token header is not text".into(),
+                ));
+            }
+            None => message
+                .as_ref()
+                .and_then(|m| m.pointer("/params/_meta/token"))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or(CapabilityRejection::MissingToken)?,
+        };
+        let (tool, operation) = match message
+            .as_ref()
+            .and_then(|m| m.get("method"))
+            .and_then(Value::as_str)
+        {
+            Some("tools/call") => {
+                let tool = message
+                    .as_ref()
+                    .and_then(|m| m.pointer("/params/name"))
+                    .and_then(Value::as_str)
+                    .ok_or(CapabilityRejection::BadRequest(
+                        "tools/call without params.name",
+                    ))?;
+                let op = self
+                    .operations
+                    .get(tool)
+                    .cloned()
+                    .unwrap_or_else(|| self.default_operation.clone());
+                (Some(tool.to_owned()), Some(op))
+            }
+            _ => (None, None),
+        };
+        let checked = self.checked(&token_text, now)?;
+        let mut access = Access::at(now);
+        if let Some(c) = caller {
+            access = access.caller(&c.keyid);
+        }
+        if let (Some(t), Some(o)) = (tool.as_deref(), operation.as_deref()) {
+            access = access.tool(t).operation(o);
+        }
+        self.verifier.authorize(&checked, &access).map_err(|e| {
+            tracing::info!(code = e.code(), detail = %e, "token refused");
+            if e.is_forbidden() {
+                CapabilityRejection::Forbidden(e.to_string())
+            } else {
+                CapabilityRejection::InvalidToken(e.to_string())
+            }
+        })
+    }
+
+    fn checked(&self, text: &str, now: u64) -> Result<VerifiedToken, CapabilityRejection> {
+        let key = TokenCache::key(text);
+        if let Some(hit) = self.cache.get(&key, now) {
+            return Ok(hit);
+        }
+        let invalid = |e: vouch_token::Error| {
+            tracing::info!(code = e.code(), detail = %e, "token invalid");
+            CapabilityRejection::InvalidToken(e.to_string())
+        };
+        let token = Token::from_base64(text).map_err(invalid)?;
+        let checked = self.verifier.check(&token).map_err(invalid)?;
+        self.cache.insert(key, checked.clone(), now);
+        Ok(checked)
+    }
+}

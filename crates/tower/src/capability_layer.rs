@@ -1,0 +1,258 @@
+//! The capability layer, the `Grants` extractor and the `require_tool` guard.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum_core::body::Body;
+use axum_core::extract::FromRequestParts;
+use axum_core::response::{IntoResponse, Response as AxumResponse};
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Request, Response, header};
+use tower_layer::Layer;
+use tower_service::Service;
+use vouch_token::Facts;
+
+use crate::capability::{CapabilityPipeline, CapabilityRejection};
+use crate::pipeline::VerifiedCaller;
+use crate::response::rejection_response;
+use crate::signature::{BoxError, DEFAULT_MAX_BODY_BYTES, map_body, read_body, unix_now};
+
+/// What the verified token grants this request, in the request extensions (and an axum
+/// extractor). Dereferences to the token's [`Facts`].
+#[derive(Debug, Clone)]
+pub struct Grants {
+    facts: Facts,
+}
+
+impl Grants {
+    /// The verified facts.
+    pub fn facts(&self) -> &Facts {
+        &self.facts
+    }
+}
+
+impl std::ops::Deref for Grants {
+    type Target = Facts;
+
+    fn deref(&self) -> &Facts {
+        &self.facts
+    }
+}
+
+fn capability_response(rejection: &CapabilityRejection) -> Response<Body> {
+    let mut response = Response::new(Body::from(rejection.body().to_string()));
+    *response.status_mut() = rejection.status();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+impl IntoResponse for CapabilityRejection {
+    fn into_response(self) -> AxumResponse {
+        capability_response(&self)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Grants {
+    type Rejection = CapabilityRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .ok_or(CapabilityRejection::MissingToken)
+    }
+}
+
+/// A tower layer enforcing capability tokens on MCP JSON-RPC traffic. Put it inside the
+/// [`SignatureLayer`](crate::SignatureLayer) so that holder-bound tokens are checked against the
+/// verified signer.
+#[derive(Clone, Debug)]
+pub struct CapabilityLayer {
+    pipeline: Arc<CapabilityPipeline>,
+    max_body_bytes: usize,
+}
+
+impl CapabilityLayer {
+    /// A layer around `pipeline`.
+    pub fn new(pipeline: CapabilityPipeline) -> Self {
+        Self {
+            pipeline: Arc::new(pipeline),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    /// The body cap (413 above it).
+    #[must_use]
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+}
+
+impl<S> Layer<S> for CapabilityLayer {
+    type Service = CapabilityService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CapabilityService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`CapabilityLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct CapabilityService<S> {
+    inner: S,
+    layer: CapabilityLayer,
+}
+
+impl<S> CapabilityService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for CapabilityService<S>
+where
+    S: Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let bytes = match read_body(body, layer.max_body_bytes).await {
+                Ok(b) => b,
+                Err(rejection) => return Ok(rejection_response(&rejection, "Signature")),
+            };
+            let caller = parts.extensions.get::<VerifiedCaller>().cloned();
+            match layer
+                .pipeline
+                .authorize(&parts, &bytes, caller.as_ref(), unix_now())
+            {
+                Ok(facts) => {
+                    parts.extensions.insert(Grants { facts });
+                    inner
+                        .call(Request::from_parts(parts, Body::from(bytes)))
+                        .await
+                        .map(map_body)
+                }
+                Err(rejection) => Ok(capability_response(&rejection)),
+            }
+        })
+    }
+}
+
+/// A guard for plain routes: refuses (403) a request whose [`Grants`] do not include `tool`
+/// (with `operation`, if given), like the seed's `require_tool` decorator. Use it inside the
+/// [`CapabilityLayer`].
+pub fn require_tool(tool: impl Into<String>, operation: Option<&str>) -> RequireToolLayer {
+    RequireToolLayer {
+        tool: Arc::from(tool.into()),
+        operation: operation.map(Arc::from),
+    }
+}
+
+/// The layer [`require_tool`] makes.
+#[derive(Clone, Debug)]
+pub struct RequireToolLayer {
+    tool: Arc<str>,
+    operation: Option<Arc<str>>,
+}
+
+impl<S> Layer<S> for RequireToolLayer {
+    type Service = RequireTool<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequireTool {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`RequireToolLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct RequireTool<S> {
+    inner: S,
+    layer: RequireToolLayer,
+}
+
+impl<S, B> Service<Request<B>> for RequireTool<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let layer = self.layer.clone();
+        let decision = match request.extensions().get::<Grants>() {
+            None => Err(CapabilityRejection::MissingToken),
+            Some(g) => {
+                let granted = match layer.operation.as_deref() {
+                    Some(op) => g.allows(&layer.tool, op),
+                    None => g.grants_tool(&layer.tool),
+                };
+                if granted {
+                    Ok(())
+                } else {
+                    Err(CapabilityRejection::Forbidden(format!(
+                        "tool {:?} not granted",
+                        &*layer.tool
+                    )))
+                }
+            }
+        };
+        match decision {
+            Ok(()) => {
+                let clone = self.inner.clone();
+                let mut inner = std::mem::replace(&mut self.inner, clone);
+                Box::pin(async move { inner.call(request).await })
+            }
+            Err(rejection) => Box::pin(std::future::ready(Ok(capability_response(&rejection)))),
+        }
+    }
+}
