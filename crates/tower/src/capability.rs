@@ -61,7 +61,7 @@ impl CapabilityRejection {
 #[derive(Debug)]
 pub struct TokenCache {
     capacity: usize,
-    entries: Mutex<BTreeMap<[u8; 32], VerifiedToken>>,
+    entries: Mutex<BTreeMap<[u8; 32], Arc<VerifiedToken>>>,
 }
 
 impl TokenCache {
@@ -79,12 +79,12 @@ impl TokenCache {
         out
     }
 
-    fn get(&self, key: &[u8; 32], now: u64) -> Option<VerifiedToken> {
+    fn get(&self, key: &[u8; 32], now: u64) -> Option<Arc<VerifiedToken>> {
         let entries = self.entries.lock().ok()?;
         entries.get(key).filter(|t| t.expires_at() > now).cloned()
     }
 
-    fn insert(&self, key: [u8; 32], token: VerifiedToken, now: u64) {
+    fn insert(&self, key: [u8; 32], token: Arc<VerifiedToken>, now: u64) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -250,7 +250,7 @@ impl CapabilityPipeline {
         })
     }
 
-    fn checked(&self, text: &str, now: u64) -> Result<VerifiedToken, CapabilityRejection> {
+    fn checked(&self, text: &str, now: u64) -> Result<Arc<VerifiedToken>, CapabilityRejection> {
         let key = TokenCache::key(text);
         if let Some(hit) = self.cache.get(&key, now) {
             return Ok(hit);
@@ -260,7 +260,7 @@ impl CapabilityPipeline {
             CapabilityRejection::InvalidToken(e.to_string())
         };
         let token = Token::from_base64(text).map_err(invalid)?;
-        let checked = self.verifier.check(&token).map_err(invalid)?;
+        let checked = Arc::new(self.verifier.check(&token).map_err(invalid)?);
         self.cache.insert(key, checked.clone(), now);
         Ok(checked)
     }
