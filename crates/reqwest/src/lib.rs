@@ -1,0 +1,194 @@
+//! Client side of vouch for reqwest: a middleware that signs every outgoing request with vouch's
+//! MCP signature profile, and one that attaches a capability token.
+//!
+//! Order matters: attach the token first, then sign, so that the signature covers the token
+//! header (`ClientBuilder::new(client).with(TokenMiddleware::new(t)).with(SigningMiddleware::new(k, id))`).
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue};
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next, Result};
+use vouch_httpsig::{
+    DEFAULT_TOKEN_HEADER, RequestView, SigningKey, mcp_content_digest, mcp_spec, sign,
+};
+
+/// Why a request could not be signed. It is not sent.
+#[non_exhaustive]
+#[derive(Debug)]
+pub enum SignError {
+    /// The body is a stream: its bytes cannot be digested before sending.
+    StreamingBody,
+    /// The URL is not a valid request target.
+    BadUrl(String),
+    /// Signing failed.
+    Signature(vouch_httpsig::Error),
+}
+
+impl std::fmt::Display for SignError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::StreamingBody => f.write_str(
+                "cannot sign a streaming body: its bytes are needed for the Content-Digest",
+            ),
+            Self::BadUrl(u) => write!(f, "cannot sign a request to {u}"),
+            Self::Signature(e) => write!(f, "signing failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SignError {}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Signs every request: `@method`, `@target-uri`, `content-digest` over the exact body bytes,
+/// and `authorization`, `mcp-session-id`, `mcp-protocol-version` and the token header when
+/// present; `created`, `nonce`, `alg`, `keyid`.
+#[derive(Clone)]
+pub struct SigningMiddleware {
+    key: Arc<SigningKey>,
+    keyid: String,
+    token_header: Option<String>,
+}
+
+impl SigningMiddleware {
+    /// Signs as `keyid` with `key`.
+    pub fn new(key: SigningKey, keyid: impl Into<String>) -> Self {
+        Self {
+            key: Arc::new(key),
+            keyid: keyid.into(),
+            token_header: None,
+        }
+    }
+
+    /// The header the capability token travels in, if not `x-mcpvault-token`.
+    #[must_use]
+    pub fn token_header(mut self, header: impl Into<String>) -> Self {
+        self.token_header = Some(header.into());
+        self
+    }
+
+    /// Adds the Content-Digest and the signature headers to `req`.
+    ///
+    /// # Errors
+    ///
+    /// [`SignError`]; the request must then not be sent.
+    pub fn sign_request(&self, req: &mut Request) -> std::result::Result<(), SignError> {
+        let body = match req.body() {
+            None => Vec::new(),
+            Some(b) => b.as_bytes().ok_or(SignError::StreamingBody)?.to_vec(),
+        };
+        if !body.is_empty() && !req.headers().contains_key("content-digest") {
+            let digest = HeaderValue::from_str(&mcp_content_digest(&body))
+                .map_err(|_| SignError::BadUrl("digest".into()))?;
+            req.headers_mut()
+                .insert(HeaderName::from_static("content-digest"), digest);
+        }
+        let uri: http::Uri = req
+            .url()
+            .as_str()
+            .parse()
+            .map_err(|_| SignError::BadUrl(req.url().to_string()))?;
+        let method = req.method().clone();
+        let signature = {
+            let view = RequestView::from_parts(&method, &uri, req.headers(), &body);
+            let spec = mcp_spec(
+                &view,
+                &self.key,
+                &self.keyid,
+                self.token_header.as_deref(),
+                unix_now(),
+            )
+            .map_err(SignError::Signature)?;
+            sign(view, &spec, &self.key).map_err(SignError::Signature)?
+        };
+        signature
+            .apply(req.headers_mut())
+            .map_err(SignError::Signature)
+    }
+}
+
+impl std::fmt::Debug for SigningMiddleware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningMiddleware")
+            .field("keyid", &self.keyid)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for SigningMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut http::Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        if let Err(e) = self.sign_request(&mut req) {
+            tracing::error!(detail = %e, "request not sent: it could not be signed");
+            return Err(reqwest_middleware::Error::middleware(e));
+        }
+        next.run(req, extensions).await
+    }
+}
+
+/// Attaches a capability token header to every request that does not carry one.
+#[derive(Clone)]
+pub struct TokenMiddleware {
+    header: HeaderName,
+    value: HeaderValue,
+}
+
+impl TokenMiddleware {
+    /// Attaches `token` (the base64url transport form) in `x-mcpvault-token`.
+    ///
+    /// # Errors
+    ///
+    /// [`SignError::BadUrl`] never; `Err` only if the token is not a valid header value.
+    pub fn new(token: &str) -> std::result::Result<Self, SignError> {
+        Self::with_header(HeaderName::from_static(DEFAULT_TOKEN_HEADER), token)
+    }
+
+    /// Attaches `token` in `header`.
+    ///
+    /// # Errors
+    ///
+    /// If the token is not a valid header value.
+    pub fn with_header(header: HeaderName, token: &str) -> std::result::Result<Self, SignError> {
+        let mut value = HeaderValue::from_str(token)
+            .map_err(|_| SignError::BadUrl("token is not a header value".into()))?;
+        value.set_sensitive(true);
+        Ok(Self { header, value })
+    }
+}
+
+impl std::fmt::Debug for TokenMiddleware {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenMiddleware")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl Middleware for TokenMiddleware {
+    async fn handle(
+        &self,
+        mut req: Request,
+        extensions: &mut http::Extensions,
+        next: Next<'_>,
+    ) -> Result<Response> {
+        if !req.headers().contains_key(&self.header) {
+            req.headers_mut()
+                .insert(self.header.clone(), self.value.clone());
+        }
+        next.run(req, extensions).await
+    }
+}

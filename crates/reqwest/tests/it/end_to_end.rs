@@ -1,0 +1,172 @@
+//! An axum server with both vouch layers on 127.0.0.1 and a reqwest client with both
+//! middlewares.
+
+use axum::Router;
+use axum::routing::post;
+use reqwest_middleware::ClientBuilder;
+use serde_json::json;
+use vouch_httpsig::SigningKey;
+use vouch_keys::{ShardedReplayStore, StaticResolver};
+use vouch_reqwest::{SigningMiddleware, TokenMiddleware};
+use vouch_token::{KeyPair, Restriction, Token, Verifier};
+use vouch_tower::{
+    CapabilityLayer, CapabilityPipeline, Grants, SignatureLayer, SignaturePipeline, VerifiedCaller,
+};
+
+const WORKER: &str = "https://agents.example/agents/worker@agents.example";
+
+async fn server(root: &KeyPair) -> String {
+    let worker_pk = KeyPair::from_seed(&[1; 32]).unwrap().public_key();
+    let signature = SignatureLayer::new(
+        SignaturePipeline::new(
+            StaticResolver::new().with_ed25519(WORKER, &worker_pk),
+            ShardedReplayStore::new(10_000),
+        )
+        .scheme("http"),
+    );
+    let capability = CapabilityLayer::new(
+        CapabilityPipeline::new(Verifier::new(root.public_key())).operation("db_query", "read"),
+    );
+    let app = Router::new()
+        .route(
+            "/mcp",
+            post(|caller: VerifiedCaller, grants: Grants| async move {
+                format!(
+                    "{} may read {} rows",
+                    caller.identity,
+                    grants.limit("db_query", "max_rows").unwrap_or(0)
+                )
+            }),
+        )
+        .layer(capability)
+        .layer(signature);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/mcp")
+}
+
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+fn tools_call(tool: &str) -> String {
+    json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {}}}).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_client_with_token_against_a_protected_server() {
+    let root = KeyPair::from_seed(&[9; 32]).unwrap();
+    let url = server(&root).await;
+    let token = Token::mint(
+        &root,
+        "auth-server",
+        "agent-a",
+        Restriction::new()
+            .tools(["db_query"])
+            .limit("db_query", "max_rows", 50)
+            .ttl(600),
+    )
+    .unwrap()
+    .attenuate(
+        Restriction::new()
+            .holder(WORKER)
+            .limit("db_query", "max_rows", 10),
+    )
+    .unwrap()
+    .to_base64();
+    let client = ClientBuilder::new(http_client())
+        .with(TokenMiddleware::new(&token).unwrap())
+        .with(SigningMiddleware::new(
+            SigningKey::ed25519_from_seed(&[1; 32]).unwrap(),
+            WORKER,
+        ))
+        .build();
+
+    let res = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .body(tools_call("db_query"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.text().await.unwrap(),
+        "worker@agents.example may read 10 rows"
+    );
+
+    let res = client
+        .post(&url)
+        .body(tools_call("shell"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "tool outside the token");
+
+    // Unsigned, with the same token: the signature layer refuses first.
+    let res = http_client()
+        .post(&url)
+        .header("x-mcpvault-token", &token)
+        .body(tools_call("db_query"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().contains_key("www-authenticate"));
+
+    // Another agent that stole the token signs with its own key: unknown key / not the holder.
+    let thief = ClientBuilder::new(http_client())
+        .with(TokenMiddleware::new(&token).unwrap())
+        .with(SigningMiddleware::new(
+            SigningKey::ed25519_from_seed(&[2; 32]).unwrap(),
+            WORKER,
+        ))
+        .build();
+    assert_eq!(
+        thief
+            .post(&url)
+            .body(tools_call("db_query"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_streaming_body_is_an_error_not_an_unsigned_request() {
+    let client = ClientBuilder::new(http_client())
+        .with(SigningMiddleware::new(
+            SigningKey::ed25519_from_seed(&[1; 32]).unwrap(),
+            WORKER,
+        ))
+        .build();
+    // A port nothing listens on: if the middleware let the request through, the error would be
+    // a connection error instead.
+    let stream = futures_stream();
+    let err = client
+        .post("http://127.0.0.1:9/mcp")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("streaming body"), "{err}");
+}
+
+fn futures_stream()
+-> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + Sync + 'static {
+    struct Once(Option<Vec<u8>>);
+    impl futures_core::Stream for Once {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(self.0.take().map(Ok))
+        }
+    }
+    Once(Some(b"{}".to_vec()))
+}

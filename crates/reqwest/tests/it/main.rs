@@ -1,0 +1,11 @@
+//! Integration tests for vouch-reqwest, built as one binary.
+
+// Test helpers outside #[test] functions may panic on a broken fixture: that is a test failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod end_to_end;
