@@ -38,6 +38,17 @@ impl CapabilityRejection {
         }
     }
 
+    /// The error code of the JSON body (`missing_token`, `invalid_token`, `forbidden`,
+    /// `bad_request`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken(_) => "invalid_token",
+            Self::Forbidden(_) => "forbidden",
+            Self::BadRequest(_) => "bad_request",
+        }
+    }
+
     /// The JSON body: `{"detail": {"error": …, "detail": …}}` (no detail for `missing_token`).
     pub fn body(&self) -> Value {
         match self {

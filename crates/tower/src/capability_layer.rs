@@ -15,6 +15,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use vouch_token::Facts;
 
+use crate::audit::{AuditHook, Decision};
 use crate::capability::{CapabilityPipeline, CapabilityRejection};
 use crate::pipeline::VerifiedCaller;
 use crate::response::rejection_response;
@@ -73,10 +74,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Grants {
 /// A tower layer enforcing capability tokens on MCP JSON-RPC traffic. Put it inside the
 /// [`SignatureLayer`](crate::SignatureLayer) so that holder-bound tokens are checked against the
 /// verified signer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct CapabilityLayer {
     pipeline: Arc<CapabilityPipeline>,
     max_body_bytes: usize,
+    audit: Option<Arc<dyn AuditHook>>,
+}
+
+impl core::fmt::Debug for CapabilityLayer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("CapabilityLayer")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CapabilityLayer {
@@ -85,7 +95,15 @@ impl CapabilityLayer {
         Self {
             pipeline: Arc::new(pipeline),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            audit: None,
         }
+    }
+
+    /// Reports every decision to `hook`.
+    #[must_use]
+    pub fn audit(mut self, hook: impl AuditHook + 'static) -> Self {
+        self.audit = Some(Arc::new(hook));
+        self
     }
 
     /// The body cap (413 above it).
@@ -160,10 +178,25 @@ where
                 Err(rejection) => return Ok(rejection_response(&rejection, "Signature")),
             };
             let caller = parts.extensions.get::<VerifiedCaller>().cloned();
-            match layer
+            let decision = layer
                 .pipeline
-                .authorize(&parts, &bytes, caller.as_ref(), unix_now())
-            {
+                .authorize(&parts, &bytes, caller.as_ref(), unix_now());
+            if let Some(hook) = &layer.audit {
+                let tool = tool_of(&bytes);
+                let reason = match &decision {
+                    Ok(_) => "ok",
+                    Err(r) => r.code(),
+                };
+                hook.record(&Decision {
+                    layer: "capability",
+                    accepted: decision.is_ok(),
+                    identity: caller.as_ref().map(|c| c.identity.as_str()),
+                    reason,
+                    method: parts.method.as_str(),
+                    tool: tool.as_deref(),
+                });
+            }
+            match decision {
                 Ok(facts) => {
                     parts.extensions.insert(Grants { facts });
                     inner
@@ -175,6 +208,14 @@ where
             }
         })
     }
+}
+
+/// The tool a JSON-RPC `tools/call` body names, for the audit record.
+fn tool_of(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    (v.get("method")?.as_str()? == "tools/call")
+        .then(|| v.pointer("/params/name")?.as_str().map(str::to_owned))
+        .flatten()
 }
 
 /// A guard for plain routes: refuses (403) a request whose [`Grants`] do not include `tool`

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod audit;
 mod capability;
 mod capability_layer;
 mod extract;
@@ -18,6 +19,7 @@ mod pipeline;
 mod response;
 mod signature;
 
+pub use audit::{AuditHook, Decision, SigningStats, StatsSnapshot};
 pub use capability::{CapabilityPipeline, CapabilityRejection, TOKEN_HEADER, TokenCache};
 pub use capability_layer::{
     CapabilityLayer, CapabilityService, Grants, RequireTool, RequireToolLayer, require_tool,

@@ -12,6 +12,7 @@ use http_body_util::{BodyExt as _, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::audit::{AuditHook, Decision};
 use crate::pipeline::{Rejection, SignaturePipeline};
 use crate::response::rejection_response;
 
@@ -23,11 +24,21 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A tower layer that verifies the RFC 9421 signature of every request, reading the body (up to a
 /// cap) to check its Content-Digest and handing the same bytes on to the inner service, with the
 /// [`VerifiedCaller`](crate::VerifiedCaller) in the request extensions.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SignatureLayer {
     pipeline: Arc<SignaturePipeline>,
     max_body_bytes: usize,
     exempt: Arc<[String]>,
+    audit: Option<Arc<dyn AuditHook>>,
+}
+
+impl core::fmt::Debug for SignatureLayer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SignatureLayer")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("exempt", &self.exempt)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SignatureLayer {
@@ -37,7 +48,15 @@ impl SignatureLayer {
             pipeline: Arc::new(pipeline),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             exempt: Arc::from(Vec::new()),
+            audit: None,
         }
+    }
+
+    /// Reports every decision to `hook` (for example a [`SigningStats`](crate::SigningStats)).
+    #[must_use]
+    pub fn audit(mut self, hook: impl AuditHook + 'static) -> Self {
+        self.audit = Some(Arc::new(hook));
+        self
     }
 
     /// The body cap; a larger body is answered 413.
@@ -161,19 +180,37 @@ where
                 let request = Request::from_parts(parts, Body::new(body));
                 return inner.call(request).await.map(map_body);
             }
+            let method = parts.method.clone();
+            let report = |accepted: bool, identity: Option<&str>, reason: &str| {
+                if let Some(hook) = &layer.audit {
+                    hook.record(&Decision {
+                        layer: "signature",
+                        accepted,
+                        identity,
+                        reason,
+                        method: method.as_str(),
+                        tool: None,
+                    });
+                }
+            };
             let bytes = match read_body(body, layer.max_body_bytes).await {
                 Ok(bytes) => bytes,
                 Err(rejection) => {
+                    report(false, None, rejection.reason());
                     return Ok(rejection_response(&rejection, &layer.pipeline.challenge()));
                 }
             };
             match layer.pipeline.verify(&parts, &bytes, unix_now()).await {
                 Ok(caller) => {
+                    report(true, Some(&caller.identity), "ok");
                     parts.extensions.insert(caller);
                     let request = Request::from_parts(parts, Body::from(bytes));
                     inner.call(request).await.map(map_body)
                 }
-                Err(rejection) => Ok(rejection_response(&rejection, &layer.pipeline.challenge())),
+                Err(rejection) => {
+                    report(false, None, rejection.reason());
+                    Ok(rejection_response(&rejection, &layer.pipeline.challenge()))
+                }
             }
         })
     }

@@ -8,5 +8,6 @@
     clippy::indexing_slicing
 )]
 
+mod audit;
 mod capability;
 mod signature;
