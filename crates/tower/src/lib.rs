@@ -6,7 +6,8 @@
 //!
 //! The same split holds for capability tokens: [`CapabilityPipeline::authorize`] decides,
 //! [`CapabilityLayer`] wraps it, [`Grants`] is the extractor and [`require_tool`] the guard for
-//! plain routes. Rate limiting, audit and stats follow.
+//! plain routes. [`RateLimitLayer`] limits each verified identity; an [`AuditHook`] sees every
+//! decision and [`SigningStats`] counts them.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -16,6 +17,7 @@ mod capability;
 mod capability_layer;
 mod extract;
 mod pipeline;
+mod rate_limit;
 mod response;
 mod signature;
 
@@ -26,4 +28,5 @@ pub use capability_layer::{
 };
 pub use extract::MissingCaller;
 pub use pipeline::{AllowAll, Allowlist, Rejection, SignaturePipeline, VerifiedCaller};
+pub use rate_limit::{RateLimit, RateLimitLayer};
 pub use signature::{DEFAULT_MAX_BODY_BYTES, SignatureLayer, SignatureService};

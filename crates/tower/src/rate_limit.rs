@@ -1,0 +1,132 @@
+//! Per-identity rate limiting, keyed by the verified caller (governor's GCRA token bucket).
+
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum_core::body::Body;
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::pipeline::{Rejection, VerifiedCaller};
+use crate::response::rejection_response;
+
+/// Identities tracked before idle ones are pruned.
+const PRUNE_ABOVE: usize = 100_000;
+
+/// Limits each verified identity to `per_second` requests, with bursts up to `burst`; answers
+/// 429 with `Retry-After`. Put it inside the signature layer: a request without a
+/// [`VerifiedCaller`] is refused (401) rather than let through unlimited.
+#[derive(Clone)]
+pub struct RateLimitLayer {
+    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+}
+
+impl RateLimitLayer {
+    /// `per_second` requests per identity, bursts of `burst`.
+    pub fn per_second(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
+        Self {
+            limiter: Arc::new(RateLimiter::keyed(
+                Quota::per_second(per_second).allow_burst(burst),
+            )),
+        }
+    }
+}
+
+impl core::fmt::Debug for RateLimitLayer {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RateLimitLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            inner,
+            limiter: self.limiter.clone(),
+        }
+    }
+}
+
+/// The service [`RateLimitLayer`] makes.
+#[derive(Clone)]
+pub struct RateLimit<S> {
+    inner: S,
+    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+}
+
+impl<S> core::fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("RateLimit").finish_non_exhaustive()
+    }
+}
+
+fn too_many(retry_after_secs: u64) -> Response<Body> {
+    let body =
+        serde_json::json!({"detail": {"error": "rate_limited", "detail": "too many requests"}})
+            .to_string();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(retry_after_secs.max(1)),
+    );
+    response
+}
+
+impl<S, B> Service<Request<B>> for RateLimit<S>
+where
+    S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let Some(identity) = request
+            .extensions()
+            .get::<VerifiedCaller>()
+            .map(|c| c.identity.clone())
+        else {
+            tracing::warn!("rate limit layer saw a request without a verified caller: refusing");
+            let rejection = Rejection::Unauthorized {
+                reason: "missing_signature",
+            };
+            return Box::pin(std::future::ready(Ok(rejection_response(
+                &rejection,
+                "Signature",
+            ))));
+        };
+        if self.limiter.len() > PRUNE_ABOVE {
+            self.limiter.retain_recent();
+        }
+        if let Err(not_until) = self.limiter.check_key(&identity) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            tracing::info!(%identity, wait_ms = wait.as_millis() as u64, "rate limited");
+            return Box::pin(std::future::ready(Ok(too_many(
+                wait.as_secs_f64().ceil() as u64
+            ))));
+        }
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move { inner.call(request).await })
+    }
+}
