@@ -13,6 +13,7 @@ use http::request::Parts;
 use http::{HeaderValue, Request, Response, header};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument as _;
 use vouch_token::Facts;
 
 use crate::audit::{AuditHook, Decision};
@@ -171,42 +172,47 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
-        Box::pin(async move {
-            let (mut parts, body) = request.into_parts();
-            let bytes = match read_body(body, layer.max_body_bytes).await {
-                Ok(b) => b,
-                Err(rejection) => return Ok(rejection_response(&rejection, "Signature")),
-            };
-            let caller = parts.extensions.get::<VerifiedCaller>().cloned();
-            let decision = layer
-                .pipeline
-                .authorize(&parts, &bytes, caller.as_ref(), unix_now());
-            if let Some(hook) = &layer.audit {
-                let tool = tool_of(&bytes);
-                let reason = match &decision {
-                    Ok(_) => "ok",
-                    Err(r) => r.code(),
+        let span = tracing::info_span!("vouch.capability", method = %request.method(), path = %request.uri().path());
+        Box::pin(
+            async move {
+                let (mut parts, body) = request.into_parts();
+                let bytes = match read_body(body, layer.max_body_bytes).await {
+                    Ok(b) => b,
+                    Err(rejection) => return Ok(rejection_response(&rejection, "Signature")),
                 };
-                hook.record(&Decision {
-                    layer: "capability",
-                    accepted: decision.is_ok(),
-                    identity: caller.as_ref().map(|c| c.identity.as_str()),
-                    reason,
-                    method: parts.method.as_str(),
-                    tool: tool.as_deref(),
-                });
-            }
-            match decision {
-                Ok(facts) => {
-                    parts.extensions.insert(Grants { facts });
-                    inner
-                        .call(Request::from_parts(parts, Body::from(bytes)))
-                        .await
-                        .map(map_body)
+                let caller = parts.extensions.get::<VerifiedCaller>().cloned();
+                let decision =
+                    layer
+                        .pipeline
+                        .authorize(&parts, &bytes, caller.as_ref(), unix_now());
+                if let Some(hook) = &layer.audit {
+                    let tool = tool_of(&bytes);
+                    let reason = match &decision {
+                        Ok(_) => "ok",
+                        Err(r) => r.code(),
+                    };
+                    hook.record(&Decision {
+                        layer: "capability",
+                        accepted: decision.is_ok(),
+                        identity: caller.as_ref().map(|c| c.identity.as_str()),
+                        reason,
+                        method: parts.method.as_str(),
+                        tool: tool.as_deref(),
+                    });
                 }
-                Err(rejection) => Ok(capability_response(&rejection)),
+                match decision {
+                    Ok(facts) => {
+                        parts.extensions.insert(Grants { facts });
+                        inner
+                            .call(Request::from_parts(parts, Body::from(bytes)))
+                            .await
+                            .map(map_body)
+                    }
+                    Err(rejection) => Ok(capability_response(&rejection)),
+                }
             }
-        })
+            .instrument(span),
+        )
     }
 }
 

@@ -11,6 +11,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt as _, Limited};
 use tower_layer::Layer;
 use tower_service::Service;
+use tracing::Instrument as _;
 
 use crate::audit::{AuditHook, Decision};
 use crate::pipeline::{Rejection, SignaturePipeline};
@@ -174,44 +175,48 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let layer = self.layer.clone();
-        Box::pin(async move {
-            let (mut parts, body) = request.into_parts();
-            if layer.exempt.iter().any(|p| p == parts.uri.path()) {
-                let request = Request::from_parts(parts, Body::new(body));
-                return inner.call(request).await.map(map_body);
+        let span = tracing::info_span!("vouch.signature", method = %request.method(), path = %request.uri().path());
+        Box::pin(
+            async move {
+                let (mut parts, body) = request.into_parts();
+                if layer.exempt.iter().any(|p| p == parts.uri.path()) {
+                    let request = Request::from_parts(parts, Body::new(body));
+                    return inner.call(request).await.map(map_body);
+                }
+                let method = parts.method.clone();
+                let report = |accepted: bool, identity: Option<&str>, reason: &str| {
+                    if let Some(hook) = &layer.audit {
+                        hook.record(&Decision {
+                            layer: "signature",
+                            accepted,
+                            identity,
+                            reason,
+                            method: method.as_str(),
+                            tool: None,
+                        });
+                    }
+                };
+                let bytes = match read_body(body, layer.max_body_bytes).await {
+                    Ok(bytes) => bytes,
+                    Err(rejection) => {
+                        report(false, None, rejection.reason());
+                        return Ok(rejection_response(&rejection, &layer.pipeline.challenge()));
+                    }
+                };
+                match layer.pipeline.verify(&parts, &bytes, unix_now()).await {
+                    Ok(caller) => {
+                        report(true, Some(&caller.identity), "ok");
+                        parts.extensions.insert(caller);
+                        let request = Request::from_parts(parts, Body::from(bytes));
+                        inner.call(request).await.map(map_body)
+                    }
+                    Err(rejection) => {
+                        report(false, None, rejection.reason());
+                        Ok(rejection_response(&rejection, &layer.pipeline.challenge()))
+                    }
+                }
             }
-            let method = parts.method.clone();
-            let report = |accepted: bool, identity: Option<&str>, reason: &str| {
-                if let Some(hook) = &layer.audit {
-                    hook.record(&Decision {
-                        layer: "signature",
-                        accepted,
-                        identity,
-                        reason,
-                        method: method.as_str(),
-                        tool: None,
-                    });
-                }
-            };
-            let bytes = match read_body(body, layer.max_body_bytes).await {
-                Ok(bytes) => bytes,
-                Err(rejection) => {
-                    report(false, None, rejection.reason());
-                    return Ok(rejection_response(&rejection, &layer.pipeline.challenge()));
-                }
-            };
-            match layer.pipeline.verify(&parts, &bytes, unix_now()).await {
-                Ok(caller) => {
-                    report(true, Some(&caller.identity), "ok");
-                    parts.extensions.insert(caller);
-                    let request = Request::from_parts(parts, Body::from(bytes));
-                    inner.call(request).await.map(map_body)
-                }
-                Err(rejection) => {
-                    report(false, None, rejection.reason());
-                    Ok(rejection_response(&rejection, &layer.pipeline.challenge()))
-                }
-            }
-        })
+            .instrument(span),
+        )
     }
 }
