@@ -1,7 +1,7 @@
 //! vouch-tower: the capability check on a cached token (goal: a cache hit ≤ 2 µs) next to the
 //! same check on a cold token.
 
-#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -65,6 +65,123 @@ fn bench(c: &mut Criterion) {
         )
     });
     g.finish();
+
+    full_request(c, &root);
+}
+
+/// A tools/call through the signature and capability layers (cached token, and a new token each
+/// time), next to the same router without layers. Requests are signed in untimed setup.
+fn full_request(c: &mut Criterion, root: &KeyPair) {
+    use axum::Router;
+    use axum::body::Body;
+    use axum::routing::post;
+    use tower::{ServiceBuilder, ServiceExt as _};
+    use vouch_httpsig::{RequestView, SigningKey, mcp_content_digest, mcp_spec, sign};
+    use vouch_keys::{ShardedReplayStore, StaticResolver};
+    use vouch_tower::{CapabilityLayer, SignatureLayer, SignaturePipeline};
+
+    const AGENT: &str = "https://agents.example/agents/worker@agents.example";
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let key = SigningKey::ed25519_from_seed(&[1; 32]).unwrap();
+    let agent_pk = KeyPair::from_seed(&[1; 32]).unwrap().public_key();
+    let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}}"#.to_vec();
+    let router = Router::new().route("/mcp", post(|| async { "3" }));
+    let protected = ServiceBuilder::new()
+        .layer(SignatureLayer::new(
+            SignaturePipeline::new(
+                StaticResolver::new().with_ed25519(AGENT, &agent_pk),
+                ShardedReplayStore::new(10_000_000),
+            )
+            .scheme("http"),
+        ))
+        .layer(CapabilityLayer::new(CapabilityPipeline::new(
+            Verifier::new(root.public_key()),
+        )))
+        .service(router.clone());
+    let mint = || {
+        Token::mint(
+            root,
+            "auth-server",
+            "agent-a",
+            Restriction::new().tools(["add"]).ttl(3600),
+        )
+        .unwrap()
+        .to_base64()
+    };
+    let cached_token = mint();
+    let request = |token: &str| {
+        let mut req = http::Request::post("http://mcp.example/mcp")
+            .header("host", "mcp.example")
+            .header("x-mcpvault-token", token)
+            .header("content-digest", mcp_content_digest(&body))
+            .body(body.clone())
+            .unwrap();
+        let spec = mcp_spec(&RequestView::of(&req), &key, AGENT, None, now_secs()).unwrap();
+        sign(RequestView::of(&req), &spec, &key)
+            .unwrap()
+            .apply(req.headers_mut())
+            .unwrap();
+        let (mut parts, b) = req.into_parts();
+        parts.uri = "/mcp".parse().unwrap();
+        http::Request::from_parts(parts, Body::from(b))
+    };
+    let mut g = c.benchmark_group("full_request");
+    g.bench_function("router_unprotected", |b| {
+        b.iter_batched(
+            || {
+                http::Request::post("/mcp")
+                    .body(Body::from(body.clone()))
+                    .unwrap()
+            },
+            |req| {
+                assert!(
+                    rt.block_on(router.clone().oneshot(req))
+                        .unwrap()
+                        .status()
+                        .is_success()
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("vouch_cached_token", |b| {
+        b.iter_batched(
+            || request(&cached_token),
+            |req| {
+                assert!(
+                    rt.block_on(protected.clone().oneshot(req))
+                        .unwrap()
+                        .status()
+                        .is_success()
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("vouch_cold_token", |b| {
+        b.iter_batched(
+            || request(&mint()),
+            |req| {
+                assert!(
+                    rt.block_on(protected.clone().oneshot(req))
+                        .unwrap()
+                        .status()
+                        .is_success()
+                )
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 criterion_group! {
