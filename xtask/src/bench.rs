@@ -58,6 +58,24 @@ fn print_goals(table: &Table) {
             format!("{group}: {measured}/{reference}")
         );
     }
+    for (group, function, limit) in ABSOLUTE_GOALS {
+        let name = format!("{group}: {function}");
+        match table.get(*group).and_then(|f| f.get(*function)) {
+            Some(ns) => {
+                let verdict = if ns <= limit { "met" } else { "MISSED" };
+                println!(
+                    "{name:<48} {:>8} {:>8}  {verdict}",
+                    human(*ns),
+                    human(*limit)
+                );
+            }
+            None => println!(
+                "{name:<48} {:>8} {:>8}  not measured in this run",
+                "-",
+                human(*limit)
+            ),
+        }
+    }
 }
 
 /// Mean time in nanoseconds of one benchmark, from criterion's `estimates.json`.
