@@ -10,17 +10,18 @@ use axum_core::extract::FromRequestParts;
 use axum_core::response::{IntoResponse, Response as AxumResponse};
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderValue, Request, Response, header};
+use http::{Request, Response};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Instrument as _;
 use vouch_token::Facts;
 
 use crate::audit::{AuditHook, Decision};
 use crate::capability::{CapabilityPipeline, CapabilityRejection};
+use crate::checked::{Check, Checked, Decide};
+use crate::pipeline::Rejection;
 use crate::pipeline::VerifiedCaller;
-use crate::response::rejection_response;
-use crate::signature::{BoxError, DEFAULT_MAX_BODY_BYTES, map_body, read_body, unix_now};
+use crate::response::{json_response, rejection_response};
+use crate::signature::{DEFAULT_MAX_BODY_BYTES, unix_now};
 
 /// What the verified token grants this request, in the request extensions (and an axum
 /// extractor). Dereferences to the token's [`Facts`].
@@ -45,13 +46,7 @@ impl std::ops::Deref for Grants {
 }
 
 fn capability_response(rejection: &CapabilityRejection) -> Response<Body> {
-    let mut response = Response::new(Body::from(rejection.body().to_string()));
-    *response.status_mut() = rejection.status();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    json_response(rejection.status(), &rejection.body())
 }
 
 impl IntoResponse for CapabilityRejection {
@@ -119,100 +114,51 @@ impl<S> Layer<S> for CapabilityLayer {
     type Service = CapabilityService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        CapabilityService {
-            inner,
-            layer: self.clone(),
-        }
+        Checked::new(inner, self.clone())
     }
 }
 
 /// The service [`CapabilityLayer`] makes.
-#[derive(Clone, Debug)]
-pub struct CapabilityService<S> {
-    inner: S,
-    layer: CapabilityLayer,
-}
+pub type CapabilityService<S> = Checked<S, CapabilityLayer>;
 
-impl<S> CapabilityService<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+impl Check for CapabilityLayer {
+    const SPAN: &'static str = "capability";
+
+    fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
     }
 
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
+    fn unreadable(&self, _parts: &Parts, rejection: &Rejection) -> Response<Body> {
+        rejection_response(rejection, "Signature")
     }
 
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, B, ResBody> Service<Request<B>> for CapabilityService<S>
-where
-    S: Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        let span = tracing::info_span!("vouch.capability", method = %request.method(), path = %request.uri().path());
-        Box::pin(
-            async move {
-                let (mut parts, body) = request.into_parts();
-                let bytes = match read_body(body, layer.max_body_bytes).await {
-                    Ok(b) => b,
-                    Err(rejection) => return Ok(rejection_response(&rejection, "Signature")),
-                };
-                let caller = parts.extensions.get::<VerifiedCaller>().cloned();
-                let decision =
-                    layer
-                        .pipeline
-                        .authorize(&parts, &bytes, caller.as_ref(), unix_now());
-                if let Some(hook) = &layer.audit {
-                    let tool = tool_of(&bytes);
-                    let reason = match &decision {
-                        Ok(_) => "ok",
-                        Err(r) => r.code(),
-                    };
-                    hook.record(&Decision {
-                        layer: "capability",
-                        accepted: decision.is_ok(),
-                        identity: caller.as_ref().map(|c| c.identity.as_str()),
-                        reason,
-                        method: parts.method.as_str(),
-                        tool: tool.as_deref(),
-                    });
-                }
-                match decision {
-                    Ok(facts) => {
-                        parts.extensions.insert(Grants { facts });
-                        inner
-                            .call(Request::from_parts(parts, Body::from(bytes)))
-                            .await
-                            .map(map_body)
-                    }
-                    Err(rejection) => Ok(capability_response(&rejection)),
-                }
+    fn decide<'a>(&'a self, parts: &'a mut Parts, body: &'a Bytes) -> Decide<'a> {
+        Box::pin(async move {
+            let caller = parts.extensions.get::<VerifiedCaller>().cloned();
+            let decision = self
+                .pipeline
+                .authorize(parts, body, caller.as_ref(), unix_now());
+            if let Some(hook) = &self.audit {
+                let tool = tool_of(body);
+                hook.record(&Decision {
+                    layer: "capability",
+                    accepted: decision.is_ok(),
+                    identity: caller.as_ref().map(|c| c.identity.as_str()),
+                    reason: decision
+                        .as_ref()
+                        .map_or_else(CapabilityRejection::code, |_| "ok"),
+                    method: parts.method.as_str(),
+                    tool: tool.as_deref(),
+                });
             }
-            .instrument(span),
-        )
+            match decision {
+                Ok(facts) => {
+                    parts.extensions.insert(Grants { facts });
+                    Ok(())
+                }
+                Err(rejection) => Err(capability_response(&rejection)),
+            }
+        })
     }
 }
 

@@ -15,6 +15,7 @@
 mod audit;
 mod capability;
 mod capability_layer;
+mod checked;
 mod extract;
 mod pipeline;
 mod rate_limit;
@@ -26,6 +27,7 @@ pub use capability::{CapabilityPipeline, CapabilityRejection, TOKEN_HEADER, Toke
 pub use capability_layer::{
     CapabilityLayer, CapabilityService, Grants, RequireTool, RequireToolLayer, require_tool,
 };
+pub use checked::{Check, Checked};
 pub use extract::MissingCaller;
 pub use pipeline::{AllowAll, Allowlist, Rejection, SignaturePipeline, VerifiedCaller};
 pub use rate_limit::{RateLimit, RateLimitLayer};

@@ -14,7 +14,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::pipeline::{Rejection, VerifiedCaller};
-use crate::response::rejection_response;
+use crate::response::{json_response, rejection_response};
 
 /// Identities tracked before idle ones are pruned.
 const PRUNE_ABOVE: usize = 100_000;
@@ -70,14 +70,8 @@ impl<S> core::fmt::Debug for RateLimit<S> {
 
 fn too_many(retry_after_secs: u64) -> Response<Body> {
     let body =
-        serde_json::json!({"detail": {"error": "rate_limited", "detail": "too many requests"}})
-            .to_string();
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+        serde_json::json!({"detail": {"error": "rate_limited", "detail": "too many requests"}});
+    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
     response.headers_mut().insert(
         header::RETRY_AFTER,
         HeaderValue::from(retry_after_secs.max(1)),

@@ -6,6 +6,17 @@ use serde_json::json;
 
 use crate::pipeline::Rejection;
 
+/// A JSON body with `status`.
+pub(crate) fn json_response(status: http::StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 /// `{"detail": {"error": kind, "detail": reason}}` with the status, and the
 /// `WWW-Authenticate: Signature` challenge on 401.
 pub(crate) fn rejection_response(rejection: &Rejection, challenge: &str) -> Response<Body> {
@@ -14,13 +25,8 @@ pub(crate) fn rejection_response(rejection: &Rejection, challenge: &str) -> Resp
         Rejection::PayloadTooLarge => "payload_too_large",
         Rejection::Unavailable => "unavailable",
     };
-    let body = json!({"detail": {"error": kind, "detail": rejection.reason()}}).to_string();
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = rejection.status();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let body = json!({"detail": {"error": kind, "detail": rejection.reason()}});
+    let mut response = json_response(rejection.status(), &body);
     if rejection.status() == http::StatusCode::UNAUTHORIZED
         && let Ok(v) = HeaderValue::from_str(challenge)
     {

@@ -1,19 +1,16 @@
 //! The signature layer: verifies every request (but exempt paths) before the inner service.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use axum_core::body::Body;
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
+use http::request::Parts;
 use http_body_util::{BodyExt as _, Limited};
 use tower_layer::Layer;
-use tower_service::Service;
-use tracing::Instrument as _;
 
 use crate::audit::{AuditHook, Decision};
+use crate::checked::{Check, Checked, Decide};
 use crate::pipeline::{Rejection, SignaturePipeline};
 use crate::response::rejection_response;
 
@@ -83,34 +80,58 @@ impl<S> Layer<S> for SignatureLayer {
     type Service = SignatureService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SignatureService {
-            inner,
-            layer: self.clone(),
-        }
+        Checked::new(inner, self.clone())
     }
 }
 
 /// The service [`SignatureLayer`] makes.
-#[derive(Clone, Debug)]
-pub struct SignatureService<S> {
-    inner: S,
-    layer: SignatureLayer,
+pub type SignatureService<S> = Checked<S, SignatureLayer>;
+
+impl SignatureLayer {
+    fn report(&self, parts: &Parts, accepted: bool, identity: Option<&str>, reason: &str) {
+        if let Some(hook) = &self.audit {
+            hook.record(&Decision {
+                layer: "signature",
+                accepted,
+                identity,
+                reason,
+                method: parts.method.as_str(),
+                tool: None,
+            });
+        }
+    }
 }
 
-impl<S> SignatureService<S> {
-    /// The wrapped service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+impl Check for SignatureLayer {
+    const SPAN: &'static str = "signature";
+
+    fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
     }
 
-    /// The wrapped service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
+    fn exempt(&self, parts: &Parts) -> bool {
+        self.exempt.iter().any(|p| p == parts.uri.path())
     }
 
-    /// Unwraps the service.
-    pub fn into_inner(self) -> S {
-        self.inner
+    fn unreadable(&self, parts: &Parts, rejection: &Rejection) -> Response<Body> {
+        self.report(parts, false, None, rejection.reason());
+        rejection_response(rejection, &self.pipeline.challenge())
+    }
+
+    fn decide<'a>(&'a self, parts: &'a mut Parts, body: &'a Bytes) -> Decide<'a> {
+        Box::pin(async move {
+            match self.pipeline.verify(parts, body, unix_now()).await {
+                Ok(caller) => {
+                    self.report(parts, true, Some(&caller.identity), "ok");
+                    parts.extensions.insert(caller);
+                    Ok(())
+                }
+                Err(rejection) => {
+                    self.report(parts, false, None, rejection.reason());
+                    Err(rejection_response(&rejection, &self.pipeline.challenge()))
+                }
+            }
+        })
     }
 }
 
@@ -150,73 +171,4 @@ where
     B::Error: Into<BoxError>,
 {
     response.map(Body::new)
-}
-
-impl<S, B, ResBody> Service<Request<B>> for SignatureService<S>
-where
-    S: Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        // The clone that was polled ready serves this call; a fresh clone stays for the next.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let layer = self.layer.clone();
-        let span = tracing::info_span!("vouch.signature", method = %request.method(), path = %request.uri().path());
-        Box::pin(
-            async move {
-                let (mut parts, body) = request.into_parts();
-                if layer.exempt.iter().any(|p| p == parts.uri.path()) {
-                    let request = Request::from_parts(parts, Body::new(body));
-                    return inner.call(request).await.map(map_body);
-                }
-                let method = parts.method.clone();
-                let report = |accepted: bool, identity: Option<&str>, reason: &str| {
-                    if let Some(hook) = &layer.audit {
-                        hook.record(&Decision {
-                            layer: "signature",
-                            accepted,
-                            identity,
-                            reason,
-                            method: method.as_str(),
-                            tool: None,
-                        });
-                    }
-                };
-                let bytes = match read_body(body, layer.max_body_bytes).await {
-                    Ok(bytes) => bytes,
-                    Err(rejection) => {
-                        report(false, None, rejection.reason());
-                        return Ok(rejection_response(&rejection, &layer.pipeline.challenge()));
-                    }
-                };
-                match layer.pipeline.verify(&parts, &bytes, unix_now()).await {
-                    Ok(caller) => {
-                        report(true, Some(&caller.identity), "ok");
-                        parts.extensions.insert(caller);
-                        let request = Request::from_parts(parts, Body::from(bytes));
-                        inner.call(request).await.map(map_body)
-                    }
-                    Err(rejection) => {
-                        report(false, None, rejection.reason());
-                        Ok(rejection_response(&rejection, &layer.pipeline.challenge()))
-                    }
-                }
-            }
-            .instrument(span),
-        )
-    }
 }
