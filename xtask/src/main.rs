@@ -40,6 +40,9 @@ enum Task {
     /// Interop with real peers (the Python envoys package), both directions, in a venv under
     /// target/.
     Interop,
+    /// The end-to-end demo: a real rmcp server behind vouch, a signing client with an attenuated
+    /// token, allowed and refused calls printed.
+    Demo,
     /// A short run of every fuzz target (installs cargo-fuzz when missing).
     Fuzz {
         /// Seconds per target.
@@ -55,6 +58,17 @@ fn main() -> ExitCode {
         Task::Bench { filter } => bench::run(filter.as_deref()),
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Interop => interop::run(),
+        Task::Demo => exec(cargo().args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "vouch-rmcp",
+            "--features",
+            "demo",
+            "--example",
+            "demo",
+        ])),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -31,6 +31,12 @@ pub struct Grants {
 }
 
 impl Grants {
+    /// Grants from facts a verifier produced. For adapters that verify the token themselves
+    /// (the rmcp stdio guard); the layers build these for HTTP requests.
+    pub fn new(facts: Facts) -> Self {
+        Self { facts }
+    }
+
     /// The verified facts.
     pub fn facts(&self) -> &Facts {
         &self.facts

@@ -1,0 +1,95 @@
+//! A protected rmcp server: every request signed (RFC 9421), every call under a capability
+//! token, tools that see who calls and what they may do.
+//!
+//! ```text
+//! cargo run -p vouch-rmcp --example protected_server -- 127.0.0.1:8080
+//! ```
+//!
+//! It trusts one root key (seed `[42; 32]`, as `signing_client` mints with) and one agent key
+//! (seed `[1; 32]`); real deployments load keys with `vouch_keys` and resolve agents over HTTPS.
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{ServerCapabilities, ServerConfig};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
+use vouch_keys::{ShardedReplayStore, StaticResolver};
+use vouch_rmcp::Protected;
+use vouch_token::{KeyPair, Verifier};
+use vouch_tower::{CapabilityPipeline, SignaturePipeline};
+
+const AGENT: &str = "https://agents.example/agents/worker@agents.example";
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
+struct Query {
+    sql: String,
+}
+
+#[derive(Debug, Clone)]
+struct Db {
+    tool_router: ToolRouter<Self>,
+}
+
+#[tool_router]
+impl Db {
+    #[tool(
+        description = "Runs a read-only query",
+        annotations(read_only_hint = true)
+    )]
+    fn db_query(
+        &self,
+        Parameters(Query { sql }): Parameters<Query>,
+        ctx: RequestContext<RoleServer>,
+    ) -> String {
+        // Authorize per call with the verified grants: the token's row limit.
+        let max_rows = vouch_rmcp::grants(&ctx)
+            .and_then(|g| g.limit("db_query", "max_rows"))
+            .unwrap_or(0);
+        let caller = vouch_rmcp::caller_identity(&ctx).map_or_else(String::new, |c| c.identity);
+        format!("{caller} ran {sql:?}, at most {max_rows} rows")
+    }
+
+    #[tool(description = "Drops a table", annotations(destructive_hint = true))]
+    fn drop_table(&self) -> String {
+        "dropped".to_owned()
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for Db {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let root = KeyPair::from_seed(&[42; 32])?;
+    let agent = KeyPair::from_seed(&[1; 32])?;
+    let signatures = SignaturePipeline::new(
+        StaticResolver::new().with_ed25519(AGENT, &agent.public_key()),
+        ShardedReplayStore::new(100_000),
+    )
+    .scheme("http")
+    .allowlist(|identity: &str| identity.ends_with("@agents.example"));
+    let app = Protected::new(
+        signatures,
+        CapabilityPipeline::new(Verifier::new(root.public_key())),
+    )
+    .tools(&Db::tool_router().list_all())
+    .serve(|| {
+        Ok(Db {
+            tool_router: Db::tool_router(),
+        })
+    });
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!(
+        "protected MCP server at http://{}/mcp",
+        listener.local_addr()?
+    );
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,324 @@
+//! The signing MCP client: an rmcp [`StreamableHttpClient`] that signs every request.
+
+#![allow(
+    clippy::disallowed_types,
+    reason = "rmcp's StreamableHttpClient trait takes std HashMaps of headers"
+)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use futures_util::stream::BoxStream;
+use http::{HeaderName, HeaderValue, Method};
+use rmcp::model::ClientJsonRpcMessage;
+use rmcp::transport::streamable_http_client::{
+    SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
+    StreamableHttpResponseLimits,
+};
+use sse_stream::Sse;
+use vouch_httpsig::{DEFAULT_TOKEN_HEADER, SigningKey};
+use vouch_reqwest::{SignError, SigningMiddleware};
+
+type Headers = HashMap<HeaderName, HeaderValue>;
+
+/// The headers a signature adds; the signer copies these into rmcp's custom headers.
+const SIGNED_HEADERS: [&str; 3] = ["content-digest", "signature-input", "signature"];
+
+/// An rmcp [`StreamableHttpClient`] that signs every request rmcp makes (initialize,
+/// notifications, tool calls, the SSE `GET`, the session `DELETE`) with vouch's MCP signature
+/// profile (the one [`vouch_reqwest::SigningMiddleware`] uses) and attaches a capability token.
+///
+/// It wraps another client, by default rmcp's own `reqwest::Client` implementation, and hands it
+/// the signature as extra headers, so rmcp keeps its response handling (SSE parsing, size
+/// limits, error classification). The wrapped client must send the message as
+/// `serde_json::to_vec(message)` to the URI it is given, as rmcp's reqwest and Unix-socket
+/// clients do: the Content-Digest is computed over those bytes.
+///
+/// Composes with rmcp's OAuth client: `AuthClient::new(SigningClient::new(..), manager)` hands
+/// the bearer token to this client, which covers the `Authorization` header with the signature.
+///
+/// ```no_run
+/// # fn demo(key: vouch_httpsig::SigningKey, token: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// use rmcp::transport::StreamableHttpClientTransport;
+/// use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+/// use vouch_rmcp::SigningClient;
+///
+/// let client = SigningClient::new(reqwest::Client::new(), key, "worker@agents.example")
+///     .with_token(token)?;
+/// let transport = StreamableHttpClientTransport::with_client(
+///     client,
+///     StreamableHttpClientTransportConfig::with_uri("https://tools.example/mcp"),
+/// );
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SigningClient<C = reqwest::Client> {
+    inner: C,
+    signer: Arc<SigningMiddleware>,
+    token: Option<(HeaderName, HeaderValue)>,
+}
+
+impl<C> SigningClient<C> {
+    /// Signs as `keyid` with `key`, sending through `inner`.
+    pub fn new(inner: C, key: SigningKey, keyid: impl Into<String>) -> Self {
+        Self {
+            inner,
+            signer: Arc::new(SigningMiddleware::new(key, keyid)),
+            token: None,
+        }
+    }
+
+    /// Attaches `token` (base64url) in `x-mcpvault-token` on every request.
+    ///
+    /// # Errors
+    ///
+    /// If the token is not a valid header value.
+    pub fn with_token(self, token: &str) -> Result<Self, SignError> {
+        self.with_token_header(HeaderName::from_static(DEFAULT_TOKEN_HEADER), token)
+    }
+
+    /// Attaches `token` in `header` on every request.
+    ///
+    /// # Errors
+    ///
+    /// If the token is not a valid header value.
+    pub fn with_token_header(mut self, header: HeaderName, token: &str) -> Result<Self, SignError> {
+        let mut value = HeaderValue::from_str(token)
+            .map_err(|_| SignError::BadUrl("the token is not a header value".into()))?;
+        value.set_sensitive(true);
+        self.signer = Arc::new(
+            SigningMiddleware::clone(&self.signer).token_header(header.as_str().to_owned()),
+        );
+        self.token = Some((header, value));
+        Ok(self)
+    }
+
+    /// The wrapped client.
+    pub fn get_ref(&self) -> &C {
+        &self.inner
+    }
+
+    /// Computes the signature headers for one request and adds them (and the token) to `headers`.
+    fn sign<E>(
+        &self,
+        method: Method,
+        uri: &str,
+        session_id: Option<&str>,
+        auth_header: Option<&str>,
+        headers: &mut Headers,
+        body: Vec<u8>,
+    ) -> Result<(), StreamableHttpError<E>>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let fail = |e: SignError| {
+            tracing::error!(detail = %e, "MCP request not sent: it could not be signed");
+            StreamableHttpError::Io(std::io::Error::other(e))
+        };
+        let url = reqwest::Url::parse(uri).map_err(|_| fail(SignError::BadUrl(uri.to_owned())))?;
+        let mut request = reqwest::Request::new(method, url);
+        let map = request.headers_mut();
+        for (name, value) in headers.iter() {
+            map.insert(name.clone(), value.clone());
+        }
+        if let Some((name, value)) = &self.token
+            && !map.contains_key(name)
+        {
+            map.insert(name.clone(), value.clone());
+            headers.insert(name.clone(), value.clone());
+        }
+        if let Some(id) = session_id {
+            let value = HeaderValue::from_str(id)
+                .map_err(|_| fail(SignError::BadUrl("session id is not a header value".into())))?;
+            map.insert(HeaderName::from_static("mcp-session-id"), value);
+        }
+        if let Some(bearer) = auth_header {
+            // What reqwest's `bearer_auth` sends.
+            let value = HeaderValue::from_str(&format!("Bearer {bearer}"))
+                .map_err(|_| fail(SignError::BadUrl("bearer is not a header value".into())))?;
+            map.insert(http::header::AUTHORIZATION, value);
+        }
+        if !body.is_empty() {
+            *request.body_mut() = Some(body.into());
+        }
+        self.signer.sign_request(&mut request).map_err(fail)?;
+        for name in SIGNED_HEADERS {
+            if let Some(value) = request.headers().get(name) {
+                headers.insert(HeaderName::from_static(name), value.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<C> std::fmt::Debug for SigningClient<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningClient")
+            .field("signer", &self.signer)
+            .field("token", &self.token.as_ref().map(|(h, _)| h))
+            .finish_non_exhaustive()
+    }
+}
+
+fn body_of<E>(message: &ClientJsonRpcMessage) -> Result<Vec<u8>, StreamableHttpError<E>>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    serde_json::to_vec(message).map_err(StreamableHttpError::Deserialize)
+}
+
+impl<C> StreamableHttpClient for SigningClient<C>
+where
+    C: StreamableHttpClient + Sync,
+{
+    type Error = C::Error;
+
+    async fn post_message(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        mut custom_headers: Headers,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        self.sign(
+            Method::POST,
+            &uri,
+            session_id.as_deref(),
+            auth_header.as_deref(),
+            &mut custom_headers,
+            body_of(&message)?,
+        )?;
+        self.inner
+            .post_message(uri, message, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn post_message_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        mut custom_headers: Headers,
+        max_sse_event_size: usize,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        self.sign(
+            Method::POST,
+            &uri,
+            session_id.as_deref(),
+            auth_header.as_deref(),
+            &mut custom_headers,
+            body_of(&message)?,
+        )?;
+        self.inner
+            .post_message_with_max_sse_event_size(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+
+    async fn post_message_with_response_limits(
+        &self,
+        uri: Arc<str>,
+        message: ClientJsonRpcMessage,
+        session_id: Option<Arc<str>>,
+        auth_header: Option<String>,
+        mut custom_headers: Headers,
+        limits: StreamableHttpResponseLimits,
+    ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
+        self.sign(
+            Method::POST,
+            &uri,
+            session_id.as_deref(),
+            auth_header.as_deref(),
+            &mut custom_headers,
+            body_of(&message)?,
+        )?;
+        self.inner
+            .post_message_with_response_limits(
+                uri,
+                message,
+                session_id,
+                auth_header,
+                custom_headers,
+                limits,
+            )
+            .await
+    }
+
+    async fn delete_session(
+        &self,
+        uri: Arc<str>,
+        session_id: Arc<str>,
+        auth_header: Option<String>,
+        mut custom_headers: Headers,
+    ) -> Result<(), StreamableHttpError<Self::Error>> {
+        self.sign(
+            Method::DELETE,
+            &uri,
+            Some(&session_id),
+            auth_header.as_deref(),
+            &mut custom_headers,
+            Vec::new(),
+        )?;
+        self.inner
+            .delete_session(uri, session_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        mut custom_headers: Headers,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
+        self.sign(
+            Method::GET,
+            &uri,
+            session_id.as_deref(),
+            auth_header.as_deref(),
+            &mut custom_headers,
+            Vec::new(),
+        )?;
+        self.inner
+            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
+            .await
+    }
+
+    async fn get_stream_with_max_sse_event_size(
+        &self,
+        uri: Arc<str>,
+        session_id: Option<Arc<str>>,
+        last_event_id: Option<String>,
+        auth_header: Option<String>,
+        mut custom_headers: Headers,
+        max_sse_event_size: usize,
+    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, StreamableHttpError<Self::Error>> {
+        self.sign(
+            Method::GET,
+            &uri,
+            session_id.as_deref(),
+            auth_header.as_deref(),
+            &mut custom_headers,
+            Vec::new(),
+        )?;
+        self.inner
+            .get_stream_with_max_sse_event_size(
+                uri,
+                session_id,
+                last_event_id,
+                auth_header,
+                custom_headers,
+                max_sse_event_size,
+            )
+            .await
+    }
+}

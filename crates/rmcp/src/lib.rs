@@ -1,0 +1,34 @@
+//! vouch for the official Rust MCP SDK, [rmcp](https://docs.rs/rmcp).
+//!
+//! **Server.** [`Protected`] turns an rmcp handler into an axum `Router` behind every vouch layer:
+//! RFC 9421 signatures, session binding, capability tokens, and a [`GrantGuard`] that filters
+//! `tools/list`. Inside a tool, [`caller_identity`] is who signed the request and [`grants`] what
+//! their token allows, resource limits included. On stdio, where there is no HTTP signature,
+//! [`GrantGuard::with_verifier`] reads the token from `params._meta.token` and enforces the
+//! same grants.
+//!
+//! **Client.** [`SigningClient`] is an rmcp `StreamableHttpClient` that signs every request
+//! rmcp makes and attaches the capability token; it composes with rmcp's OAuth `AuthClient`.
+//!
+//! The tool → operation mapping ([`OperationMap`]) defaults from MCP tool annotations:
+//! `readOnlyHint` → `read`, `destructiveHint` → `write`, otherwise `execute`.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod client;
+#[cfg(feature = "demo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "demo")))]
+pub mod demo;
+mod grants;
+mod handler;
+mod server;
+mod session;
+
+pub use client::SigningClient;
+pub use grants::{DEFAULT_OPERATION, OperationMap, caller_identity, grants};
+pub use handler::{FORBIDDEN_CODE, GrantGuard, META_TOKEN_KEY, UNAUTHORIZED_CODE};
+pub use server::{GuardedService, Protected};
+pub use session::{
+    DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, SessionBinding, SessionBindingLayer,
+};

@@ -1,0 +1,195 @@
+//! One builder from an rmcp server to an axum `Router` with every vouch layer in order.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use http::{Request, Response};
+use rmcp::ServerHandler;
+use rmcp::model::Tool;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use tower_layer::Layer as _;
+use tower_service::Service;
+use vouch_tower::{
+    AuditHook, CapabilityLayer, CapabilityPipeline, Decision, SignatureLayer, SignaturePipeline,
+};
+
+use crate::grants::OperationMap;
+use crate::handler::GrantGuard;
+use crate::session::SessionBindingLayer;
+
+/// The rmcp server type [`Protected::serve`] builds: the handler behind a [`GrantGuard`].
+pub type GuardedService<H> = StreamableHttpService<GrantGuard<H>, LocalSessionManager>;
+
+/// Protects an rmcp Streamable HTTP server with vouch.
+///
+/// Requests pass, in this order: the [`SignatureLayer`] (RFC 9421 signature, digest, time
+/// window, replay, key, pin, allowlist; the verified caller goes into the request), the
+/// [`SessionBindingLayer`] (a session belongs to the signer that created it), the
+/// [`CapabilityLayer`] (a valid token on every request; `tools/call` of a tool or operation it
+/// does not grant is refused with 403), and rmcp. [`Protected::serve`] also wraps the handler
+/// in a [`GrantGuard`], which filters `tools/list` to the granted tools. Inside tools,
+/// [`caller_identity`](crate::caller_identity) and [`grants`](crate::grants) give the verified
+/// caller and grants.
+///
+/// ```no_run
+/// # use rmcp::{ServerHandler, model::ServerConfig};
+/// # #[derive(Clone)] struct Tools;
+/// # impl ServerHandler for Tools { fn get_info(&self) -> ServerConfig { ServerConfig::default() } }
+/// # fn build(signatures: vouch_tower::SignaturePipeline, verifier: vouch_token::Verifier) {
+/// let app: axum::Router = vouch_rmcp::Protected::new(
+///     signatures,
+///     vouch_tower::CapabilityPipeline::new(verifier),
+/// )
+/// .serve(|| Ok(Tools));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Protected {
+    signatures: SignaturePipeline,
+    capabilities: CapabilityPipeline,
+    operations: OperationMap,
+    config: StreamableHttpServerConfig,
+    path: String,
+    sessions: Option<SessionBindingLayer>,
+    max_body_bytes: Option<usize>,
+    audit: Option<Arc<dyn AuditHook>>,
+}
+
+impl std::fmt::Debug for Protected {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protected")
+            .field("signatures", &self.signatures)
+            .field("capabilities", &self.capabilities)
+            .field("operations", &self.operations)
+            .field("path", &self.path)
+            .field("sessions", &self.sessions)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("audit", &self.audit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Protected {
+    /// Signatures checked by `signatures`, tokens by `capabilities`; served at `/mcp` with rmcp's
+    /// default configuration (session mode, loopback hosts only) and session binding on.
+    pub fn new(signatures: SignaturePipeline, capabilities: CapabilityPipeline) -> Self {
+        Self {
+            signatures,
+            capabilities,
+            operations: OperationMap::new(),
+            config: StreamableHttpServerConfig::default(),
+            path: "/mcp".to_owned(),
+            sessions: Some(SessionBindingLayer::default()),
+            max_body_bytes: None,
+            audit: None,
+        }
+    }
+
+    /// The operation each tool needs, from their annotations (`read` for read-only tools,
+    /// `write` for destructive ones, `execute` otherwise), e.g. `Server::tool_router().list_all()`.
+    /// Without it every tool is `execute`.
+    #[must_use]
+    pub fn tools(self, tools: &[Tool]) -> Self {
+        self.operations(OperationMap::from_tools(tools))
+    }
+
+    /// The operation each tool needs, given outright (overrides included).
+    #[must_use]
+    pub fn operations(mut self, operations: OperationMap) -> Self {
+        self.operations = operations;
+        self
+    }
+
+    /// rmcp's server configuration: session or stateless mode, JSON responses, allowed hosts.
+    #[must_use]
+    pub fn config(mut self, config: StreamableHttpServerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The path the MCP endpoint is served at (default `/mcp`).
+    #[must_use]
+    pub fn path(mut self, path: impl Into<String>) -> Self {
+        self.path = path.into();
+        self
+    }
+
+    /// The session binding (default: [`SessionBindingLayer::default`]), or `None` to serve
+    /// without it (stateless servers have no sessions to bind).
+    #[must_use]
+    pub fn session_binding(mut self, layer: Option<SessionBindingLayer>) -> Self {
+        self.sessions = layer;
+        self
+    }
+
+    /// The most body bytes the layers read (default: the layers' default, 1 MiB).
+    #[must_use]
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = Some(max);
+        self
+    }
+
+    /// Sees every decision of the signature and capability layers.
+    #[must_use]
+    pub fn audit(mut self, hook: impl AuditHook + 'static) -> Self {
+        self.audit = Some(Arc::new(hook));
+        self
+    }
+
+    /// Serves the handlers `factory` makes (one per session, or per request when stateless),
+    /// each behind a [`GrantGuard`], with every layer in front.
+    pub fn serve<H, F>(self, factory: F) -> Router
+    where
+        H: ServerHandler,
+        F: Fn() -> Result<H, std::io::Error> + Send + Sync + 'static,
+    {
+        let operations = self.operations.clone();
+        let factory = Arc::new(factory);
+        let service: GuardedService<H> = StreamableHttpService::new(
+            move || factory().map(|h| GrantGuard::new(h, operations.clone())),
+            Arc::new(LocalSessionManager::default()),
+            self.config.clone(),
+        );
+        self.protect(service)
+    }
+
+    /// Puts the layers in front of an rmcp service built elsewhere. `tools/list` is filtered
+    /// only if its handler is a [`GrantGuard`] (built with the same [`OperationMap`]);
+    /// `tools/call` is enforced by the layer either way.
+    pub fn protect<S, ResBody>(self, service: S) -> Router
+    where
+        S: Service<Request<Body>, Response = Response<ResBody>, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        ResBody::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let mut capabilities = self.capabilities;
+        for (tool, operation) in self.operations.iter() {
+            capabilities = capabilities.operation(tool, operation);
+        }
+        let mut capability_layer = CapabilityLayer::new(capabilities);
+        let mut signature_layer = SignatureLayer::new(self.signatures);
+        if let Some(max) = self.max_body_bytes {
+            capability_layer = capability_layer.max_body_bytes(max);
+            signature_layer = signature_layer.max_body_bytes(max);
+        }
+        if let Some(hook) = self.audit {
+            let h = hook.clone();
+            capability_layer = capability_layer.audit(move |d: &Decision<'_>| h.record(d));
+            signature_layer = signature_layer.audit(move |d: &Decision<'_>| hook.record(d));
+        }
+        let checked = capability_layer.layer(service);
+        match self.sessions {
+            Some(sessions) => Router::new()
+                .route_service(&self.path, signature_layer.layer(sessions.layer(checked))),
+            None => Router::new().route_service(&self.path, signature_layer.layer(checked)),
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Integration tests for vouch-rmcp, built as one binary.
+
+// Test helpers outside #[test] functions may panic on a broken fixture: that is a test failure.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+#[cfg(feature = "demo")]
+mod demo;
+mod end_to_end;
+mod guard;
+mod signing_client;
+mod support;
