@@ -2,7 +2,10 @@
 //!
 //! The Python `envoys` 0.3.0 package (with envoys-mcp 0.1.1) runs in a venv this task makes under
 //! `target/interop/venv`. envoys signs and vouch verifies; vouch signs and envoys verifies, each
-//! side also proving it refuses a replay and a tampered copy. Any failure fails the task.
+//! side also proving it refuses a replay and a tampered copy; then a Python MCP client
+//! (`mcp<2`'s `streamablehttp_client` with envoys-mcp's `EnvoysAuth`) calls tools on a
+//! vouch-protected rmcp server, and a non-allowlisted envoys identity is refused. Any failure
+//! fails the task.
 
 use std::path::Path;
 use std::process::Command;
@@ -39,8 +42,56 @@ pub(crate) fn run() -> Result {
             .arg("verify")
             .arg(&from_vouch),
     )?;
+    eprintln!("== interop: an envoys-mcp client calls a vouch-protected rmcp server");
+    mcp(&python, &dir)?;
     eprintln!("== interop: all directions passed");
     Ok(())
+}
+
+/// Starts `vouch-rmcp`'s `envoys_interop_server` example, runs the Python MCP client against it,
+/// and stops the server whatever happened.
+fn mcp(python: &Path, dir: &Path) -> Result {
+    exec(cargo().args([
+        "build",
+        "--quiet",
+        "--locked",
+        "-p",
+        "vouch-rmcp",
+        "--example",
+        "envoys_interop_server",
+    ]))?;
+    let config = dir.join("mcp-server.json");
+    let _ = std::fs::remove_file(&config);
+    let binary = root()
+        .join("target")
+        .join("debug")
+        .join("examples")
+        .join("envoys_interop_server");
+    let mut server = Command::new(&binary)
+        .arg(&config)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", binary.display()))?;
+    let result = (|| {
+        // The server writes its config once it listens.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !config.exists() {
+            if std::time::Instant::now() > deadline {
+                return Err("the interop MCP server did not start within 30 s".to_owned());
+            }
+            if let Ok(Some(status)) = server.try_wait() {
+                return Err(format!("the interop MCP server exited: {status}"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let script = root()
+            .join("xtask")
+            .join("interop")
+            .join("envoys_mcp_client.py");
+        exec(Command::new(python).arg(&script).arg(&config))
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    result
 }
 
 fn example(mode: &str, file: &Path) -> Box<Command> {
