@@ -18,8 +18,73 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     let table = timings(&dir)?;
     print_timings(&table);
     print_goals(&table);
+    print_throughput(&table);
     print_sizes(&dir);
     Ok(())
+}
+
+/// The rmcp throughput goal: protected ≥ 0.45 × unprotected req/s.
+const THROUGHPUT_GOAL: f64 = 0.45;
+
+/// The rmcp load run (`benches/rmcp_throughput.rs`), against its goal and against the ceiling
+/// one Ed25519 verify per request puts on this machine.
+fn print_throughput(table: &Table) {
+    let path = root()
+        .join("target")
+        .join("vouch-bench")
+        .join("rmcp-throughput.json");
+    let Some(v) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    else {
+        println!("rmcp throughput: not measured in this run");
+        return;
+    };
+    let (Some(plain), Some(guarded)) = (
+        v["unprotected"]["rps"].as_f64(),
+        v["protected"]["rps"].as_f64(),
+    ) else {
+        println!("rmcp throughput: {} is unreadable", path.display());
+        return;
+    };
+    println!();
+    println!(
+        "{:<48} {:>8} {:>8} {:>8}",
+        "rmcp tools/call (stateless JSON)", "req/s", "p50", "p99"
+    );
+    for side in ["unprotected", "protected"] {
+        println!(
+            "{side:<48} {:>8.0} {:>6}µs {:>6}µs",
+            v[side]["rps"].as_f64().unwrap_or(0.0),
+            v[side]["p50_us"].as_u64().unwrap_or(0),
+            v[side]["p99_us"].as_u64().unwrap_or(0)
+        );
+    }
+    let ratio = guarded / plain;
+    let verdict = if ratio >= THROUGHPUT_GOAL {
+        "met"
+    } else {
+        "MISSED"
+    };
+    println!(
+        "{:<48} {ratio:>8.3} {:>8}  {verdict}",
+        "goal: protected/unprotected",
+        format!(">= {THROUGHPUT_GOAL}")
+    );
+    // One ring Ed25519 verify per request on top of what rmcp costs per request.
+    if let Some(verify_ns) = table
+        .get("httpsig_1k_tools_call")
+        .and_then(|f| f.get("ring_ed25519_verify_1k"))
+    {
+        let plain_ns = 1e9 / plain;
+        println!(
+            "{:<48} {:>8.3}  (rmcp {:.0} µs/request + one verify {:.0} µs)",
+            "ceiling on this machine",
+            plain_ns / (plain_ns + verify_ns),
+            plain_ns / 1e3,
+            verify_ns / 1e3
+        );
+    }
 }
 
 /// The ratios the issues set goals for: (group, measured, reference, goal).
