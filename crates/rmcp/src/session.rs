@@ -34,6 +34,21 @@ struct Sessions {
     map: Mutex<BTreeMap<String, Binding>>,
 }
 
+/// Who signed a request: the identity and the key that proved it.
+struct Caller<'a> {
+    identity: &'a str,
+    thumbprint: &'a str,
+}
+
+impl<'a> From<&'a VerifiedCaller> for Caller<'a> {
+    fn from(c: &'a VerifiedCaller) -> Self {
+        Self {
+            identity: &c.identity,
+            thumbprint: &c.thumbprint,
+        }
+    }
+}
+
 /// What the binding decided about a request.
 enum Verdict {
     /// No session yet: the response may create one, bound to this caller.
@@ -45,7 +60,7 @@ enum Verdict {
 }
 
 impl Sessions {
-    fn check(&self, session: &str, caller: &VerifiedCaller) -> Verdict {
+    fn check(&self, session: &str, caller: &Caller<'_>) -> Verdict {
         let Ok(mut map) = self.map.lock() else {
             return Verdict::Refuse(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable");
         };
@@ -68,7 +83,7 @@ impl Sessions {
         }
     }
 
-    fn bind(&self, session: &str, caller: &VerifiedCaller) {
+    fn bind(&self, session: &str, caller: &Caller<'_>) {
         let Ok(mut map) = self.map.lock() else {
             return;
         };
@@ -97,8 +112,8 @@ impl Sessions {
             map.insert(
                 session.to_owned(),
                 Binding {
-                    identity: caller.identity.clone(),
-                    thumbprint: caller.thumbprint.clone(),
+                    identity: caller.identity.to_owned(),
+                    thumbprint: caller.thumbprint.to_owned(),
                     last_used: Instant::now(),
                 },
             );
@@ -226,7 +241,7 @@ where
             };
             let verdict = session
                 .as_deref()
-                .map_or(Verdict::New, |s| sessions.check(s, &caller));
+                .map_or(Verdict::New, |s| sessions.check(s, &Caller::from(&caller)));
             let deleting = request.method() == Method::DELETE;
             match verdict {
                 Verdict::Refuse(status, reason) => Ok(refusal(status, reason)),
@@ -247,11 +262,134 @@ where
                         .get(&SESSION_HEADER)
                         .and_then(|v| v.to_str().ok())
                     {
-                        sessions.bind(created, &caller);
+                        sessions.bind(created, &Caller::from(&caller));
                     }
                     Ok(response)
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic, reason = "tests")]
+
+    use super::*;
+
+    const ALICE: Caller<'static> = Caller {
+        identity: "alice@a.example",
+        thumbprint: "key-a",
+    };
+    const ALICE_OTHER_KEY: Caller<'static> = Caller {
+        identity: "alice@a.example",
+        thumbprint: "key-b",
+    };
+    const BOB: Caller<'static> = Caller {
+        identity: "bob@b.example",
+        thumbprint: "key-c",
+    };
+
+    fn status(v: Verdict) -> Option<(StatusCode, &'static str)> {
+        match v {
+            Verdict::Refuse(s, r) => Some((s, r)),
+            Verdict::Owner | Verdict::New => None,
+        }
+    }
+
+    fn sessions(capacity: usize, idle: Duration) -> Sessions {
+        Sessions {
+            capacity,
+            idle,
+            map: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    #[test]
+    fn only_the_creator_with_the_same_key_may_use_a_session() {
+        let s = sessions(10, DEFAULT_SESSION_IDLE);
+        s.bind("s1", &ALICE);
+        assert!(status(s.check("s1", &ALICE)).is_none());
+        assert_eq!(
+            status(s.check("s1", &BOB)),
+            Some((StatusCode::FORBIDDEN, "session_bound_to_another_caller"))
+        );
+        assert_eq!(
+            status(s.check("s1", &ALICE_OTHER_KEY)),
+            Some((StatusCode::FORBIDDEN, "session_bound_to_another_caller")),
+            "same identity, another key"
+        );
+        assert_eq!(
+            status(s.check("unknown", &ALICE)),
+            Some((StatusCode::NOT_FOUND, "session_not_found"))
+        );
+        // A second binding of the same id never rebinds it.
+        s.bind("s1", &BOB);
+        assert!(status(s.check("s1", &ALICE)).is_none());
+        s.unbind("s1");
+        assert_eq!(
+            status(s.check("s1", &ALICE)),
+            Some((StatusCode::NOT_FOUND, "session_not_found"))
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded_idle_first_then_least_recently_used() {
+        let s = sessions(2, Duration::ZERO);
+        s.bind("s1", &ALICE);
+        s.bind("s2", &ALICE);
+        s.bind("s3", &ALICE);
+        // Idle for zero seconds counts as idle: both old ones are dropped to make room.
+        assert_eq!(s.len(), 1);
+        assert!(status(s.check("s3", &ALICE)).is_none());
+
+        let s = sessions(2, Duration::from_secs(3600));
+        s.bind("s1", &ALICE);
+        s.bind("s2", &ALICE);
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(
+            status(s.check("s1", &ALICE)).is_none(),
+            "s1 is now the most recent"
+        );
+        s.bind("s3", &ALICE);
+        assert_eq!(s.len(), 2);
+        assert!(status(s.check("s1", &ALICE)).is_none());
+        assert_eq!(
+            status(s.check("s2", &ALICE)),
+            Some((StatusCode::NOT_FOUND, "session_not_found")),
+            "the least recently used binding was dropped"
+        );
+
+        let s = sessions(0, DEFAULT_SESSION_IDLE);
+        s.bind("s1", &ALICE);
+        assert_eq!(
+            s.len(),
+            0,
+            "capacity 0 remembers nothing, so every session is refused"
+        );
+    }
+
+    #[derive(Clone)]
+    struct Ok200;
+
+    impl Service<Request<Body>> for Ok200 {
+        type Response = Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Response<Body>, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Body::empty())))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_without_a_verified_caller_is_refused() {
+        let mut service = SessionBindingLayer::default().layer(Ok200);
+        let response = service.call(Request::new(Body::empty())).await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     }
 }
