@@ -151,6 +151,24 @@ impl<C> SigningClient<C> {
     }
 }
 
+impl<C> SigningClient<C> {
+    /// Signs a `POST` of `message`, over the bytes rmcp's reqwest client sends for it.
+    fn sign_post<E>(
+        &self,
+        uri: &str,
+        message: &ClientJsonRpcMessage,
+        session_id: Option<&str>,
+        auth_header: Option<&str>,
+        headers: &mut Headers,
+    ) -> Result<(), StreamableHttpError<E>>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let body = serde_json::to_vec(message).map_err(StreamableHttpError::Deserialize)?;
+        self.sign(Method::POST, uri, session_id, auth_header, headers, body)
+    }
+}
+
 impl<C> std::fmt::Debug for SigningClient<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningClient")
@@ -158,13 +176,6 @@ impl<C> std::fmt::Debug for SigningClient<C> {
             .field("token", &self.token.as_ref().map(|(h, _)| h))
             .finish_non_exhaustive()
     }
-}
-
-fn body_of<E>(message: &ClientJsonRpcMessage) -> Result<Vec<u8>, StreamableHttpError<E>>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    serde_json::to_vec(message).map_err(StreamableHttpError::Deserialize)
 }
 
 impl<C> StreamableHttpClient for SigningClient<C>
@@ -181,13 +192,12 @@ where
         auth_header: Option<String>,
         mut custom_headers: Headers,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        self.sign(
-            Method::POST,
+        self.sign_post(
             &uri,
+            &message,
             session_id.as_deref(),
             auth_header.as_deref(),
             &mut custom_headers,
-            body_of(&message)?,
         )?;
         self.inner
             .post_message(uri, message, session_id, auth_header, custom_headers)
@@ -203,13 +213,12 @@ where
         mut custom_headers: Headers,
         max_sse_event_size: usize,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        self.sign(
-            Method::POST,
+        self.sign_post(
             &uri,
+            &message,
             session_id.as_deref(),
             auth_header.as_deref(),
             &mut custom_headers,
-            body_of(&message)?,
         )?;
         self.inner
             .post_message_with_max_sse_event_size(
@@ -232,13 +241,12 @@ where
         mut custom_headers: Headers,
         limits: StreamableHttpResponseLimits,
     ) -> Result<StreamableHttpPostResponse, StreamableHttpError<Self::Error>> {
-        self.sign(
-            Method::POST,
+        self.sign_post(
             &uri,
+            &message,
             session_id.as_deref(),
             auth_header.as_deref(),
             &mut custom_headers,
-            body_of(&message)?,
         )?;
         self.inner
             .post_message_with_response_limits(

@@ -50,6 +50,19 @@ async fn call(client: &Client, tool: &str, args: Value) -> Result<String, String
     Ok(text)
 }
 
+/// The names of the tools `client` is shown, sorted.
+async fn tool_names(client: &Client) -> Vec<String> {
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -174,14 +187,7 @@ async fn tools_list_shows_only_granted_tools(mode: Mode) {
     let worker = connect(&server.url, WORKER, &worker_token(WORKER))
         .await
         .unwrap();
-    let mut names: Vec<String> = worker
-        .list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    names.sort();
+    let names = tool_names(&worker).await;
     assert_eq!(names, ["add", "db_query", "whoami"]);
 
     // A read-only token sees only the read-only tools (operations from the annotations).
@@ -196,14 +202,7 @@ async fn tools_list_shows_only_granted_tools(mode: Mode) {
         .unwrap()
         .to_base64();
     let reader = connect(&server.url, OTHER, &read_only).await.unwrap();
-    let mut names: Vec<String> = reader
-        .list_all_tools()
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|t| t.name.to_string())
-        .collect();
-    names.sort();
+    let names = tool_names(&reader).await;
     assert_eq!(
         names,
         ["add", "whoami"],
