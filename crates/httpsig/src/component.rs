@@ -58,6 +58,44 @@ impl Component {
         Self::with_params("@query-param", params)
     }
 
+    /// Parses component identifiers written as in a `Signature-Input` inner list, without the
+    /// parentheses: `"@method" "@query-param";name="Pet" "content-digest"`.
+    ///
+    /// ```
+    /// use vouch_httpsig::Component;
+    /// # fn main() -> Result<(), vouch_httpsig::Error> {
+    /// let list = Component::parse_list(r#""@method" "@query-param";name="Pet""#)?;
+    /// assert_eq!(list.len(), 2);
+    /// assert_eq!(list[1].to_string(), r#""@query-param";name="Pet""#);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Malformed`] if the text is not a list of quoted component names (with
+    /// parameters), or names a component twice.
+    pub fn parse_list(text: &str) -> Result<Vec<Self>, Error> {
+        let wrapped = format!("({})", text.trim());
+        let list: sfv::List = sfv::Parser::new(&wrapped)
+            .parse()
+            .map_err(|_| Error::Malformed("components are not a list of quoted names"))?;
+        let [sfv::ListEntry::InnerList(inner)] = list.as_slice() else {
+            return Err(Error::Malformed("components are not a list of quoted names"));
+        };
+        if !inner.params.is_empty() {
+            return Err(Error::Malformed("components are not a list of quoted names"));
+        }
+        let mut out: Vec<Self> = Vec::with_capacity(inner.items.len());
+        for item in &inner.items {
+            let c = Self::from_item(item)?;
+            if out.contains(&c) {
+                return Err(Error::Malformed("a component is named twice"));
+            }
+            out.push(c);
+        }
+        Ok(out)
+    }
+
     pub(crate) fn with_params(name: &str, params: Parameters) -> Result<Self, Error> {
         // Field names are tokens, derived names are `@` and a token: lowercase, and nothing
         // that a quoted sf-string would need to escape.

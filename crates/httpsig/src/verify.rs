@@ -51,6 +51,7 @@ pub struct Verifier {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     label: String,
+    components: Vec<Component>,
     params: Params,
     base: Vec<u8>,
     signature: Vec<u8>,
@@ -66,6 +67,7 @@ pub struct Verified {
     pub label: String,
     /// Its parameters.
     pub params: Params,
+    components: Vec<Component>,
     alg: Algorithm,
     replay_key: ReplayKey,
     keep_until: u64,
@@ -188,6 +190,7 @@ impl Verifier {
         Ok(Prepared {
             keep_until: p.last_valid_second(params.created, params.expires),
             label: c.label,
+            components: c.components,
             params: c.params,
             base,
             signature: c.signature,
@@ -210,6 +213,11 @@ impl Prepared {
     /// The signature's parameters.
     pub fn params(&self) -> &Params {
         &self.params
+    }
+
+    /// The components the signature covers, in the order it lists them.
+    pub fn components(&self) -> &[Component] {
+        &self.components
     }
 
     /// The signature base that will be verified.
@@ -240,6 +248,7 @@ impl Prepared {
         Ok(Verified {
             label: self.label,
             params: self.params,
+            components: self.components,
             alg,
             replay_key,
             keep_until: self.keep_until,
@@ -251,6 +260,11 @@ impl Verified {
     /// The algorithm that verified.
     pub fn algorithm(&self) -> Algorithm {
         self.alg
+    }
+
+    /// The components the signature covers, in the order it lists them.
+    pub fn components(&self) -> &[Component] {
+        &self.components
     }
 
     /// The key this signature is recorded under in a replay store.

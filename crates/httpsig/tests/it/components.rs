@@ -298,3 +298,63 @@ fn every_algorithm_ring_can_sign_round_trips() {
         assert!(prepared.verify(&other).is_err(), "{alg} with a foreign key");
     }
 }
+
+#[test]
+fn component_lists_parse_as_signature_input_writes_them() {
+    let list =
+        Component::parse_list(r#" "@method" "@query-param";name="Pet" "content-digest" "#).unwrap();
+    let names: Vec<String> = list.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        names,
+        [
+            r#""@method""#,
+            r#""@query-param";name="Pet""#,
+            r#""content-digest""#
+        ]
+    );
+    assert!(Component::parse_list("").unwrap().is_empty());
+    // A parameter is part of the identifier, kept as written.
+    assert_eq!(
+        Component::parse_list(r#""@method";x=1"#).unwrap()[0].to_string(),
+        r#""@method";x=1"#
+    );
+    for bad in [
+        "@method",
+        r#""@method" @path"#,
+        r#"("@method")"#,
+        r#""@method" "@method""#,
+        r#""Content-Type""#,
+        r#""@method");created=1;("#,
+        r#""@method" 1"#,
+    ] {
+        let got = Component::parse_list(bad);
+        assert!(
+            matches!(got, Err(Error::Malformed(_))),
+            "{bad} should be refused, got {got:?}"
+        );
+    }
+}
+
+#[test]
+fn verified_signatures_report_what_they_cover() {
+    let key = SigningKey::ed25519_from_seed(&[3; 32]).unwrap();
+    let mut request = http::Request::get("https://mcp.example/mcp?x=1")
+        .body(Vec::new())
+        .unwrap();
+    let spec = SignatureSpec::new("s")
+        .cover_names(&["@method", "@target-uri"])
+        .unwrap()
+        .created(1_700_000_000)
+        .keyid("a");
+    sign(RequestView::of(&request), &spec, &key)
+        .unwrap()
+        .apply(request.headers_mut())
+        .unwrap();
+    let prepared = Verifier::new(loose())
+        .prepare(RequestView::of(&request), 1_700_000_000)
+        .unwrap();
+    assert_eq!(prepared.components(), spec.components());
+    let verified = prepared.verify(&key.verifying_key().unwrap()).unwrap();
+    let names: Vec<&str> = verified.components().iter().map(Component::name).collect();
+    assert_eq!(names, ["@method", "@target-uri"]);
+}
