@@ -80,10 +80,14 @@ impl Component {
             .parse()
             .map_err(|_| Error::Malformed("components are not a list of quoted names"))?;
         let [sfv::ListEntry::InnerList(inner)] = list.as_slice() else {
-            return Err(Error::Malformed("components are not a list of quoted names"));
+            return Err(Error::Malformed(
+                "components are not a list of quoted names",
+            ));
         };
         if !inner.params.is_empty() {
-            return Err(Error::Malformed("components are not a list of quoted names"));
+            return Err(Error::Malformed(
+                "components are not a list of quoted names",
+            ));
         }
         let mut out: Vec<Self> = Vec::with_capacity(inner.items.len());
         for item in &inner.items {

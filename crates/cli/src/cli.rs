@@ -1,0 +1,360 @@
+//! The command line: every command, flag and help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Keys, capability tokens and RFC 9421 signed requests, from the command line.
+///
+/// Exit status: 0 on success, 1 when a check rejects (the reason on stderr, one line), 2 on bad
+/// usage or unreadable input. Machine output goes to stdout (JSON where it is structured), and
+/// nothing else does.
+#[derive(Debug, Parser)]
+#[command(name = "vouch", version, about, long_about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Writes a new Ed25519 key and prints its public key (hex).
+    #[command(after_help = "\
+Examples:
+  vouch keygen --out root.pem                 # PKCS#8 PEM, mode 0600
+  vouch keygen --out agent.jwk --format jwk
+  vouch keygen --out - > key.pem              # the key on stdout, the public hex on stderr")]
+    Keygen {
+        /// Where to write the private key (refuses to overwrite); `-` for stdout.
+        #[arg(long, default_value = "vouch.key")]
+        out: PathBuf,
+        /// The private key's file format.
+        #[arg(long, value_enum, default_value_t = PrivateFormat::Pem)]
+        format: PrivateFormat,
+    },
+    /// Prints the public key of a key file.
+    #[command(after_help = "\
+Examples:
+  vouch pubkey --key root.pem
+  vouch pubkey --key root.pem --format jwk")]
+    Pubkey {
+        /// A private or public key file, in any format vouch reads.
+        #[arg(long)]
+        key: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = PublicFormat::Hex)]
+        format: PublicFormat,
+    },
+    /// Mints a root capability token signed by the root key.
+    #[command(after_help = "\
+No --tools grants every tool. Without --ttl the token lives one hour.
+
+Examples:
+  vouch mint --key root.pem --issuer auth --subject agent-a --tools db_query,search \\
+      --op db_query:read --op db_query:write --limit db_query:max_rows=100 --ttl 3600
+  vouch mint --key root.pem --bind https://agents.example/a --audience https://mcp.example")]
+    Mint {
+        /// The root private key file.
+        #[arg(long)]
+        key: PathBuf,
+        /// Who issues the token.
+        #[arg(long, default_value = "vouch")]
+        issuer: String,
+        /// Whom the token is for.
+        #[arg(long, default_value = "agent")]
+        subject: String,
+        #[command(flatten)]
+        rights: RightsArgs,
+    },
+    /// Narrows a token for a sub-agent, offline; refuses anything that would widen it.
+    #[command(after_help = "\
+The token is verified against the root public key first. A restriction that would widen the
+token (a tool, operation or audience its parent does not grant, a larger limit, ...) is refused
+with exit status 1.
+
+Examples:
+  vouch attenuate --token \"$TOKEN\" --pubkey root.pub --tools db_query --op db_query:read \\
+      --limit db_query:max_rows=10 --ttl 600 --bind https://agents.example/worker
+  echo \"$TOKEN\" | vouch attenuate --token - --pubkey 3b6a27bc... --max-depth 0")]
+    Attenuate {
+        /// The token, or `-` to read it from stdin.
+        #[arg(long)]
+        token: String,
+        /// The root public key: hex, did:key, or a key file in any format vouch reads.
+        #[arg(long)]
+        pubkey: String,
+        #[command(flatten)]
+        rights: RightsArgs,
+    },
+    /// Seals a token so that nobody can attenuate it further.
+    #[command(after_help = "\
+Examples:
+  vouch seal --token \"$TOKEN\"
+  vouch attenuate --token \"$T\" --pubkey root.pub --tools search | vouch seal --token -")]
+    Seal {
+        /// The token, or `-` to read it from stdin.
+        #[arg(long)]
+        token: String,
+    },
+    /// Verifies a token and prints what it grants (JSON).
+    #[command(after_help = "\
+Examples:
+  vouch verify --token \"$TOKEN\" --pubkey root.pub
+  vouch verify --token \"$TOKEN\" --pubkey root.pub --tool db_query --op write \\
+      --caller https://agents.example/worker --audience https://mcp.example --now 1700000000")]
+    Verify {
+        /// The token, or `-` to read it from stdin.
+        #[arg(long)]
+        token: String,
+        /// The root public key: hex, did:key, or a key file in any format vouch reads.
+        #[arg(long)]
+        pubkey: String,
+        /// Require the token to grant this tool.
+        #[arg(long)]
+        tool: Option<String>,
+        /// Require the token to grant this operation on --tool.
+        #[arg(long, requires = "tool")]
+        op: Option<String>,
+        /// This verifier's audience (a token restricted to audiences must name it).
+        #[arg(long)]
+        audience: Option<String>,
+        /// The keyid that signed the request carrying the token (for holder-bound tokens).
+        #[arg(long)]
+        caller: Option<String>,
+        /// Verify as of this Unix time (seconds) instead of now.
+        #[arg(long, value_name = "UNIX_SECS")]
+        now: Option<u64>,
+    },
+    /// Shows what a token claims, block by block, without checking any signature.
+    #[command(after_help = "\
+Never authorize anything on what inspect prints: use verify.
+
+Examples:
+  vouch inspect --token \"$TOKEN\"
+  vouch inspect --token - --json < token.txt")]
+    Inspect {
+        /// The token, or `-` to read it from stdin.
+        #[arg(long)]
+        token: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Signs a raw HTTP request (RFC 9421, with an RFC 9530 Content-Digest).
+    #[command(after_help = "\
+REQUEST_FILE is a raw HTTP/1.1 request: request line, header fields, a blank line, and the body
+(Content-Length bytes). It is printed back with Content-Digest (unless --digest none; an existing
+one is replaced), Signature-Input and Signature added.
+
+Without --components the profile chooses what is covered and which parameters are set (mcp:
+@method, @target-uri, content-digest and the MCP headers present, with created, nonce, alg and
+keyid). With --components exactly what the command line names is signed: created (now unless
+given) and keyid, plus nonce, alg, expires and tag only when given.
+
+Examples:
+  vouch sign --key agent.pem --keyid https://agents.example/a request.http
+  vouch sign --key agent.pem --keyid agent-a --profile envoys --scheme http request.http
+  vouch sign --key rfc.pem --keyid test-key-ed25519 --label sig-b26 --created 1618884473 \\
+      --digest none --components '\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\"' \\
+      request.http")]
+    Sign(SignArgs),
+    /// Verifies the signature of a raw HTTP request and prints the verified identity (JSON).
+    #[command(after_help = "\
+Without --require the MCP profile's components are required (@method, @target-uri, a
+content-digest whenever there is a body, and the MCP headers when present); with it, exactly
+those named. A Content-Digest present in the request must match the body, covered or not.
+check keeps no replay state, so a nonce is required only with --require-nonce.
+
+Examples:
+  vouch check --pubkey agent.pub signed.http
+  vouch check --pubkey rfc.pub --now 1618884480 --max-age 60 \\
+      --require '\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\"' \\
+      --scheme https b26.http")]
+    Check(CheckArgs),
+    /// Operator actions on a key pin store.
+    #[command(subcommand)]
+    Pin(PinCommand),
+    /// Runs the end-to-end demo: a real rmcp server behind vouch, allowed and rejected calls.
+    #[command(after_help = "\
+Example:
+  vouch demo")]
+    Demo,
+}
+
+/// The restrictions `mint` and `attenuate` take.
+#[derive(Debug, Args)]
+pub(crate) struct RightsArgs {
+    /// Only these tools (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "a,b")]
+    pub(crate) tools: Option<Vec<String>>,
+    /// Only this operation on this tool (repeatable): TOOL:OP, e.g. db_query:read.
+    #[arg(long = "op", value_name = "TOOL:OP")]
+    pub(crate) ops: Vec<String>,
+    /// A resource limit (repeatable): TOOL:KEY=N, e.g. db_query:max_rows=100.
+    #[arg(long = "limit", value_name = "TOOL:KEY=N")]
+    pub(crate) limits: Vec<String>,
+    /// Seconds until expiry.
+    #[arg(long, value_name = "SECS")]
+    pub(crate) ttl: Option<u64>,
+    /// Only at verifiers with this audience (repeatable).
+    #[arg(long = "audience", value_name = "A")]
+    pub(crate) audiences: Vec<String>,
+    /// At most this many further attenuations (0 to 15).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_depth: Option<u8>,
+    /// Bind to a holder: the keyid that must sign each request carrying the token.
+    #[arg(long, value_name = "KEYID")]
+    pub(crate) bind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SignArgs {
+    /// The signer's private key file, in any format vouch reads.
+    #[arg(long)]
+    pub(crate) key: PathBuf,
+    /// The keyid parameter: who is signing.
+    #[arg(long)]
+    pub(crate) keyid: String,
+    /// Add the alg parameter (the key's algorithm; only ed25519 keys sign).
+    #[arg(long, value_parser = ["ed25519"])]
+    pub(crate) alg: Option<String>,
+    /// The signature's label.
+    #[arg(long)]
+    pub(crate) label: Option<String>,
+    /// The created parameter, Unix seconds (default now).
+    #[arg(long, value_name = "UNIX")]
+    pub(crate) created: Option<u64>,
+    /// The expires parameter, Unix seconds.
+    #[arg(long, value_name = "UNIX")]
+    pub(crate) expires: Option<u64>,
+    /// The nonce parameter (the mcp and envoys profiles otherwise pick a random one).
+    #[arg(long, value_name = "S")]
+    pub(crate) nonce: Option<String>,
+    /// The tag parameter.
+    #[arg(long, value_name = "S")]
+    pub(crate) tag: Option<String>,
+    /// Exactly the components to sign, as in Signature-Input: '"@method" "@path" ...'.
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    pub(crate) components: Option<String>,
+    /// The Content-Digest algorithm, or none to leave the request's headers as they are.
+    #[arg(long, value_enum, default_value_t = DigestArg::Sha256)]
+    pub(crate) digest: DigestArg,
+    /// The signing profile used when --components is not given.
+    #[arg(long, value_enum, default_value_t = Profile::Mcp)]
+    pub(crate) profile: Profile,
+    /// The scheme the request is sent with (a raw request does not say).
+    #[arg(long, value_enum, default_value_t = Scheme::Https)]
+    pub(crate) scheme: Scheme,
+    /// The raw HTTP request, or `-` for stdin.
+    #[arg(value_name = "REQUEST_FILE")]
+    pub(crate) request: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The signer's public key: hex, did:key, or a key file (Ed25519 in any format vouch reads;
+    /// RSA or ECDSA as PEM).
+    #[arg(long)]
+    pub(crate) pubkey: String,
+    /// Require this keyid.
+    #[arg(long, value_name = "K")]
+    pub(crate) keyid: Option<String>,
+    /// Only consider the signature with this label.
+    #[arg(long, value_name = "L")]
+    pub(crate) label: Option<String>,
+    /// Check as of this Unix time (seconds) instead of now.
+    #[arg(long, value_name = "UNIX")]
+    pub(crate) now: Option<u64>,
+    /// Maximum age of the created parameter, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub(crate) max_age: u64,
+    /// Require exactly these components: '"@method" "@path" ...'.
+    #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
+    pub(crate) require: Option<String>,
+    /// The algorithm to accept (default: the key's own; RSA keys need it).
+    #[arg(long, value_name = "A")]
+    pub(crate) alg: Option<String>,
+    /// Require a nonce parameter.
+    #[arg(long)]
+    pub(crate) require_nonce: bool,
+    /// The scheme the request was sent with (a raw request does not say).
+    #[arg(long, value_enum, default_value_t = Scheme::Https)]
+    pub(crate) scheme: Scheme,
+    /// The raw HTTP request, or `-` for stdin.
+    #[arg(value_name = "REQUEST_FILE")]
+    pub(crate) request: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PinCommand {
+    /// Removes an identity's key pin, so that its next verified key is pinned anew.
+    #[command(after_help = "\
+Prints {\"identity\": ..., \"was_pinned\": true|false}. The store file must exist.
+
+Example:
+  vouch pin reset --store /var/lib/mcp/pins.json https://agents.example/a")]
+    Reset {
+        /// The pin store file (as used by vouch_keys::FilePinStore).
+        #[arg(long)]
+        store: PathBuf,
+        /// The identity (keyid) whose pin to remove.
+        identity: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PrivateFormat {
+    /// PKCS#8 PEM (`PRIVATE KEY`).
+    Pem,
+    /// JWK with `d`.
+    Jwk,
+    /// MCPVault's JSON key file: {"private_key": hex, "public_key": hex}.
+    Hex,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PublicFormat {
+    /// 64 hex digits.
+    Hex,
+    /// SPKI PEM (`PUBLIC KEY`).
+    Pem,
+    /// JWK.
+    Jwk,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum DigestArg {
+    /// sha-256.
+    #[value(name = "sha-256")]
+    Sha256,
+    /// sha-512.
+    #[value(name = "sha-512")]
+    Sha512,
+    /// No Content-Digest is added.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Profile {
+    /// vouch's MCP profile.
+    Mcp,
+    /// The Python envoys client's profile.
+    Envoys,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scheme {
+    /// https.
+    Https,
+    /// http.
+    Http,
+}
+
+impl Scheme {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Https => "https",
+            Self::Http => "http",
+        }
+    }
+}

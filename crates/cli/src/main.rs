@@ -1,0 +1,7 @@
+//! The `vouch` binary; see `vouch --help`.
+
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    vouch_cli::main()
+}
