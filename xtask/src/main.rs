@@ -58,15 +58,14 @@ fn main() -> ExitCode {
         Task::Bench { filter } => bench::run(filter.as_deref()),
         Task::Fuzz { seconds } => fuzz::run(seconds),
         Task::Interop => interop::run(),
+        // README's "run it" command, as a user types it.
         Task::Demo => exec(cargo().args([
             "run",
             "--release",
             "--quiet",
             "-p",
-            "vouch-rmcp",
-            "--features",
-            "demo",
-            "--example",
+            "vouch-cli",
+            "--",
             "demo",
         ])),
     };
