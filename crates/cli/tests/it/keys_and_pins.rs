@@ -111,15 +111,17 @@ fn pin_reset_removes_one_pin() {
         "pins.json",
         r#"{"https://agents.example/a": "fp-a", "https://agents.example/b": "fp-b"}"#,
     );
-    let out = s
-        .run(&[
+    let reset_a = || {
+        s.run(&[
             "pin",
             "reset",
             "--store",
             &store,
             "https://agents.example/a",
         ])
-        .json();
+        .json()
+    };
+    let out = reset_a();
     assert_eq!(out["identity"], "https://agents.example/a");
     assert_eq!(out["was_pinned"], true);
     let left: serde_json::Value =
@@ -129,15 +131,7 @@ fn pin_reset_removes_one_pin() {
         serde_json::json!({"https://agents.example/b": "fp-b"})
     );
     // Again: nothing to remove, and the file is unchanged.
-    let out = s
-        .run(&[
-            "pin",
-            "reset",
-            "--store",
-            &store,
-            "https://agents.example/a",
-        ])
-        .json();
+    let out = reset_a();
     assert_eq!(out["was_pinned"], false);
     // A missing or corrupt store is an error, never an empty store.
     s.run(&["pin", "reset", "--store", "nope.json", "x"])

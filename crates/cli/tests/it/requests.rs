@@ -20,11 +20,17 @@ fn setup() -> (Scratch, String) {
     (s, public)
 }
 
-fn sign(s: &Scratch, request: &str, extra: &[&str]) -> Vec<u8> {
+/// Runs `vouch sign` as agent-a with its key.
+fn sign_run(s: &Scratch, request: &str, extra: &[&str]) -> crate::support::Run {
     let mut args = vec!["sign", "--key", "agent.pem", "--keyid", "agent-a"];
     args.extend_from_slice(extra);
     args.push(request);
-    let run = s.run(&args);
+    s.run(&args)
+}
+
+/// The request signed by agent-a.
+fn sign(s: &Scratch, request: &str, extra: &[&str]) -> Vec<u8> {
+    let run = sign_run(s, request, extra);
     run.ok();
     run.stdout
 }
@@ -78,17 +84,7 @@ fn mcp_profile_round_trips_with_each_digest() {
         check(&s, &public, &signed, &["--scheme", "http"]).rejected("bad_signature");
     }
     // The MCP profile covers the digest of a body, so it cannot sign a body without one...
-    s.run(&[
-        "sign",
-        "--key",
-        "agent.pem",
-        "--keyid",
-        "agent-a",
-        "--digest",
-        "none",
-        "post.http",
-    ])
-    .usage("content-digest");
+    sign_run(&s, "post.http", &["--digest", "none"]).usage("content-digest");
     // ...and check refuses a body whose signature does not cover a digest.
     let signed = sign(
         &s,
@@ -153,19 +149,12 @@ fn envoys_profile_round_trips_with_each_digest() {
         check(&s, &public, &signed, &[]).rejected("missing_component");
     }
     // The envoys profile covers content-digest, so it cannot sign without one.
-    let run = s.run(&[
-        "sign",
-        "--key",
-        "agent.pem",
-        "--keyid",
-        "agent-a",
-        "--profile",
-        "envoys",
-        "--digest",
-        "none",
+    sign_run(
+        &s,
         "post.http",
-    ]);
-    run.usage("content-digest");
+        &["--profile", "envoys", "--digest", "none"],
+    )
+    .usage("content-digest");
 }
 
 #[test]
@@ -367,17 +356,8 @@ fn a_second_signature_needs_its_own_label() {
     let (s, public) = setup();
     let signed = sign(&s, "post.http", &[]);
     s.write("once.http", &signed);
-    s.run(&[
-        "sign",
-        "--key",
-        "agent.pem",
-        "--keyid",
-        "agent-a",
-        "--digest",
-        "none",
-        "once.http",
-    ])
-    .usage("already has a signature labelled \"sig1\"");
+    sign_run(&s, "once.http", &["--digest", "none"])
+        .usage("already has a signature labelled \"sig1\"");
     let twice = sign(&s, "once.http", &["--digest", "none", "--label", "sig2"]);
     check(&s, &public, &twice, &["--label", "sig2"]).json();
     check(&s, &public, &twice, &["--label", "sig1"]).json();
