@@ -83,7 +83,7 @@ fn pubkey_converts_between_formats() {
 
 #[test]
 fn private_key_formats_mint_alike() {
-    // A PKCS#8 v2 key and MCPVault's JSON key file are read as private keys.
+    // MCPVault's JSON key file, PKCS#8 v1 and v2 PEM and a private JWK are read as private keys.
     let s = Scratch::new();
     let seed = "9f8362f87a484a954e6e740c5b4c0e84229139a20aa8ab56ff66586f6a7d29c5";
     let public = "26b40b8f93fff3d897112f7ebc582b232dbd72517d082fe83cfb30ddce43d1bb";
@@ -91,7 +91,27 @@ fn private_key_formats_mint_alike() {
         "mcpvault.json",
         format!(r#"{{"private_key": "{seed}", "public_key": "{public}"}}"#),
     );
-    for key in [json_key.as_str(), &vector("rfc9421-ed25519.pem")] {
+    let rfc =
+        vouch_keys::load_private(std::path::Path::new(&vector("rfc9421-ed25519.pem"))).unwrap();
+    let v2 = s.write(
+        "v2.pem",
+        vouch_keys::encode_private(&rfc, vouch_keys::KeyFormat::PemV2).as_bytes(),
+    );
+    assert_ne!(
+        std::fs::read_to_string(&v2).unwrap(),
+        std::fs::read_to_string(vector("rfc9421-ed25519.pem")).unwrap(),
+        "v2 is another encoding of the same key"
+    );
+    let jwk = s.write(
+        "private.jwk",
+        vouch_keys::encode_private(&rfc, vouch_keys::KeyFormat::Jwk).as_bytes(),
+    );
+    for key in [
+        json_key.as_str(),
+        &vector("rfc9421-ed25519.pem"),
+        v2.as_str(),
+        jwk.as_str(),
+    ] {
         let token = s.run(&["mint", "--key", key]).ok();
         s.run(&["verify", "--token", token.trim(), "--pubkey", public])
             .ok();
