@@ -4,8 +4,9 @@
 //! `target/interop/venv`. envoys signs and vouch verifies; vouch signs and envoys verifies, each
 //! side also proving it refuses a replay and a tampered copy; then a Python MCP client
 //! (`mcp<2`'s `streamablehttp_client` with envoys-mcp's `EnvoysAuth`) calls tools on a
-//! vouch-protected rmcp server, and a non-allowlisted envoys identity is refused. Any failure
-//! fails the task.
+//! vouch-protected rmcp server, and a non-allowlisted envoys identity is refused. The `vouch`
+//! command takes part too: it checks envoys-signed raw requests and signs raw requests that envoys
+//! verifies. Any failure fails the task.
 
 use std::path::Path;
 use std::process::Command;
@@ -42,10 +43,56 @@ pub(crate) fn run() -> Result {
             .arg("verify")
             .arg(&from_vouch),
     )?;
+    eprintln!("== interop: the vouch command checks what envoys signs, and signs for envoys");
+    cli(&python, &dir, &from_envoys)?;
     eprintln!("== interop: an envoys-mcp client calls a vouch-protected rmcp server");
     mcp(&python, &dir)?;
     eprintln!("== interop: all directions passed");
     Ok(())
+}
+
+/// The `vouch` binary on raw requests: `vouch check` on every envoys-signed request (and a
+/// tampered copy of each body), then `vouch sign --profile envoys` verified by envoys itself.
+fn cli(python: &Path, dir: &Path, from_envoys: &Path) -> Result {
+    exec(cargo().args([
+        "build",
+        "--quiet",
+        "--locked",
+        "-p",
+        "vouch-cli",
+        "--no-default-features",
+    ]))?;
+    let vouch = root().join("target").join("debug").join("vouch");
+    let script = root()
+        .join("xtask")
+        .join("interop")
+        .join("vouch_cli_interop.py");
+    exec(
+        Command::new(python)
+            .arg(&script)
+            .arg("check")
+            .arg(&vouch)
+            .arg(from_envoys),
+    )?;
+    let from_cli = dir.join("vouch-cli-signed.json");
+    exec(
+        Command::new(python)
+            .arg(&script)
+            .arg("sign")
+            .arg(&vouch)
+            .arg(dir)
+            .arg(&from_cli),
+    )?;
+    let envoys = root()
+        .join("xtask")
+        .join("interop")
+        .join("envoys_interop.py");
+    exec(
+        Command::new(python)
+            .arg(&envoys)
+            .arg("verify")
+            .arg(&from_cli),
+    )
 }
 
 /// Starts `vouch-rmcp`'s `envoys_interop_server` example, runs the Python MCP client against it,
