@@ -20,6 +20,11 @@ const SIGNATURE_INPUT: http::HeaderName = http::HeaderName::from_static("signatu
 /// How far in the future `created` may be, as in the MCP profile.
 const FUTURE_SKEW: u64 = 30;
 
+/// A failed signature check: the reason and its stable code.
+fn rejected(e: vouch_httpsig::Error) -> Failure {
+    Failure::rejected(format_args!("{e} ({})", e.code()))
+}
+
 fn parse_request(arg: &str) -> Result<RawRequest, Failure> {
     RawRequest::parse(&read_input(arg)?).map_err(Failure::usage)
 }
@@ -213,7 +218,7 @@ pub(crate) fn check(args: &CheckArgs) -> Output {
 
     let prepared = Verifier::new(policy)
         .prepare(message, now)
-        .map_err(|e| Failure::rejected(format!("{e} ({})", e.code())))?;
+        .map_err(rejected)?;
     if let Some(want) = &args.keyid
         && prepared.keyid() != Some(want.as_str())
     {
@@ -222,9 +227,7 @@ pub(crate) fn check(args: &CheckArgs) -> Output {
             prepared.keyid().unwrap_or_default()
         )));
     }
-    let verified = prepared
-        .verify(&key)
-        .map_err(|e| Failure::rejected(format!("{e} ({})", e.code())))?;
+    let verified = prepared.verify(&key).map_err(rejected)?;
     json(&CheckOutput {
         keyid: verified.params.keyid.as_deref(),
         label: &verified.label,
