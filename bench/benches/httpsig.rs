@@ -69,7 +69,7 @@ fn full_verify(
         .unwrap()
         .verify(key)
         .unwrap();
-    ready(verified.check_replay(guard, NOW)).unwrap();
+    ready(verified.check_replay(guard, "agent", NOW)).unwrap();
 }
 
 fn bench(c: &mut Criterion) {

@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
             || ShardedReplayStore::new(1 << 20),
             |store| {
                 for k in &keys {
-                    ready(store.check_and_insert(*k, NOW + 300, NOW)).unwrap();
+                    ready(store.check_and_insert(*k, "agent", NOW + 300, NOW)).unwrap();
                 }
             },
             BatchSize::PerIteration,
@@ -80,12 +80,14 @@ fn bench(c: &mut Criterion) {
     });
     let full = ShardedReplayStore::new(1 << 20);
     for k in &keys {
-        ready(full.check_and_insert(*k, NOW + 300, NOW)).unwrap();
+        ready(full.check_and_insert(*k, "agent", NOW + 300, NOW)).unwrap();
     }
     g.bench_function("replay_memory_refuse_replay", |b| {
         b.iter(|| {
             for k in &keys {
-                assert!(ready(full.check_and_insert(black_box(*k), NOW + 300, NOW)).is_err());
+                assert!(
+                    ready(full.check_and_insert(black_box(*k), "agent", NOW + 300, NOW)).is_err()
+                );
             }
         })
     });
@@ -153,7 +155,8 @@ fn bench(c: &mut Criterion) {
             j += 1;
             // The first 4096 are inserts, later ones refused replays: one SET NX PX round trip
             // over loopback either way.
-            let _ = rt.block_on(redis.check_and_insert(keys[j % keys.len()], NOW + 300, NOW));
+            let _ =
+                rt.block_on(redis.check_and_insert(keys[j % keys.len()], "agent", NOW + 300, NOW));
         })
     });
     g.finish();

@@ -55,7 +55,7 @@ fn check(
         .prepare(view, now())?
         .verify(key)?;
     let outcome = {
-        let mut f = std::pin::pin!(verified.check_replay(guard, now()));
+        let mut f = std::pin::pin!(verified.check_replay(guard, "envoys", now()));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         match f.as_mut().poll(&mut cx) {
             std::task::Poll::Ready(r) => r,

@@ -49,6 +49,12 @@ pub enum Error {
     Replayed,
     /// The replay store could not record the signature (full, or unreachable): fail closed.
     ReplayStoreUnavailable(&'static str),
+    /// The signer already holds its share of the replay store: refuse this signer alone (429)
+    /// until some of its entries expire.
+    ReplayShareExceeded {
+        /// Seconds until the signer's oldest entry expires (a `Retry-After` hint).
+        retry_after: u64,
+    },
     /// A key could not be parsed or used.
     Key(&'static str),
 }
@@ -77,6 +83,7 @@ impl Error {
             Self::BadSignature => "bad_signature",
             Self::Replayed => "replayed",
             Self::ReplayStoreUnavailable(_) => "replay_store_unavailable",
+            Self::ReplayShareExceeded { .. } => "replay_share_exceeded",
             Self::Key(_) => "key",
         }
     }
@@ -114,6 +121,10 @@ impl fmt::Display for Error {
             Self::BadSignature => f.write_str("signature does not verify"),
             Self::Replayed => f.write_str("signature replayed"),
             Self::ReplayStoreUnavailable(why) => write!(f, "replay store unavailable: {why}"),
+            Self::ReplayShareExceeded { retry_after } => write!(
+                f,
+                "signer holds its share of the replay store (retry after {retry_after} s)"
+            ),
             Self::Key(why) => write!(f, "key error: {why}"),
         }
     }

@@ -38,10 +38,10 @@
 //! #         std::task::Poll::Pending => unreachable!("the memory store never waits"),
 //! #     }
 //! # }
-//! block_on(verified.check_replay(&replay, now))?;
+//! block_on(verified.check_replay(&replay, "agent-a", now))?;
 //! // The same request again is a replay.
 //! let again = verifier.prepare(RequestView::of(&request), now)?.verify(&key.verifying_key()?)?;
-//! assert_eq!(block_on(again.check_replay(&replay, now)), Err(Error::Replayed));
+//! assert_eq!(block_on(again.check_replay(&replay, "agent-a", now)), Err(Error::Replayed));
 //! # Ok(()) }
 //! ```
 //!

@@ -60,13 +60,21 @@ pub type ReplayFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Error>> + Sen
 /// A replay store: records each verified signature until it can no longer pass the time window.
 ///
 /// `check_and_insert` must be atomic: of several concurrent calls with one key, exactly one
-/// succeeds. It returns [`Error::Replayed`] for a key already present, and
+/// succeeds. It returns [`Error::Replayed`] for a key already present,
+/// [`Error::ReplayShareExceeded`] when `owner` already holds its share of the store (answer 429:
+/// one identity must not be able to fill the store and lock everyone else out), and
 /// [`Error::ReplayStoreUnavailable`] when it cannot record the key (full, unreachable): the
 /// request must then be refused, never let through.
 pub trait ReplayGuard: Send + Sync {
-    /// Records `key` until Unix second `keep_until` (inclusive), or refuses it. `now` is the
-    /// verifier's clock, for expiring old entries.
-    fn check_and_insert(&self, key: ReplayKey, keep_until: u64, now: u64) -> ReplayFuture<'_>;
+    /// Records `key`, signed by `owner` (the verified identity), until Unix second `keep_until`
+    /// (inclusive), or refuses it. `now` is the verifier's clock, for expiring old entries.
+    fn check_and_insert<'a>(
+        &'a self,
+        key: ReplayKey,
+        owner: &'a str,
+        keep_until: u64,
+        now: u64,
+    ) -> ReplayFuture<'a>;
 }
 
 /// A simple bounded in-memory replay store (one lock). For tests and single small processes;
@@ -111,7 +119,13 @@ impl MemoryReplayGuard {
 }
 
 impl ReplayGuard for MemoryReplayGuard {
-    fn check_and_insert(&self, key: ReplayKey, keep_until: u64, now: u64) -> ReplayFuture<'_> {
+    fn check_and_insert<'a>(
+        &'a self,
+        key: ReplayKey,
+        _owner: &'a str,
+        keep_until: u64,
+        now: u64,
+    ) -> ReplayFuture<'a> {
         Box::pin(std::future::ready(self.check_now(key, keep_until, now)))
     }
 }

@@ -279,14 +279,21 @@ impl Verified {
         self.keep_until
     }
 
-    /// Records the signature in `guard`, refusing a replay.
+    /// Records the signature in `guard` under `owner` (the identity the server verified for
+    /// it, which the store's per-identity share counts against), refusing a replay.
     ///
     /// # Errors
     ///
-    /// [`Error::Replayed`], or [`Error::ReplayStoreUnavailable`] (answer 503).
-    pub async fn check_replay(&self, guard: &dyn ReplayGuard, now: u64) -> Result<(), Error> {
+    /// [`Error::Replayed`], [`Error::ReplayShareExceeded`] (answer 429), or
+    /// [`Error::ReplayStoreUnavailable`] (answer 503).
+    pub async fn check_replay(
+        &self,
+        guard: &dyn ReplayGuard,
+        owner: &str,
+        now: u64,
+    ) -> Result<(), Error> {
         guard
-            .check_and_insert(self.replay_key, self.keep_until, now)
+            .check_and_insert(self.replay_key, owner, self.keep_until, now)
             .await
     }
 }

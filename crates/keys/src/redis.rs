@@ -168,7 +168,13 @@ impl RedisReplayStore {
 }
 
 impl ReplayGuard for RedisReplayStore {
-    fn check_and_insert(&self, key: ReplayKey, keep_until: u64, now: u64) -> ReplayFuture<'_> {
+    fn check_and_insert<'a>(
+        &'a self,
+        key: ReplayKey,
+        _owner: &'a str,
+        keep_until: u64,
+        now: u64,
+    ) -> ReplayFuture<'a> {
         Box::pin(self.check(key, keep_until, now))
     }
 }

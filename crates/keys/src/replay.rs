@@ -68,7 +68,13 @@ impl ShardedReplayStore {
 }
 
 impl ReplayGuard for ShardedReplayStore {
-    fn check_and_insert(&self, key: ReplayKey, keep_until: u64, now: u64) -> ReplayFuture<'_> {
+    fn check_and_insert<'a>(
+        &'a self,
+        key: ReplayKey,
+        _owner: &'a str,
+        keep_until: u64,
+        now: u64,
+    ) -> ReplayFuture<'a> {
         Box::pin(std::future::ready(self.check(key, keep_until, now)))
     }
 }

@@ -218,7 +218,7 @@ impl SignaturePipeline {
             })?,
         };
         verified
-            .check_replay(self.replay.as_ref(), now)
+            .check_replay(self.replay.as_ref(), &identity, now)
             .await
             .map_err(|e| {
                 if e.is_unavailable() {

@@ -254,11 +254,11 @@ fn replay_entries_outlive_the_window_even_for_future_created() {
         Error::TooOld
     );
     let guard = MemoryReplayGuard::new(16);
-    ready(v.check_replay(&guard, NOW)).unwrap();
+    ready(v.check_replay(&guard, "agent", NOW)).unwrap();
     // Still refused at the last second it could pass.
     let again = verify_with(&future, p, v.keep_until()).unwrap();
     assert_eq!(
-        ready(again.check_replay(&guard, v.keep_until())),
+        ready(again.check_replay(&guard, "agent", v.keep_until())),
         Err(Error::Replayed)
     );
 }
@@ -344,9 +344,9 @@ fn wrong_key_is_rejected() {
 fn replays_and_re_encodings_are_refused() {
     let guard = MemoryReplayGuard::new(1024);
     let req = signed();
-    ready(verify(&req).unwrap().check_replay(&guard, NOW)).unwrap();
+    ready(verify(&req).unwrap().check_replay(&guard, "agent", NOW)).unwrap();
     assert_eq!(
-        ready(verify(&req).unwrap().check_replay(&guard, NOW)),
+        ready(verify(&req).unwrap().check_replay(&guard, "agent", NOW)),
         Err(Error::Replayed)
     );
 
@@ -369,7 +369,7 @@ fn replays_and_re_encodings_are_refused() {
             .insert("signature", value.parse().unwrap());
         if let Ok(v) = verify(&copy) {
             assert_eq!(
-                ready(v.check_replay(&guard, NOW)),
+                ready(v.check_replay(&guard, "agent", NOW)),
                 Err(Error::Replayed),
                 "re-encoding {bits} replayed"
             );
@@ -389,7 +389,7 @@ fn concurrent_copies_are_accepted_once() {
         .map(|_| {
             let g = guard.clone();
             let v = verified.clone();
-            std::thread::spawn(move || ready(v.check_replay(&*g, NOW)).is_ok())
+            std::thread::spawn(move || ready(v.check_replay(&*g, "agent", NOW)).is_ok())
         })
         .collect();
     let passed = handles
@@ -405,16 +405,16 @@ fn a_full_replay_store_fails_closed() {
     let guard = MemoryReplayGuard::new(2);
     for n in ["n1", "n2"] {
         let req = signed_with(BODY, NOW, |s| s.nonce(n));
-        ready(verify(&req).unwrap().check_replay(&guard, NOW)).unwrap();
+        ready(verify(&req).unwrap().check_replay(&guard, "agent", NOW)).unwrap();
     }
     let third = signed_with(BODY, NOW, |s| s.nonce("n3"));
-    let err = ready(verify(&third).unwrap().check_replay(&guard, NOW)).unwrap_err();
+    let err = ready(verify(&third).unwrap().check_replay(&guard, "agent", NOW)).unwrap_err();
     assert!(err.is_unavailable(), "{err}");
     // Once the first entries can no longer pass the window, they make room.
     ready(
         verify_with(&third, VerifyPolicy::mcp(), NOW)
             .unwrap()
-            .check_replay(&guard, NOW + 301),
+            .check_replay(&guard, "agent", NOW + 301),
     )
     .unwrap();
 }

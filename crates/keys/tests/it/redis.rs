@@ -123,9 +123,9 @@ async fn two_verifiers_sharing_redis_accept_a_signature_once() {
         for i in 0..16 {
             let store: Arc<dyn ReplayGuard> = if i % 2 == 0 { a.clone() } else { b.clone() };
             let v = v.clone();
-            tasks.push(tokio::spawn(
-                async move { v.check_replay(&*store, NOW).await },
-            ));
+            tasks.push(tokio::spawn(async move {
+                v.check_replay(&*store, "agent", NOW).await
+            }));
         }
         let mut accepted = 0;
         for t in tasks {
@@ -147,16 +147,18 @@ async fn entries_expire_after_their_window() {
     let v = verified(1);
     // Kept through `keep_until`: with now == keep_until, one more second.
     store
-        .check_and_insert(v.replay_key(), NOW, NOW)
+        .check_and_insert(v.replay_key(), "agent", NOW, NOW)
         .await
         .unwrap();
     assert_eq!(
-        store.check_and_insert(v.replay_key(), NOW, NOW).await,
+        store
+            .check_and_insert(v.replay_key(), "agent", NOW, NOW)
+            .await,
         Err(Error::Replayed)
     );
     tokio::time::sleep(Duration::from_millis(1300)).await;
     store
-        .check_and_insert(v.replay_key(), NOW + 1, NOW + 1)
+        .check_and_insert(v.replay_key(), "agent", NOW + 1, NOW + 1)
         .await
         .unwrap();
 }
@@ -169,11 +171,14 @@ async fn redis_down_fails_closed_then_recovers() {
         .unwrap();
     let pins = RedisPinStore::connect(&server.url(), "t4:").await.unwrap();
     let before = verified(1);
-    before.check_replay(&replay, NOW).await.unwrap();
+    before.check_replay(&replay, "agent", NOW).await.unwrap();
 
     server.kill();
     let during = verified(2);
-    let err = during.check_replay(&replay, NOW).await.unwrap_err();
+    let err = during
+        .check_replay(&replay, "agent", NOW)
+        .await
+        .unwrap_err();
     assert!(err.is_unavailable(), "{err}");
     assert!(matches!(
         pins.check_and_pin("carol", "k").await,
@@ -184,7 +189,7 @@ async fn redis_down_fails_closed_then_recovers() {
     // The connection manager reconnects on its own; give it a bounded number of tries.
     let mut recovered = false;
     for _ in 0..50 {
-        match during.check_replay(&replay, NOW).await {
+        match during.check_replay(&replay, "agent", NOW).await {
             Ok(()) => {
                 recovered = true;
                 break;
@@ -195,7 +200,7 @@ async fn redis_down_fails_closed_then_recovers() {
     }
     assert!(recovered, "the store did not recover after Redis came back");
     assert_eq!(
-        during.check_replay(&replay, NOW).await,
+        during.check_replay(&replay, "agent", NOW).await,
         Err(Error::Replayed)
     );
     assert_eq!(pins.check_and_pin("carol", "k").await, Ok(Pinned::New));

@@ -70,7 +70,13 @@ impl KeyResolver for Counting {
 struct Failing;
 
 impl ReplayGuard for Failing {
-    fn check_and_insert(&self, _: ReplayKey, _: u64, _: u64) -> ReplayFuture<'_> {
+    fn check_and_insert<'a>(
+        &'a self,
+        _: ReplayKey,
+        _: &'a str,
+        _: u64,
+        _: u64,
+    ) -> ReplayFuture<'a> {
         Box::pin(std::future::ready(Err(Error::ReplayStoreUnavailable(
             "redis unreachable",
         ))))
