@@ -112,6 +112,19 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
+    // The head-first path a streaming server takes: the head, then the body in 256-byte chunks.
+    g.bench_function("vouch_prepare_head_then_body", |b| {
+        b.iter(|| {
+            let (prepared, mut body) = verifier
+                .prepare_head(RequestView::of(black_box(one)), NOW)
+                .unwrap();
+            for chunk in one.body().chunks(256) {
+                body.update(chunk);
+            }
+            body.finish().unwrap();
+            black_box(prepared)
+        })
+    });
     let prepared = verifier.prepare(RequestView::of(one), NOW).unwrap();
     g.bench_function("ring_ed25519_verify_base", |b| {
         b.iter(|| {

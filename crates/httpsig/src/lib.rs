@@ -9,6 +9,9 @@
 //! - [`Verifier::prepare`] applies a [`VerifyPolicy`] (required components and parameters,
 //!   algorithms, time window, Content-Digest over the body bytes), then [`Prepared::verify`]
 //!   checks the signature with the resolved key, then [`Verified::check_replay`] refuses replays.
+//! - [`Verifier::prepare_head`] does the policy from the request head alone, so that the
+//!   signature is verified before the body is read; the [`BodyCheck`] it returns hashes the body
+//!   as it streams in and compares it with the signed Content-Digest (see below).
 //! - Algorithms: ed25519 (default), ecdsa-p256-sha256, ecdsa-p384-sha384, hmac-sha256,
 //!   rsa-pss-sha512, rsa-v1_5-sha256, all on ring.
 //!
@@ -45,6 +48,36 @@
 //! # Ok(()) }
 //! ```
 //!
+//! A server that streams the body verifies the head first, and binds the body afterwards:
+//!
+//! ```
+//! use vouch_httpsig::*;
+//! # fn main() -> Result<(), Error> {
+//! # let key = SigningKey::ed25519_from_seed(&[7; 32])?;
+//! # let now = 1_700_000_000;
+//! # let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+//! # let mut parts = http::Request::post("https://mcp.example/mcp")
+//! #     .header("content-digest", mcp_content_digest(body))
+//! #     .body(())
+//! #     .unwrap()
+//! #     .into_parts()
+//! #     .0;
+//! # let spec = mcp_spec(&RequestView::new(&parts, body), &key, "agent-a", None, now)?;
+//! # sign(RequestView::new(&parts, body), &spec, &key)?.apply(&mut parts.headers)?;
+//! let verifier = Verifier::new(VerifyPolicy::mcp());
+//! // The head: policy, Content-Digest parsed, signature base built. No body byte yet.
+//! let (prepared, mut body_check) = verifier.prepare_head(RequestView::new(&parts, &[]), now)?;
+//! let verified = prepared.verify(&key.verifying_key()?)?;
+//! // The body, chunk by chunk, as it arrives; nothing is buffered.
+//! for chunk in body.chunks(8) {
+//!     body_check.update(chunk);
+//! }
+//! body_check.finish()?;
+//! // Only now is the request whole: record it (see `Verified::check_replay`) and act on it.
+//! # let _ = verified;
+//! # Ok(()) }
+//! ```
+//!
 //! The profile (components, parameters, windows) is described in `docs/signature-profile.md` in
 //! the repository, and each check's purpose in `docs/threat-model.md`.
 
@@ -66,7 +99,7 @@ mod verify;
 
 pub use alg::{Algorithm, SigningKey, VerifyingKey};
 pub use component::Component;
-pub use digest::{DigestAlgorithm, content_digest, verify_content_digest};
+pub use digest::{BodyCheck, DigestAlgorithm, content_digest, verify_content_digest};
 pub use error::Error;
 pub use message::{Message, RequestView, ResponseView};
 pub use params::Params;
@@ -167,7 +200,15 @@ pub mod internal {
             return false;
         };
         let view = RequestView::from_parts(&method, &uri, &map, body);
-        Verifier::new(VerifyPolicy::mcp())
+        let verifier = Verifier::new(VerifyPolicy::mcp());
+        // The head-first path too, with the body in two pieces: it must not panic either.
+        if let Ok((_, mut check)) = verifier.prepare_head(Message::from(view), FUZZ_NOW) {
+            let (a, b) = body.split_at(body.len() / 2);
+            check.update(a);
+            check.update(b);
+            let _ = check.finish();
+        }
+        verifier
             .prepare(Message::from(view), FUZZ_NOW)
             .and_then(|p| p.verify(&key))
             .is_ok()

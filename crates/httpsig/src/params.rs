@@ -1,6 +1,10 @@
 //! Signature-Input / Signature parsing, and the typed view of signature parameters.
 
-use sfv::{BareItem, Dictionary, Item, ListEntry, Parameters, Parser};
+use std::borrow::Cow;
+use std::convert::Infallible;
+
+use sfv::visitor::{DictionaryVisitor, EntryVisitor};
+use sfv::{BareItem, Dictionary, Item, KeyRef, ListEntry, Parameters, Parser};
 
 use crate::alg::Algorithm;
 use crate::base::signature_params_value;
@@ -88,27 +92,88 @@ pub(crate) struct ParseLimits {
     pub(crate) max_signatures: usize,
 }
 
-fn combined(
-    headers: &http::HeaderMap,
+/// The field lines of `name` combined into one value (joined with ", ", RFC 9110 §5.3), or
+/// `None` if the message has none. One line is borrowed as is; the size is checked as lines are
+/// added.
+pub(crate) fn combined<'h>(
+    headers: &'h http::HeaderMap,
     name: &http::HeaderName,
     max: usize,
-) -> Result<Option<Vec<u8>>, Error> {
-    let mut out: Vec<u8> = Vec::new();
-    let mut any = false;
-    for v in headers.get_all(name) {
-        if any {
-            out.extend_from_slice(b", ");
-        }
+) -> Result<Option<Cow<'h, [u8]>>, Error> {
+    let mut lines = headers.get_all(name).iter();
+    let Some(first) = lines.next() else {
+        return Ok(None);
+    };
+    if first.len() > max {
+        return Err(Error::HeaderTooLarge);
+    }
+    let Some(second) = lines.next() else {
+        return Ok(Some(Cow::Borrowed(first.as_bytes())));
+    };
+    let mut out: Vec<u8> = first.as_bytes().to_vec();
+    for v in core::iter::once(second).chain(lines) {
+        out.extend_from_slice(b", ");
         out.extend_from_slice(v.as_bytes());
-        any = true;
         if out.len() > max {
             return Err(Error::HeaderTooLarge);
         }
     }
-    Ok(any.then_some(out))
+    Ok(Some(Cow::Owned(out)))
+}
+
+/// Why a dictionary field value was refused by [`unique_dictionary`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DictionaryError {
+    /// Not an RFC 9651 dictionary.
+    Syntax,
+    /// Well-formed, but some member name appears more than once.
+    RepeatedKey,
+}
+
+/// Builds the parsed dictionary, noting whether a member name came back.
+struct RefuseRepeats {
+    dict: Dictionary,
+    repeated: bool,
+}
+
+impl<'de> DictionaryVisitor<'de> for RefuseRepeats {
+    type Out = Self;
+    type Error = Infallible;
+
+    fn entry(&mut self, key: &'de KeyRef) -> Result<impl EntryVisitor<'de>, Self::Error> {
+        self.repeated |= self.dict.contains_key(key);
+        DictionaryVisitor::entry(&mut self.dict, key)
+    }
+
+    fn finish(self) -> Result<Self::Out, Self::Error> {
+        Ok(self)
+    }
+}
+
+/// Parses a dictionary field value, refusing any member name that appears twice.
+///
+/// RFC 9651 resolves a repeated name by keeping the last value, and [`Dictionary`] silently does
+/// so. For fields a signature vouches for that is an ambiguity: a signer (or an intermediary)
+/// that reads the first value and a verifier that reads the last one disagree on what was
+/// signed. A field combined from several lines (see [`combined`]) is one dictionary, so this
+/// also catches a name repeated across lines.
+pub(crate) fn unique_dictionary(bytes: &[u8]) -> Result<Dictionary, DictionaryError> {
+    let parsed = Parser::new(bytes)
+        .parse_dictionary_with_visitor(RefuseRepeats {
+            dict: Dictionary::new(),
+            repeated: false,
+        })
+        .map_err(|_| DictionaryError::Syntax)?;
+    if parsed.repeated {
+        return Err(DictionaryError::RepeatedKey);
+    }
+    Ok(parsed.dict)
 }
 
 /// Every signature in the message, in Signature-Input order.
+///
+/// A label named twice in `Signature-Input` or in `Signature` (within a line or across lines) is
+/// refused, whether or not it is the label the policy looks for.
 pub(crate) fn received(
     headers: &http::HeaderMap,
     limits: &ParseLimits,
@@ -119,12 +184,16 @@ pub(crate) fn received(
     ) else {
         return Err(Error::NoSignature);
     };
-    let input: Dictionary = Parser::new(&input)
-        .parse()
-        .map_err(|_| Error::Malformed("signature-input is not a structured dictionary"))?;
-    let sigs: Dictionary = Parser::new(&sigs)
-        .parse()
-        .map_err(|_| Error::Malformed("signature is not a structured dictionary"))?;
+    let input = unique_dictionary(&input).map_err(|e| match e {
+        DictionaryError::Syntax => {
+            Error::Malformed("signature-input is not a structured dictionary")
+        }
+        DictionaryError::RepeatedKey => Error::Malformed("signature-input names a label twice"),
+    })?;
+    let sigs = unique_dictionary(&sigs).map_err(|e| match e {
+        DictionaryError::Syntax => Error::Malformed("signature is not a structured dictionary"),
+        DictionaryError::RepeatedKey => Error::Malformed("signature names a label twice"),
+    })?;
     if input.len() > limits.max_signatures || sigs.len() > limits.max_signatures {
         return Err(Error::TooManySignatures);
     }

@@ -1,26 +1,32 @@
-//! Verification: policy first, then the signature with the resolved key, then replay.
+//! Verification: policy over the head first, then the signature with the resolved key, then the
+//! body against the signed Content-Digest, then replay.
 
 use crate::alg::{Algorithm, VerifyingKey};
 use crate::base::signature_base;
 use crate::component::Component;
-use crate::digest::verify_content_digest;
+use crate::digest::BodyCheck;
 use crate::error::Error;
 use crate::message::Message;
-use crate::params::{Params, ParseLimits, Received, received};
+use crate::params::{Params, ParseLimits, Received, combined, received};
 use crate::policy::{CONTENT_DIGEST, DigestRule, VerifyPolicy};
 use crate::replay::{ReplayGuard, ReplayKey};
 
 /// Verifies signed messages under one [`VerifyPolicy`].
 ///
 /// Verification is split so that a server can decide things between the steps (allowlist the
-/// claimed identity before fetching any key, resolve the key asynchronously):
+/// claimed identity before fetching any key, resolve the key asynchronously, read the body only
+/// from a caller whose signature verified):
 ///
 /// 1. [`Verifier::prepare`] parses the signatures, picks one (by label or tag), applies the
 ///    policy (parameters, algorithm, time window, required components, Content-Digest over the
 ///    exact body bytes) and builds the signature base. No key is needed; the claimed `keyid` is
-///    available afterwards.
+///    available afterwards. [`Verifier::prepare_head`] does the same from the head alone and
+///    returns a [`BodyCheck`] that the body is fed to later.
 /// 2. [`Prepared::verify`] checks the signature with the resolved key.
-/// 3. [`Verified::check_replay`] records it in a [`ReplayGuard`], refusing a replay.
+/// 3. With [`Verifier::prepare_head`]: [`BodyCheck::update`] with the body as it arrives, then
+///    [`BodyCheck::finish`] compares it with the signed Content-Digest.
+/// 4. [`Verified::check_replay`] records it in a [`ReplayGuard`], refusing a replay. Do this
+///    after the body check, so that a request whose body does not match leaves no entry.
 ///
 /// ```
 /// use vouch_httpsig::*;
@@ -84,14 +90,20 @@ impl Verifier {
         &self.policy
     }
 
-    /// Picks the signature to verify and applies every policy check that needs no key.
+    /// Picks the signature to verify and applies every policy check that needs no key,
+    /// including the Content-Digest over the body of `message`.
+    ///
+    /// This is [`Verifier::prepare_head`] followed by [`BodyCheck::update`] with the whole body
+    /// and [`BodyCheck::finish`], except that, the body being known, a signature whose body
+    /// check fails is passed over for the next acceptable one.
     ///
     /// # Errors
     ///
     /// Any policy failure: [`Error::NoSignature`], [`Error::MissingParameter`],
     /// [`Error::AlgorithmNotAllowed`], [`Error::Expired`], [`Error::TooOld`],
     /// [`Error::CreatedInFuture`], [`Error::MissingComponent`], [`Error::DigestMissing`],
-    /// [`Error::DigestMismatch`], [`Error::ComponentUnavailable`], [`Error::Malformed`], ...
+    /// [`Error::DigestMismatch`], [`Error::ComponentUnavailable`], [`Error::Malformed`] (which
+    /// includes a label or a Content-Digest algorithm named twice), ...
     /// When several signatures are examined and none passes, the first one's failure.
     pub fn prepare<'a>(
         &self,
@@ -99,6 +111,76 @@ impl Verifier {
         now: u64,
     ) -> Result<Prepared, Error> {
         let message = message.into();
+        self.select(&message, now, Some(message.body()))
+            .map(|(prepared, _)| prepared)
+    }
+
+    /// Applies every policy check and builds the signature base from the head alone; the body
+    /// of `message` is ignored.
+    ///
+    /// Everything a signature covers is in the head, the Content-Digest value included; only
+    /// the comparison of that digest with the body needs the body. So a server can verify the
+    /// signature ([`Prepared::verify`]) before it reads (or buffers) a single body byte, then
+    /// feed the body to the returned [`BodyCheck`] as it arrives and call
+    /// [`BodyCheck::finish`] before acting on the request or recording it as seen. Until
+    /// `finish` succeeds, the body is unauthenticated.
+    ///
+    /// The Content-Digest is parsed here (a malformed value, an algorithm named twice, no
+    /// accepted algorithm, or a member of the wrong length fail now); under
+    /// [`DigestRule::Always`] a signature that does not cover a present Content-Digest fails
+    /// now with [`Error::DigestMissing`]; under [`DigestRule::WithBody`] such a signature
+    /// passes, and its [`BodyCheck`] refuses any body byte. When several signatures are
+    /// examined, the first that passes the head checks is chosen.
+    ///
+    /// ```
+    /// use vouch_httpsig::*;
+    /// # fn main() -> Result<(), Error> {
+    /// let key = SigningKey::ed25519_from_seed(&[7; 32])?;
+    /// let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    /// let mut request = http::Request::post("https://mcp.example/mcp")
+    ///     .header("content-digest", mcp_content_digest(body))
+    ///     .body(())
+    ///     .unwrap();
+    /// let now = 1_700_000_000;
+    /// let head = RequestView::from_parts(request.method(), request.uri(), request.headers(), b"");
+    /// let spec = mcp_spec(&head, &key, "agent-a", None, now)?;
+    /// let signature = sign(head, &spec, &key)?;
+    /// signature.apply(request.headers_mut())?;
+    ///
+    /// // The server: the head first, then the body in chunks as it arrives.
+    /// let (parts, ()) = request.into_parts();
+    /// let verifier = Verifier::new(VerifyPolicy::mcp());
+    /// let (prepared, mut body_check) = verifier.prepare_head(RequestView::new(&parts, &[]), now)?;
+    /// let verified = prepared.verify(&key.verifying_key()?)?;
+    /// for chunk in body.chunks(16) {
+    ///     body_check.update(chunk);
+    /// }
+    /// body_check.finish()?;
+    /// assert_eq!(verified.params.keyid.as_deref(), Some("agent-a"));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Verifier::prepare`], except that [`Error::DigestMismatch`] (but for a member of the
+    /// wrong length) and the [`DigestRule::WithBody`] case of [`Error::DigestMissing`] come
+    /// from [`BodyCheck::finish`].
+    pub fn prepare_head<'a>(
+        &self,
+        message: impl Into<Message<'a>>,
+        now: u64,
+    ) -> Result<(Prepared, BodyCheck), Error> {
+        self.select(&message.into(), now, None)
+    }
+
+    /// The first signature that passes; with `body`, that includes its body check (and the
+    /// returned [`BodyCheck`] is spent: unconstrained).
+    fn select(
+        &self,
+        message: &Message<'_>,
+        now: u64,
+        body: Option<&[u8]>,
+    ) -> Result<(Prepared, BodyCheck), Error> {
         let p = &self.policy;
         let limits = ParseLimits {
             max_header_bytes: p.max_header_bytes,
@@ -113,7 +195,7 @@ impl Verifier {
                 first_error.get_or_insert(Error::TagMismatch);
                 continue;
             }
-            match self.check(&message, candidate, now) {
+            match self.check(message, candidate, now, body) {
                 Ok(prepared) => return Ok(prepared),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -123,7 +205,13 @@ impl Verifier {
         Err(first_error.unwrap_or(Error::NoSignature))
     }
 
-    fn check(&self, message: &Message<'_>, c: Received, now: u64) -> Result<Prepared, Error> {
+    fn check(
+        &self,
+        message: &Message<'_>,
+        c: Received,
+        now: u64,
+        body: Option<&[u8]>,
+    ) -> Result<(Prepared, BodyCheck), Error> {
         let p = &self.policy;
         let params = &c.params;
         if p.require_created && params.created.is_none() {
@@ -163,31 +251,14 @@ impl Verifier {
                 return Err(Error::MissingComponent(format!("\"{header}\"")));
             }
         }
-        let digest_present = message.headers().contains_key(CONTENT_DIGEST);
-        let digest_needed = match p.digest_rule {
-            DigestRule::Always => true,
-            DigestRule::WithBody => !message.body().is_empty(),
-            DigestRule::WhenCovered => false,
-        };
-        let digest_covered = covers_plain(&c.components, "content-digest");
-        if digest_needed && !(digest_covered && digest_present) {
-            return Err(Error::DigestMissing);
-        }
-        if digest_covered && digest_present {
-            let value: Vec<u8> = message
-                .headers()
-                .get_all(CONTENT_DIGEST)
-                .iter()
-                .map(|v| v.as_bytes())
-                .collect::<Vec<_>>()
-                .join(&b", "[..]);
-            if value.len() > p.max_header_bytes {
-                return Err(Error::HeaderTooLarge);
-            }
-            verify_content_digest(&value, message.body(), &p.digest_algorithms)?;
+        let mut body_check = self.body_check(message, &c.components)?;
+        if let Some(body) = body {
+            body_check.update(body);
+            body_check.finish()?;
+            body_check = BodyCheck::unconstrained();
         }
         let base = signature_base(message, &c.components, &c.params_value)?;
-        Ok(Prepared {
+        let prepared = Prepared {
             keep_until: p.last_valid_second(params.created, params.expires),
             label: c.label,
             components: c.components,
@@ -195,7 +266,28 @@ impl Verifier {
             base,
             signature: c.signature,
             algorithms: p.algorithms.clone(),
-        })
+        };
+        Ok((prepared, body_check))
+    }
+
+    /// What the body must satisfy, from the head: the covered Content-Digest if there is one
+    /// (parsed, not yet compared), otherwise what the digest rule demands.
+    fn body_check(
+        &self,
+        message: &Message<'_>,
+        components: &[Component],
+    ) -> Result<BodyCheck, Error> {
+        let p = &self.policy;
+        if covers_plain(components, "content-digest")
+            && let Some(value) = combined(message.headers(), &CONTENT_DIGEST, p.max_header_bytes)?
+        {
+            return BodyCheck::digest(&value, &p.digest_algorithms);
+        }
+        match p.digest_rule {
+            DigestRule::Always => Err(Error::DigestMissing),
+            DigestRule::WithBody => Ok(BodyCheck::empty()),
+            DigestRule::WhenCovered => Ok(BodyCheck::unconstrained()),
+        }
     }
 }
 

@@ -11,6 +11,8 @@
 mod components;
 mod corpus;
 mod cross;
+mod duplicates;
+mod head_first;
 mod rejections;
 mod support;
 mod vectors;
