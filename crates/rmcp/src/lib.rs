@@ -30,5 +30,6 @@ pub use grants::{DEFAULT_OPERATION, OperationMap, caller_identity, grants};
 pub use handler::{FORBIDDEN_CODE, GrantGuard, META_TOKEN_KEY, UNAUTHORIZED_CODE};
 pub use server::{GuardedService, Protected};
 pub use session::{
-    DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, SessionBinding, SessionBindingLayer,
+    DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_SESSIONS_PER_IDENTITY, SessionBinding,
+    SessionBindingLayer,
 };

@@ -54,6 +54,7 @@ pub struct Protected {
     config: StreamableHttpServerConfig,
     path: String,
     sessions: Option<SessionBindingLayer>,
+    session_manager: Option<Arc<LocalSessionManager>>,
     max_body_bytes: Option<usize>,
     audit: Option<Arc<dyn AuditHook>>,
 }
@@ -83,6 +84,7 @@ impl Protected {
             config: StreamableHttpServerConfig::default(),
             path: "/mcp".to_owned(),
             sessions: Some(SessionBindingLayer::default()),
+            session_manager: None,
             max_body_bytes: None,
             audit: None,
         }
@@ -117,11 +119,23 @@ impl Protected {
         self
     }
 
-    /// The session binding (default: [`SessionBindingLayer::default`]), or `None` to serve
-    /// without it (stateless servers have no sessions to bind).
+    /// The session binding (default: [`SessionBindingLayer::default`]: at most
+    /// [`DEFAULT_SESSIONS_PER_IDENTITY`](crate::DEFAULT_SESSIONS_PER_IDENTITY) sessions per
+    /// identity and [`DEFAULT_SESSION_CAPACITY`](crate::DEFAULT_SESSION_CAPACITY) in total), or
+    /// `None` to serve without it (stateless servers have no sessions to bind). For other
+    /// limits: `SessionBindingLayer::new(capacity, idle).max_per_identity(n)`.
     #[must_use]
     pub fn session_binding(mut self, layer: Option<SessionBindingLayer>) -> Self {
         self.sessions = layer;
+        self
+    }
+
+    /// The rmcp session manager [`serve`](Self::serve) builds its service with (default: a new
+    /// [`LocalSessionManager::default`]), e.g. one with another session keep-alive. `serve` also
+    /// gives it to the session binding, which closes the rmcp sessions whose binding it drops.
+    #[must_use]
+    pub fn session_manager(mut self, manager: Arc<LocalSessionManager>) -> Self {
+        self.session_manager = Some(manager);
         self
     }
 
@@ -140,17 +154,22 @@ impl Protected {
     }
 
     /// Serves the handlers `factory` makes (one per session, or per request when stateless),
-    /// each behind a [`GrantGuard`], with every layer in front.
-    pub fn serve<H, F>(self, factory: F) -> Router
+    /// each behind a [`GrantGuard`], with every layer in front. The session binding closes
+    /// the rmcp sessions whose binding it drops, in the service's own session manager.
+    pub fn serve<H, F>(mut self, factory: F) -> Router
     where
         H: ServerHandler,
         F: Fn() -> Result<H, std::io::Error> + Send + Sync + 'static,
     {
         let operations = self.operations.clone();
         let factory = Arc::new(factory);
+        let manager = self.session_manager.take().unwrap_or_default();
+        self.sessions = self
+            .sessions
+            .map(|layer| layer.session_manager(manager.clone()));
         let service: GuardedService<H> = StreamableHttpService::new(
             move || factory().map(|h| GrantGuard::new(h, operations.clone())),
-            Arc::new(LocalSessionManager::default()),
+            manager,
             self.config.clone(),
         );
         self.protect(service)
@@ -159,6 +178,12 @@ impl Protected {
     /// Puts the layers in front of an rmcp service built elsewhere. `tools/list` is filtered
     /// only if its handler is a [`GrantGuard`] (built with the same [`OperationMap`]);
     /// `tools/call` is enforced by the layer either way.
+    ///
+    /// The session binding closes the rmcp sessions whose binding it drops only if it was
+    /// given the service's session manager: pass
+    /// `SessionBindingLayer::default().session_manager(manager.clone())` (the same `Arc` the
+    /// service uses) to [`session_binding`](Self::session_binding). Otherwise those sessions
+    /// are the caller's to close (rmcp's keep-alive closes them once idle).
     pub fn protect<S, ResBody>(self, service: S) -> Router
     where
         S: Service<Request<Body>, Response = Response<ResBody>, Error = Infallible>

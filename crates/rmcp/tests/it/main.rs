@@ -12,5 +12,6 @@
 mod demo;
 mod end_to_end;
 mod guard;
+mod sessions;
 mod signing_client;
 mod support;
