@@ -64,6 +64,40 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+
+    // A tools/call: the JSON-RPC message is read for the tool (token in the header), or for the
+    // tool and the token (in params._meta.token).
+    let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"db_query","arguments":{"sql":"select * from t","limit":10}}}"#;
+    let in_meta = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"db_query","arguments":{{"sql":"select * from t","limit":10}},"_meta":{{"token":"{token}"}}}}}}"#
+    );
+    let post = http::Request::post("/mcp")
+        .header("x-mcpvault-token", &token)
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    let bare = http::Request::post("/mcp").body(()).unwrap().into_parts().0;
+    let reader =
+        CapabilityPipeline::new(Verifier::new(root.public_key())).operation("db_query", "read");
+    reader.authorize(&post, call, None, now).unwrap();
+    reader
+        .authorize(&bare, in_meta.as_bytes(), None, now)
+        .unwrap();
+    g.bench_function("cached_token_tools_call", |b| {
+        b.iter(|| {
+            reader
+                .authorize(black_box(&post), black_box(call), None, now)
+                .unwrap()
+        })
+    });
+    g.bench_function("cached_token_tools_call_meta", |b| {
+        b.iter(|| {
+            reader
+                .authorize(black_box(&bare), black_box(in_meta.as_bytes()), None, now)
+                .unwrap()
+        })
+    });
     g.finish();
 
     full_request(c, &root);

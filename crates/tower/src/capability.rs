@@ -1,5 +1,6 @@
 //! The capability check: which tool a JSON-RPC message calls, and whether the token grants it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -8,6 +9,7 @@ use http::request::Parts;
 use serde_json::Value;
 use vouch_token::{Access, Facts, Token, VerifiedToken, Verifier};
 
+use crate::jsonrpc;
 use crate::pipeline::VerifiedCaller;
 
 /// The header the MCPVault seed carries tokens in.
@@ -24,8 +26,9 @@ pub enum CapabilityRejection {
     InvalidToken(String),
     /// 403 `forbidden`: the token does not grant the tool or the operation.
     Forbidden(String),
-    /// 400: the body is not a JSON-RPC message.
-    BadRequest(&'static str),
+    /// 400 `bad_request`: the body is not one acceptable JSON-RPC message (see
+    /// [`jsonrpc`](crate::jsonrpc)); decided before the token is looked at.
+    BadRequest(jsonrpc::Error),
 }
 
 impl CapabilityRejection {
@@ -49,7 +52,10 @@ impl CapabilityRejection {
         }
     }
 
-    /// The JSON body: `{"detail": {"error": …, "detail": …}}` (no detail for `missing_token`).
+    /// The JSON body: `{"detail": {"error": …, "detail": …}}` (no detail for `missing_token`),
+    /// except for `bad_request`, which answers with a JSON-RPC error:
+    /// `{"jsonrpc": "2.0", "id": null, "error": {"code": -32700 or -32600, "message": …}}`
+    /// (the message could not be read, so neither could its `id`).
     pub fn body(&self) -> Value {
         match self {
             Self::MissingToken => serde_json::json!({"detail": {"error": "missing_token"}}),
@@ -59,9 +65,11 @@ impl CapabilityRejection {
             Self::Forbidden(d) => {
                 serde_json::json!({"detail": {"error": "forbidden", "detail": d}})
             }
-            Self::BadRequest(d) => {
-                serde_json::json!({"detail": {"error": "bad_request", "detail": d}})
-            }
+            Self::BadRequest(e) => serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": {"code": e.code(), "message": e.to_string()},
+            }),
         }
     }
 }
@@ -177,13 +185,16 @@ impl CapabilityPipeline {
         &self.cache
     }
 
-    /// Decides one MCP request: finds the token (header first, then `params._meta.token`),
-    /// derives the grant the JSON-RPC message needs (`tools/call` needs its tool and the tool's
-    /// operation; other methods only a valid token), and verifies, with the signer as the holder.
+    /// Decides one MCP request: reads the JSON-RPC message once, strictly (see
+    /// [`jsonrpc::parse`]; an empty body is no message), finds the token (header first, then
+    /// `params._meta.token`), derives the grant the message needs (`tools/call` needs its tool
+    /// and the tool's operation; other methods only a valid token), and verifies, with the
+    /// signer as the holder.
     ///
     /// # Errors
     ///
-    /// The [`CapabilityRejection`] to answer with.
+    /// The [`CapabilityRejection`] to answer with: [`BadRequest`](CapabilityRejection::BadRequest)
+    /// for a body [`jsonrpc::parse`] refuses, before the token is looked at.
     pub fn authorize(
         &self,
         parts: &Parts,
@@ -191,65 +202,61 @@ impl CapabilityPipeline {
         caller: Option<&VerifiedCaller>,
         now: u64,
     ) -> Result<Facts, CapabilityRejection> {
-        let message: Option<Value> = if body.is_empty() {
+        self.decide(parts, body, caller, now).1
+    }
+
+    /// [`authorize`](Self::authorize), also handing back the tool the message calls (for the
+    /// audit record), from the same single reading of the body.
+    pub(crate) fn decide<'b>(
+        &self,
+        parts: &Parts,
+        body: &'b [u8],
+        caller: Option<&VerifiedCaller>,
+        now: u64,
+    ) -> (Option<Cow<'b, str>>, Result<Facts, CapabilityRejection>) {
+        // The body is judged first: a malformed message is refused before any token decision.
+        let message = if body.is_empty() {
             None
         } else {
-            let v: Value = serde_json::from_slice(body)
-                .map_err(|_| CapabilityRejection::BadRequest("body is not JSON"))?;
-            if v.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-                return Err(CapabilityRejection::BadRequest(
-                    "body is not a JSON-RPC 2.0 message",
-                ));
+            match jsonrpc::parse(body) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::info!(code = e.code(), detail = %e, "message refused");
+                    return (None, Err(CapabilityRejection::BadRequest(e)));
+                }
             }
-            Some(v)
         };
-        let from_header = parts
-            .headers
-            .get(&self.header)
-            .map(|h| h.to_str().map(str::to_owned));
-        let token_text = match from_header {
-            Some(Ok(t)) => t,
-            Some(Err(_)) => {
-                return Err(CapabilityRejection::InvalidToken(
-                    "token header is not text".into(),
-                ));
-            }
+        let result = self.grant(parts, message.as_ref(), caller, now);
+        (message.and_then(jsonrpc::Message::into_tool), result)
+    }
+
+    fn grant(
+        &self,
+        parts: &Parts,
+        message: Option<&jsonrpc::Message<'_>>,
+        caller: Option<&VerifiedCaller>,
+        now: u64,
+    ) -> Result<Facts, CapabilityRejection> {
+        let token_text = match parts.headers.get(&self.header) {
+            Some(h) => h.to_str().map_err(|_| {
+                CapabilityRejection::InvalidToken("token header is not text".into())
+            })?,
             None => message
-                .as_ref()
-                .and_then(|m| m.pointer("/params/_meta/token"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
+                .and_then(jsonrpc::Message::token)
                 .ok_or(CapabilityRejection::MissingToken)?,
         };
-        let (tool, operation) = match message
-            .as_ref()
-            .and_then(|m| m.get("method"))
-            .and_then(Value::as_str)
-        {
-            Some("tools/call") => {
-                let tool = message
-                    .as_ref()
-                    .and_then(|m| m.pointer("/params/name"))
-                    .and_then(Value::as_str)
-                    .ok_or(CapabilityRejection::BadRequest(
-                        "tools/call without params.name",
-                    ))?;
-                let op = self
-                    .operations
-                    .get(tool)
-                    .cloned()
-                    .unwrap_or_else(|| self.default_operation.clone());
-                (Some(tool.to_owned()), Some(op))
-            }
-            _ => (None, None),
-        };
-        let checked = self.checked(&token_text, now)?;
+        let tool = message.and_then(jsonrpc::Message::tool);
+        let checked = self.checked(token_text, now)?;
         let mut access = Access::at(now);
         if let Some(c) = caller {
             access = access.caller(&c.keyid);
         }
-        if let (Some(t), Some(o)) = (tool.as_deref(), operation.as_deref()) {
-            access = access.tool(t).operation(o);
+        if let Some(t) = tool {
+            let operation = self
+                .operations
+                .get(t)
+                .map_or(self.default_operation.as_str(), String::as_str);
+            access = access.tool(t).operation(operation);
         }
         self.verifier.authorize(&checked, &access).map_err(|e| {
             tracing::info!(code = e.code(), detail = %e, "token refused");

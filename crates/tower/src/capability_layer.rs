@@ -141,11 +141,11 @@ impl Check for CapabilityLayer {
     fn decide<'a>(&'a self, parts: &'a mut Parts, body: &'a Bytes) -> Decide<'a> {
         Box::pin(async move {
             let caller = parts.extensions.get::<VerifiedCaller>().cloned();
-            let decision = self
+            // One reading of the body serves the decision and the audit record alike.
+            let (tool, decision) = self
                 .pipeline
-                .authorize(parts, body, caller.as_ref(), unix_now());
+                .decide(parts, body, caller.as_ref(), unix_now());
             if let Some(hook) = &self.audit {
-                let tool = tool_of(body);
                 hook.record(&Decision {
                     layer: "capability",
                     accepted: decision.is_ok(),
@@ -166,14 +166,6 @@ impl Check for CapabilityLayer {
             }
         })
     }
-}
-
-/// The tool a JSON-RPC `tools/call` body names, for the audit record.
-fn tool_of(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    (v.get("method")?.as_str()? == "tools/call")
-        .then(|| v.pointer("/params/name")?.as_str().map(str::to_owned))
-        .flatten()
 }
 
 /// A guard for plain routes: refuses (403) a request whose [`Grants`] do not include `tool`

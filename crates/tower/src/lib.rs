@@ -17,6 +17,7 @@ mod capability;
 mod capability_layer;
 mod checked;
 mod extract;
+pub mod jsonrpc;
 mod pipeline;
 mod rate_limit;
 mod response;

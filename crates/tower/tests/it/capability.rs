@@ -199,14 +199,18 @@ async fn the_error_table() {
         StatusCode::UNAUTHORIZED
     );
 
-    for bad in [
-        "not json",
-        "[1,2]",
-        r#"{"method":"tools/list"}"#,
-        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
+    for (bad, code) in [
+        ("not json", -32700),
+        ("[1,2]", -32600),
+        (r#"{"method":"tools/list"}"#, -32600),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#,
+            -32600,
+        ),
     ] {
-        let (status, _) = send(&svc, request(bad, Some(&good))).await;
+        let (status, body) = send(&svc, request(bad, Some(&good))).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(json_rpc_error(&body), code, "{bad}: {body}");
     }
 
     // Revocation is consulted on every request, cached token or not.
@@ -218,6 +222,105 @@ async fn the_error_table() {
         (StatusCode::UNAUTHORIZED, "invalid_token"),
         "revoked after caching"
     );
+}
+
+/// The code of a 400's JSON-RPC error body, checking its shape.
+fn json_rpc_error(body: &str) -> i64 {
+    let v: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(v["jsonrpc"], "2.0", "{body}");
+    assert_eq!(v["id"], Value::Null, "{body}");
+    assert!(v["error"]["message"].as_str().is_some(), "{body}");
+    assert_eq!(v.as_object().unwrap().len(), 3, "{body}");
+    v["error"]["code"].as_i64().unwrap()
+}
+
+fn call(params: &str) -> String {
+    format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{params}}}"#)
+}
+
+#[tokio::test]
+async fn ambiguous_messages_are_refused_before_the_token_is_looked_at() {
+    let svc = app(pipeline(Arc::default()));
+    let good = token(reference());
+    let invalid = [
+        // Duplicates the parser behind us might resolve the other way.
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"shell"}}"#.to_owned(),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"tools/list","params":{"name":"shell"}}"#.to_owned(),
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"shell"},"params":{"name":"db_query"}}"#.to_owned(),
+        call(r#"{"name":"shell","name":"db_query"}"#),
+        call(r#"{"name":"db_query","name":"shell"}"#),
+        call(&format!(
+            r#"{{"name":"db_query","_meta":{{"token":"{good}"}},"_meta":{{"token":"{good}"}}}}"#
+        )),
+        call(&format!(
+            r#"{{"name":"db_query","_meta":{{"token":"{good}","token":"{good}"}}}}"#
+        )),
+        call(r#"{"name":"shell","na\u006de":"db_query"}"#),
+        // One message per request, and it is an object.
+        format!("[{}]", call_body("db_query", None)),
+        r#""tools/call""#.to_owned(),
+        "42".to_owned(),
+        "null".to_owned(),
+    ];
+    let mut not_utf8 = call_body("db_query", None).into_bytes();
+    let inside_a_string = {
+        let mut b = call(r#"{"name":"db_query","arguments":{"q":"XX"}}"#).into_bytes();
+        let at = b.windows(2).position(|w| w == b"XX").unwrap();
+        b.splice(at..at + 2, [0xff, 0xfe]);
+        b
+    };
+    not_utf8.push(0xff);
+    // Two messages in one body: a streaming parser behind us could act on the second.
+    let two = format!(
+        "{}{}",
+        call_body("db_query", None),
+        call_body("shell", None)
+    );
+    let parse_errors = [
+        not_utf8,
+        inside_a_string,
+        b"{\"jsonrpc\":".to_vec(),
+        two.into_bytes(),
+    ];
+
+    let cases = invalid
+        .into_iter()
+        .map(|b| (b.into_bytes(), -32600))
+        .chain(parse_errors.into_iter().map(|b| (b, -32700)));
+    for (body, code) in cases {
+        let shown = String::from_utf8_lossy(&body).into_owned();
+        for header in [Some(good.as_str()), None, Some("!!!")] {
+            let mut b = Request::post("/mcp").header("host", "mcp.example");
+            if let Some(t) = header {
+                b = b.header("x-mcpvault-token", t);
+            }
+            let (status, answer) = send(&svc, b.body(Body::from(body.clone())).unwrap()).await;
+            assert_eq!(
+                status,
+                StatusCode::BAD_REQUEST,
+                "{shown} (token {header:?})"
+            );
+            assert_eq!(json_rpc_error(&answer), code, "{shown}: {answer}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_tool_name_is_refused_even_when_the_last_is_granted() {
+    let svc = app(pipeline(Arc::default()));
+    let good = token(reference());
+    // serde_json keeps the last name (granted), a first-key parser behind us would run `shell`.
+    let smuggled = call(r#"{"name":"shell","arguments":{},"name":"db_query"}"#);
+    let (status, body) = send(&svc, request(&smuggled, Some(&good))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(json_rpc_error(&body), -32600);
+    let escaped = call(r#"{"name":"shell","arguments":{},"n\u0061me":"db_query"}"#);
+    let (status, body) = send(&svc, request(&escaped, Some(&good))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The same call, once, is fine; duplicates inside the arguments are the tool's business.
+    let once = call(r#"{"name":"db_query","arguments":{"q":1,"q":2}}"#);
+    let (status, body) = send(&svc, request(&once, Some(&good))).await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "100"));
 }
 
 #[tokio::test]

@@ -10,4 +10,5 @@
 
 mod audit;
 mod capability;
+mod jsonrpc;
 mod signature;
