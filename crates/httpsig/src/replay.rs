@@ -4,7 +4,7 @@ use core::fmt;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::Error;
 
@@ -77,44 +77,125 @@ pub trait ReplayGuard: Send + Sync {
     ) -> ReplayFuture<'a>;
 }
 
-/// A simple bounded in-memory replay store (one lock). For tests and single small processes;
-/// vouch-keys has the sharded and Redis stores.
+/// A simple bounded in-memory replay store (one lock), with a share per identity. For tests and
+/// single small processes; vouch-keys has the sharded and Redis stores.
 ///
 /// When full of live entries it refuses new ones ([`Error::ReplayStoreUnavailable`]) rather
-/// than evicting a live entry, which would let that signature replay.
+/// than evicting a live entry, which would let that signature replay. No identity holds more
+/// than its share of the store (by default a tenth of it, at least 100 entries or the whole
+/// store if smaller, as vouch-keys' `ReplayConfig::default_share`): over it, that identity alone
+/// is refused with [`Error::ReplayShareExceeded`], and a replay is never counted. When the store
+/// is full, everyone is refused with [`Error::ReplayStoreUnavailable`] first.
+///
+/// Expired entries go in expiry order (a B-tree index, no scan of the store).
 #[derive(Debug)]
 pub struct MemoryReplayGuard {
     capacity: usize,
-    entries: Mutex<BTreeMap<ReplayKey, u64>>,
+    share: usize,
+    state: Mutex<MemoryState>,
+}
+
+/// What the guard holds, under its one lock.
+#[derive(Debug, Default)]
+struct MemoryState {
+    /// Every entry and the last second it is kept.
+    entries: BTreeMap<ReplayKey, u64>,
+    /// The same entries in expiry order, with their identity.
+    expiry: BTreeMap<(u64, ReplayKey), Arc<str>>,
+    /// Per identity: entries held, by the second they expire.
+    owners: BTreeMap<Arc<str>, Held>,
+}
+
+/// One identity's entries.
+#[derive(Debug, Default)]
+struct Held {
+    total: usize,
+    by_expiry: BTreeMap<u64, usize>,
 }
 
 impl MemoryReplayGuard {
-    /// A store holding at most `capacity` live entries.
+    /// A store holding at most `capacity` live entries, each identity at most a tenth of them
+    /// (but at least 100, or all of them if fewer).
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: Mutex::new(BTreeMap::new()),
+            share: (capacity / 10).max(capacity.min(100)).max(1),
+            state: Mutex::new(MemoryState::default()),
         }
     }
 
-    fn check_now(&self, key: ReplayKey, keep_until: u64, now: u64) -> Result<(), Error> {
-        let mut entries = self
-            .entries
+    /// Lets each identity hold at most `entries` live entries (at least 1).
+    #[must_use]
+    pub fn identity_share(mut self, entries: usize) -> Self {
+        self.share = entries.max(1);
+        self
+    }
+
+    /// The most live entries one identity holds.
+    pub fn share(&self) -> usize {
+        self.share
+    }
+
+    fn check_now(
+        &self,
+        key: ReplayKey,
+        owner: &str,
+        keep_until: u64,
+        now: u64,
+    ) -> Result<(), Error> {
+        let mut state = self
+            .state
             .lock()
             .map_err(|_| Error::ReplayStoreUnavailable("lock poisoned"))?;
-        if let Some(&until) = entries.get(&key)
-            && until >= now
-        {
+        state.expire(now);
+        if state.entries.contains_key(&key) {
             return Err(Error::Replayed);
         }
-        if entries.len() >= self.capacity {
-            entries.retain(|_, until| *until >= now);
-            if entries.len() >= self.capacity {
-                return Err(Error::ReplayStoreUnavailable("replay store full"));
+        if state.entries.len() >= self.capacity {
+            return Err(Error::ReplayStoreUnavailable("replay store full"));
+        }
+        let (name, held) = match state.owners.get_key_value(owner) {
+            Some((name, held)) => (name.clone(), held),
+            None => (Arc::from(owner), &Held::default()),
+        };
+        if held.total >= self.share {
+            let oldest = held.by_expiry.keys().next().copied().unwrap_or(now);
+            return Err(Error::ReplayShareExceeded {
+                retry_after: oldest.saturating_add(1).saturating_sub(now).max(1),
+            });
+        }
+        state.entries.insert(key, keep_until);
+        state.expiry.insert((keep_until, key), name.clone());
+        let held = state.owners.entry(name).or_default();
+        held.total += 1;
+        *held.by_expiry.entry(keep_until).or_insert(0) += 1;
+        Ok(())
+    }
+}
+
+impl MemoryState {
+    /// Drops the entries that expired before `now`.
+    fn expire(&mut self, now: u64) {
+        while let Some(entry) = self.expiry.first_entry() {
+            let &(until, key) = entry.key();
+            if until >= now {
+                break;
+            }
+            let owner = entry.remove();
+            self.entries.remove(&key);
+            if let Some(held) = self.owners.get_mut(&owner) {
+                held.total = held.total.saturating_sub(1);
+                if let Some(n) = held.by_expiry.get_mut(&until) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        held.by_expiry.remove(&until);
+                    }
+                }
+                if held.total == 0 {
+                    self.owners.remove(&owner);
+                }
             }
         }
-        entries.insert(key, keep_until);
-        Ok(())
     }
 }
 
@@ -122,10 +203,12 @@ impl ReplayGuard for MemoryReplayGuard {
     fn check_and_insert<'a>(
         &'a self,
         key: ReplayKey,
-        _owner: &'a str,
+        owner: &'a str,
         keep_until: u64,
         now: u64,
     ) -> ReplayFuture<'a> {
-        Box::pin(std::future::ready(self.check_now(key, keep_until, now)))
+        Box::pin(std::future::ready(
+            self.check_now(key, owner, keep_until, now),
+        ))
     }
 }

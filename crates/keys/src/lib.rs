@@ -43,8 +43,8 @@ pub use https::{HttpsConfig, HttpsResolver, is_non_public, key_from_document};
 pub use pin::{FilePinStore, MemoryPinStore, PinCheckError, PinStore, Pinned, verify_and_pin};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis::{RedisPinStore, RedisReplayStore};
-pub use replay::ShardedReplayStore;
+pub use redis::{RedisOptions, RedisPinStore, RedisReplayStore};
+pub use replay::{ReplayConfig, ShardedReplayStore};
 pub use resolve::{
     AddressClaim, HostRule, IdentityRule, KeyResolver, ResolveError, ResolveFuture, ResolvedKey,
     StaticResolver, address_claim,

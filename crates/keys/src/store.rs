@@ -21,6 +21,9 @@ pub enum StoreError {
     Unavailable(String),
     /// The store's data is corrupt (names the file and what is wrong). Never silently reset.
     Corrupt(String),
+    /// The store is set up so that it could lose what it must keep (a Redis `maxmemory-policy`
+    /// that evicts keys): refused at connect, with what to change.
+    Misconfigured(String),
 }
 
 impl fmt::Display for StoreError {
@@ -29,6 +32,7 @@ impl fmt::Display for StoreError {
             Self::PinMismatch { identity } => write!(f, "{identity} is pinned to another key"),
             Self::Unavailable(why) => write!(f, "store unavailable: {why}"),
             Self::Corrupt(why) => write!(f, "store corrupt: {why}"),
+            Self::Misconfigured(why) => write!(f, "store misconfigured: {why}"),
         }
     }
 }

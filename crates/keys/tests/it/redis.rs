@@ -7,23 +7,33 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vouch_httpsig::{Error, ReplayGuard};
-use vouch_keys::{PinStore, Pinned, RedisPinStore, RedisReplayStore, StoreError};
+use vouch_keys::{PinStore, Pinned, RedisOptions, RedisPinStore, RedisReplayStore, StoreError};
 
-use crate::support::{NOW, verified};
+use crate::support::{NOW, replay_keys, verified};
 
 struct RedisServer {
     child: Option<Child>,
     port: u16,
+    /// Extra `redis-server` arguments (`--maxmemory-policy allkeys-lru`, …).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    fn start_with(extra: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut s = Self { child: None, port };
+        let mut s = Self {
+            child: None,
+            port,
+            extra: extra.iter().map(|a| (*a).to_owned()).collect(),
+        };
         s.launch();
         s
     }
@@ -31,6 +41,7 @@ impl RedisServer {
     fn launch(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -204,4 +215,223 @@ async fn redis_down_fails_closed_then_recovers() {
         Err(Error::Replayed)
     );
     assert_eq!(pins.check_and_pin("carol", "k").await, Ok(Pinned::New));
+}
+
+/// The first second at which the counters of the bucket holding `keep_until` are dropped.
+fn dropped_at(keep_until: u64) -> u64 {
+    (keep_until / 60 + 1) * 60
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_identity_is_refused_over_its_share_across_replicas() {
+    let server = RedisServer::start();
+    let options = RedisOptions::new().identity_share(5);
+    let a = RedisReplayStore::connect_with(&server.url(), "t5:", &options)
+        .await
+        .unwrap();
+    let b = RedisReplayStore::connect_with(&server.url(), "t5:", &options)
+        .await
+        .unwrap();
+    assert_eq!(a.share(), 5);
+    let keys = replay_keys(9);
+    for (n, key) in keys[..5].iter().enumerate() {
+        let store = if n % 2 == 0 { &a } else { &b };
+        store
+            .check_and_insert(*key, "mallory", NOW + 300, NOW)
+            .await
+            .unwrap();
+    }
+    // Replays are refused as replays, by either replica, and not counted.
+    for key in &keys[..5] {
+        assert_eq!(
+            b.check_and_insert(*key, "mallory", NOW + 300, NOW).await,
+            Err(Error::Replayed)
+        );
+    }
+    let refused = a.check_and_insert(keys[5], "mallory", NOW + 300, NOW).await;
+    assert_eq!(
+        refused,
+        Err(Error::ReplayShareExceeded {
+            retry_after: dropped_at(NOW + 300) - NOW
+        })
+    );
+    // The refused signature was not recorded, and someone else is not affected.
+    b.check_and_insert(keys[6], "bob", NOW + 300, NOW)
+        .await
+        .unwrap();
+    // Once the bucket of mallory's entries has ended, its share is back.
+    let later = dropped_at(NOW + 300);
+    a.check_and_insert(keys[5], "mallory", later + 300, later)
+        .await
+        .unwrap();
+    // Its old entries are still kept in Redis until their own TTL: still replays.
+    assert_eq!(
+        a.check_and_insert(keys[0], "mallory", later + 300, later)
+            .await,
+        Err(Error::Replayed)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_floods_through_two_replicas_cannot_exceed_the_share() {
+    let server = RedisServer::start();
+    let options = RedisOptions::new().identity_share(37);
+    let a = Arc::new(
+        RedisReplayStore::connect_with(&server.url(), "t6:", &options)
+            .await
+            .unwrap(),
+    );
+    let b = Arc::new(
+        RedisReplayStore::connect_with(&server.url(), "t6:", &options)
+            .await
+            .unwrap(),
+    );
+    let keys = replay_keys(160);
+    let mut tasks = Vec::new();
+    for (n, key) in keys.into_iter().enumerate() {
+        let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            store.check_and_insert(key, "mallory", NOW + 300, NOW).await
+        }));
+    }
+    let mut accepted = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(()) => accepted += 1,
+            Err(Error::ReplayShareExceeded { .. }) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(accepted, 37);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_fails_closed() {
+    // noeviction with a small limit: once full, Redis refuses the write and so does the store.
+    let server =
+        RedisServer::start_with(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]);
+    let store = RedisReplayStore::connect_with(
+        &server.url(),
+        "t7:",
+        &RedisOptions::new().identity_share(1_000_000),
+    )
+    .await
+    .unwrap();
+    let keys = replay_keys(20_000);
+    let mut accepted = Vec::new();
+    let mut refused = None;
+    for key in &keys {
+        match store.check_and_insert(*key, "agent", NOW + 300, NOW).await {
+            Ok(()) => accepted.push(*key),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("2 MB of Redis took 20 000 entries");
+    assert!(refused.is_unavailable(), "{refused}");
+    assert!(accepted.len() > 100, "{} accepted", accepted.len());
+    // Nothing was evicted: the first and last accepted are still replays.
+    for key in [accepted[0], accepted[accepted.len() - 1]] {
+        assert_eq!(
+            store.check_and_insert(key, "agent", NOW + 300, NOW).await,
+            Err(Error::Replayed)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicting_policy_is_refused_at_connect_unless_allowed() {
+    let lru = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]);
+    let err = RedisReplayStore::connect(&lru.url(), "t8:")
+        .await
+        .unwrap_err();
+    let StoreError::Misconfigured(why) = &err else {
+        panic!("{err}");
+    };
+    assert!(
+        why.contains("allkeys-lru") && why.contains("noeviction"),
+        "{why}"
+    );
+    // Pins have no TTL: allkeys-* evicts them too.
+    assert!(matches!(
+        RedisPinStore::connect(&lru.url(), "t8:").await,
+        Err(StoreError::Misconfigured(_))
+    ));
+    // The operator's explicit choice.
+    let allowed = RedisOptions::new().allow_evicting_policy(true);
+    let store = RedisReplayStore::connect_with(&lru.url(), "t8:", &allowed)
+        .await
+        .unwrap();
+    let v = verified(1);
+    v.check_replay(&store, "agent", NOW).await.unwrap();
+    RedisPinStore::connect_with(&lru.url(), "t8:", &allowed)
+        .await
+        .unwrap();
+
+    // volatile-* evicts keys with a TTL (every replay entry), not pins.
+    let volatile = RedisServer::start_with(&["--maxmemory-policy", "volatile-lru"]);
+    assert!(matches!(
+        RedisReplayStore::connect(&volatile.url(), "t8:").await,
+        Err(StoreError::Misconfigured(_))
+    ));
+    RedisPinStore::connect(&volatile.url(), "t8:")
+        .await
+        .unwrap();
+
+    // noeviction, Redis's default, is accepted as is.
+    let plain = RedisServer::start_with(&["--maxmemory-policy", "noeviction"]);
+    RedisReplayStore::connect(&plain.url(), "t8:")
+        .await
+        .unwrap();
+    RedisPinStore::connect(&plain.url(), "t8:").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_is_read_where_info_or_config_is_disabled() {
+    // INFO renamed away: CONFIG GET answers.
+    let no_info = RedisServer::start_with(&["--rename-command", "INFO", ""]);
+    RedisReplayStore::connect(&no_info.url(), "t9:")
+        .await
+        .unwrap();
+    let lru_no_info = RedisServer::start_with(&[
+        "--rename-command",
+        "INFO",
+        "",
+        "--maxmemory-policy",
+        "allkeys-lru",
+    ]);
+    assert!(matches!(
+        RedisReplayStore::connect(&lru_no_info.url(), "t9:").await,
+        Err(StoreError::Misconfigured(_))
+    ));
+    // CONFIG renamed away: INFO answers.
+    let no_config = RedisServer::start_with(&["--rename-command", "CONFIG", ""]);
+    RedisReplayStore::connect(&no_config.url(), "t9:")
+        .await
+        .unwrap();
+    // Neither: the policy is unknown, so refused unless allowed.
+    let neither = RedisServer::start_with(&[
+        "--rename-command",
+        "INFO",
+        "",
+        "--rename-command",
+        "CONFIG",
+        "",
+    ]);
+    let err = RedisReplayStore::connect(&neither.url(), "t9:")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Misconfigured(why) if why.contains("cannot read")),
+        "{err}"
+    );
+    RedisReplayStore::connect_with(
+        &neither.url(),
+        "t9:",
+        &RedisOptions::new().allow_evicting_policy(true),
+    )
+    .await
+    .unwrap();
 }

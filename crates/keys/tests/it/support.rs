@@ -34,3 +34,33 @@ pub(crate) fn verified(seed: u8) -> vouch_httpsig::Verified {
         .verify(&key.verifying_key().unwrap())
         .unwrap()
 }
+
+/// `n` distinct replay keys, each from a really signed and verified request. HMAC-signed, which
+/// is much faster than Ed25519 when a test needs thousands.
+pub(crate) fn replay_keys(n: usize) -> Vec<vouch_httpsig::ReplayKey> {
+    use vouch_httpsig::{
+        Algorithm, RequestView, SigningKey, Verifier, VerifyPolicy, mcp_spec, sign,
+    };
+    let key = SigningKey::hmac_sha256(b"replay test secret");
+    let verifying = key.verifying_key().unwrap();
+    let verifier = Verifier::new(VerifyPolicy::mcp().algorithms(&[Algorithm::HmacSha256]));
+    let req = http::Request::get("https://mcp.example/mcp")
+        .body(Vec::new())
+        .unwrap();
+    (0..n)
+        .map(|_| {
+            let mut req = req.clone();
+            let spec = mcp_spec(&RequestView::of(&req), &key, "agent", None, NOW).unwrap();
+            sign(RequestView::of(&req), &spec, &key)
+                .unwrap()
+                .apply(req.headers_mut())
+                .unwrap();
+            verifier
+                .prepare(RequestView::of(&req), NOW)
+                .unwrap()
+                .verify(&verifying)
+                .unwrap()
+                .replay_key()
+        })
+        .collect()
+}
