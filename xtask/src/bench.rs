@@ -19,8 +19,45 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     print_timings(&table);
     print_goals(&table);
     print_throughput(&table);
+    print_replay_store(&table);
     print_sizes(&dir);
     Ok(())
+}
+
+/// The replay store at a million live entries (`benches/keys.rs`): memory per entry against its
+/// goal, and the insert time.
+fn print_replay_store(table: &Table) {
+    let path = root()
+        .join("target")
+        .join("vouch-bench")
+        .join("replay-store.json");
+    let Some(v) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    else {
+        println!("replay store: not measured in this run");
+        return;
+    };
+    let (Some(per_entry), Some(goal)) = (
+        v["bytes_per_entry"].as_f64(),
+        v["goal_bytes_per_entry"].as_f64(),
+    ) else {
+        println!("replay store: {} is unreadable", path.display());
+        return;
+    };
+    let insert = table
+        .get("keys")
+        .and_then(|f| f.get("replay_memory_insert_1m_live"))
+        .map_or("not measured".to_owned(), |ns| format!("{ns:.0} ns"));
+    let verdict = if per_entry <= goal { "met" } else { "MISSED" };
+    println!();
+    println!(
+        "replay store: {per_entry:.1} B per live entry (goal ≤ {goal:.0}, {verdict}), {insert} per \
+         insert at 1 M live entries"
+    );
+    if let Some(rss) = v["rss_bytes_per_entry"].as_f64() {
+        println!("replay store: process RSS grew {rss:.1} B per live entry (cross-check)");
+    }
 }
 
 /// The rmcp throughput goal: protected ≥ 0.45 × unprotected req/s.
