@@ -1,11 +1,12 @@
 //! The signature base, exactly per RFC 9421 §2.5.
 
 use base64ct::{Base64, Encoding};
-use sfv::{Dictionary, FieldType as _, List, Parser};
+use sfv::{FieldType as _, List};
 
 use crate::component::Component;
 use crate::error::Error;
 use crate::message::{Message, RequestView};
+use crate::sf::CheckedDictionary;
 
 /// Field names whose structured type is known, for `;sf` and `;key`.
 const DICTIONARY_FIELDS: &[&str] = &[
@@ -176,7 +177,19 @@ fn header_field(m: &Message<'_>, c: &Component) -> Result<Vec<u8>, Error> {
     let combined = lines.join(&b", "[..]);
     if let Some(key) = key {
         let dict = parse_dictionary(&combined)?;
+        let repeats = dict.repeats_of(key);
+        if repeats.name {
+            return Err(Error::Malformed(
+                "field names the covered dictionary member twice",
+            ));
+        }
+        if repeats.any_param() {
+            return Err(Error::Malformed(
+                "covered dictionary member repeats a parameter",
+            ));
+        }
         let member = dict
+            .dict
             .get(key)
             .ok_or_else(|| Error::ComponentUnavailable(format!("{name};key={key:?}")))?;
         let single: List = vec![member.clone()];
@@ -187,12 +200,22 @@ fn header_field(m: &Message<'_>, c: &Component) -> Result<Vec<u8>, Error> {
     }
     if sf {
         let text = if DICTIONARY_FIELDS.contains(&name) {
-            parse_dictionary(&combined)?.serialize()
+            let dict = parse_dictionary(&combined)?;
+            let repeats = dict.repeats();
+            if repeats.name {
+                return Err(Error::Malformed("dictionary field names a member twice"));
+            }
+            if repeats.any_param() {
+                return Err(Error::Malformed("structured field repeats a parameter"));
+            }
+            dict.dict.serialize()
         } else if LIST_FIELDS.contains(&name) {
-            Parser::new(&combined)
-                .parse::<List>()
-                .map_err(|_| Error::Malformed("field is not a structured list"))?
-                .serialize()
+            let list = crate::sf::list(&combined)
+                .map_err(|_| Error::Malformed("field is not a structured list"))?;
+            if list.repeats.any_param() {
+                return Err(Error::Malformed("structured field repeats a parameter"));
+            }
+            list.list.serialize()
         } else {
             return Err(Error::Unsupported(
                 ";sf on a field of unknown structured type",
@@ -220,9 +243,11 @@ fn plain_field(m: &Message<'_>, c: &Component) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-fn parse_dictionary(bytes: &[u8]) -> Result<Dictionary, Error> {
-    Parser::new(bytes)
-        .parse::<Dictionary>()
+/// Parses a dictionary field for `;key` or `;sf`. Repeated names are reported, not resolved:
+/// the base holds a re-serialized value that shows only the last of them, while a reader of the
+/// field as sent may take the first, so the callers refuse those that the signature covers.
+fn parse_dictionary(bytes: &[u8]) -> Result<CheckedDictionary, Error> {
+    crate::sf::dictionary(bytes)
         .map_err(|_| Error::Malformed("field is not a structured dictionary"))
 }
 

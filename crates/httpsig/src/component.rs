@@ -73,13 +73,15 @@ impl Component {
     /// # Errors
     ///
     /// [`Error::Malformed`] if the text is not a list of quoted component names (with
-    /// parameters), or names a component twice.
+    /// parameters), names a component twice, or names a parameter of a component twice.
     pub fn parse_list(text: &str) -> Result<Vec<Self>, Error> {
         let wrapped = format!("({})", text.trim());
-        let list: sfv::List = sfv::Parser::new(&wrapped)
-            .parse()
+        let list = crate::sf::list(wrapped.as_bytes())
             .map_err(|_| Error::Malformed("components are not a list of quoted names"))?;
-        let [sfv::ListEntry::InnerList(inner)] = list.as_slice() else {
+        if list.repeats.item_params {
+            return Err(Error::Malformed("a component repeats a parameter"));
+        }
+        let [sfv::ListEntry::InnerList(inner)] = list.list.as_slice() else {
             return Err(Error::Malformed(
                 "components are not a list of quoted names",
             ));

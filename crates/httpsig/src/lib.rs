@@ -94,6 +94,7 @@ mod message;
 mod params;
 mod policy;
 mod replay;
+mod sf;
 mod sign;
 mod verify;
 

@@ -1,16 +1,15 @@
 //! Signature-Input / Signature parsing, and the typed view of signature parameters.
 
 use std::borrow::Cow;
-use std::convert::Infallible;
 
-use sfv::visitor::{DictionaryVisitor, EntryVisitor};
-use sfv::{BareItem, Dictionary, Item, KeyRef, ListEntry, Parameters, Parser};
+use sfv::{BareItem, Dictionary, Item, ListEntry, Parameters};
 
 use crate::alg::Algorithm;
 use crate::base::signature_params_value;
 use crate::component::{Component, key_of, string_item};
 use crate::error::Error;
 use crate::policy::{SIGNATURE, SIGNATURE_INPUT};
+use crate::sf;
 
 /// One signature found in a message: its label, covered components, parameters exactly as
 /// received, and the decoded signature bytes.
@@ -130,41 +129,16 @@ pub(crate) enum DictionaryError {
     RepeatedKey,
 }
 
-/// Builds the parsed dictionary, noting whether a member name came back.
-struct RefuseRepeats {
-    dict: Dictionary,
-    repeated: bool,
-}
-
-impl<'de> DictionaryVisitor<'de> for RefuseRepeats {
-    type Out = Self;
-    type Error = Infallible;
-
-    fn entry(&mut self, key: &'de KeyRef) -> Result<impl EntryVisitor<'de>, Self::Error> {
-        self.repeated |= self.dict.contains_key(key);
-        DictionaryVisitor::entry(&mut self.dict, key)
-    }
-
-    fn finish(self) -> Result<Self::Out, Self::Error> {
-        Ok(self)
-    }
-}
-
 /// Parses a dictionary field value, refusing any member name that appears twice.
 ///
 /// RFC 9651 resolves a repeated name by keeping the last value, and [`Dictionary`] silently does
 /// so. For fields a signature vouches for that is an ambiguity: a signer (or an intermediary)
 /// that reads the first value and a verifier that reads the last one disagree on what was
 /// signed. A field combined from several lines (see [`combined`]) is one dictionary, so this
-/// also catches a name repeated across lines.
+/// also catches a name repeated across lines. Repeated parameter names are not looked at.
 pub(crate) fn unique_dictionary(bytes: &[u8]) -> Result<Dictionary, DictionaryError> {
-    let parsed = Parser::new(bytes)
-        .parse_dictionary_with_visitor(RefuseRepeats {
-            dict: Dictionary::new(),
-            repeated: false,
-        })
-        .map_err(|_| DictionaryError::Syntax)?;
-    if parsed.repeated {
+    let parsed = sf::dictionary(bytes).map_err(|_| DictionaryError::Syntax)?;
+    if parsed.repeats().name {
         return Err(DictionaryError::RepeatedKey);
     }
     Ok(parsed.dict)
@@ -172,8 +146,10 @@ pub(crate) fn unique_dictionary(bytes: &[u8]) -> Result<Dictionary, DictionaryEr
 
 /// Every signature in the message, in Signature-Input order.
 ///
-/// A label named twice in `Signature-Input` or in `Signature` (within a line or across lines) is
-/// refused, whether or not it is the label the policy looks for.
+/// A label named twice in `Signature-Input` or in `Signature` (within a line or across lines),
+/// and a parameter named twice in a `Signature-Input` member (a signature parameter, or a
+/// parameter of a component identifier), are refused, whether or not the label is the one the
+/// policy looks for: keeping the last one would sign what a first-wins reader does not see.
 pub(crate) fn received(
     headers: &http::HeaderMap,
     limits: &ParseLimits,
@@ -184,12 +160,23 @@ pub(crate) fn received(
     ) else {
         return Err(Error::NoSignature);
     };
-    let input = unique_dictionary(&input).map_err(|e| match e {
-        DictionaryError::Syntax => {
-            Error::Malformed("signature-input is not a structured dictionary")
-        }
-        DictionaryError::RepeatedKey => Error::Malformed("signature-input names a label twice"),
-    })?;
+    let input = sf::dictionary(&input)
+        .map_err(|_| Error::Malformed("signature-input is not a structured dictionary"))?;
+    let repeats = input.repeats();
+    if repeats.name {
+        return Err(Error::Malformed("signature-input names a label twice"));
+    }
+    if repeats.params {
+        return Err(Error::Malformed(
+            "signature-input repeats a signature parameter",
+        ));
+    }
+    if repeats.item_params {
+        return Err(Error::Malformed(
+            "signature-input repeats a component parameter",
+        ));
+    }
+    let input = input.dict;
     let sigs = unique_dictionary(&sigs).map_err(|e| match e {
         DictionaryError::Syntax => Error::Malformed("signature is not a structured dictionary"),
         DictionaryError::RepeatedKey => Error::Malformed("signature names a label twice"),

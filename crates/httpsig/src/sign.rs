@@ -172,7 +172,9 @@ impl Signature {
 /// # Errors
 ///
 /// [`Error::ComponentUnavailable`] if a covered component is absent, [`Error::Key`] if signing
-/// fails, [`Error::Malformed`] for an invalid parameter value.
+/// fails, [`Error::Malformed`] for an invalid parameter value, or for a field covered with `;key`
+/// or `;sf` that names the covered member (or a parameter in it) twice: the verifier would read
+/// the last one, and another reader may read the first.
 pub fn sign<'a>(
     message: impl Into<Message<'a>>,
     spec: &SignatureSpec,

@@ -103,7 +103,8 @@ impl Verifier {
     /// [`Error::AlgorithmNotAllowed`], [`Error::Expired`], [`Error::TooOld`],
     /// [`Error::CreatedInFuture`], [`Error::MissingComponent`], [`Error::DigestMissing`],
     /// [`Error::DigestMismatch`], [`Error::ComponentUnavailable`], [`Error::Malformed`] (which
-    /// includes a label or a Content-Digest algorithm named twice), ...
+    /// includes a label, a Content-Digest algorithm, a signature or component parameter, or a
+    /// member of a dictionary field covered with `;key` or `;sf` named twice), ...
     /// When several signatures are examined and none passes, the first one's failure.
     pub fn prepare<'a>(
         &self,

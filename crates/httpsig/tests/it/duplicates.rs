@@ -1,5 +1,7 @@
-//! Repeated dictionary keys: a Content-Digest algorithm or a signature label named twice (across
-//! field lines or within one) is refused, never resolved by "the last one wins".
+//! Repeated names: a Content-Digest algorithm or a signature label named twice (across field
+//! lines or within one), a signature or component parameter named twice, and a covered
+//! dictionary member (or one of its parameters) named twice are refused, never resolved by "the
+//! last one wins".
 
 use http::{HeaderValue, Request};
 use vouch_httpsig::*;
@@ -207,4 +209,193 @@ fn distinct_labels_on_separate_lines_still_verify() {
     let both = with_lines(&both, "signature", &[&sig, &extra_sig]);
     let v = verify(&both).unwrap();
     assert_eq!(v.label, "sig1");
+}
+
+const PARAM_TWICE: Error = Error::Malformed("signature-input repeats a signature parameter");
+const COMPONENT_PARAM_TWICE: Error =
+    Error::Malformed("signature-input repeats a component parameter");
+const KEY_MEMBER_TWICE: Error = Error::Malformed("field names the covered dictionary member twice");
+const KEY_MEMBER_PARAM_TWICE: Error =
+    Error::Malformed("covered dictionary member repeats a parameter");
+const SF_MEMBER_TWICE: Error = Error::Malformed("dictionary field names a member twice");
+const SF_PARAM_TWICE: Error = Error::Malformed("structured field repeats a parameter");
+
+#[test]
+fn a_signature_parameter_twice_is_refused() {
+    let (req, input, _) = signed();
+    // Each forgery re-serializes (last one wins) to the signed `@signature-params`, so the
+    // signature would still verify; a reader that takes the first value sees the decoy.
+    let forgeries = [
+        input.replacen(";keyid=", ";keyid=\"https://evil.example/\";keyid=", 1),
+        input.replacen(";created=", ";created=1;created=", 1),
+        input.replacen(";nonce=", ";nonce=\"replayed\";nonce=", 1),
+        format!("{input};keyid=\"{KEYID}\""),
+        format!("{input};x=1;x=2"),
+        format!("{input};flag;flag"),
+    ];
+    for forged in &forgeries {
+        let req = with_lines(&req, "signature-input", &[forged]);
+        assert_eq!(verify(&req).unwrap_err(), PARAM_TWICE, "{forged}");
+    }
+    // In a signature the verifier does not look at, as for a repeated label.
+    let other = format!("{input}, sig2=(\"@method\");created=1;x;x");
+    let req = with_lines(&req, "signature-input", &[&other]);
+    assert_eq!(verify(&req).unwrap_err(), PARAM_TWICE);
+}
+
+/// A GET request with `headers`, signed (MCP parameters) over `@method`, `@target-uri` and
+/// `extra`, or the signer's error.
+fn signed_covering(headers: &[(&str, &str)], extra: &str) -> Result<Request<Vec<u8>>, Error> {
+    let mut req = Request::get("https://mcp.example/mcp?a=1&b=2")
+        .body(Vec::new())
+        .unwrap();
+    for (name, value) in headers {
+        req.headers_mut().append(
+            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+    }
+    let mut spec = SignatureSpec::new("sig1")
+        .cover_names(&["@method", "@target-uri"])
+        .unwrap();
+    for c in Component::parse_list(extra).unwrap() {
+        spec = spec.cover(c);
+    }
+    let spec = spec.created(NOW).nonce("n1").alg(&key()).keyid(KEYID);
+    sign(RequestView::of(&req), &spec, &key())?.apply(req.headers_mut())?;
+    Ok(req)
+}
+
+/// `req` with `from` replaced by `to` in its Signature-Input.
+fn rewrite_input(req: &Request<Vec<u8>>, from: &str, to: &str) -> Request<Vec<u8>> {
+    let input = req.headers()["signature-input"].to_str().unwrap();
+    assert!(input.contains(from), "{input} lacks {from}");
+    let forged = input.replacen(from, to, 1);
+    with_lines(req, "signature-input", &[&forged])
+}
+
+#[test]
+fn a_component_parameter_twice_is_refused() {
+    let dict = [("example-dict", "a=1, b=2")];
+    let cases = [
+        (
+            r#""@query-param";name="a""#,
+            r#""@query-param";name="b";name="a""#,
+        ),
+        (r#""example-dict";sf"#, r#""example-dict";sf;sf"#),
+        (
+            r#""example-dict";key="a""#,
+            r#""example-dict";key="b";key="a""#,
+        ),
+        (
+            r#""example-dict";key="a""#,
+            r#""example-dict";key="a";key="a""#,
+        ),
+    ];
+    for (covered, forged) in cases {
+        let req = signed_covering(&dict, covered).unwrap();
+        verify(&req).unwrap();
+        let req = rewrite_input(&req, covered, forged);
+        assert_eq!(verify(&req).unwrap_err(), COMPONENT_PARAM_TWICE, "{forged}");
+    }
+    // Component lists given to the signer are held to the same rule.
+    for text in [
+        r#""example-dict";key="a";key="b""#,
+        r#""@method" "content-digest";sf;sf"#,
+    ] {
+        assert_eq!(
+            Component::parse_list(text).unwrap_err(),
+            Error::Malformed("a component repeats a parameter"),
+            "{text}"
+        );
+    }
+}
+
+/// Field lines, as `(name, value)`.
+type Fields = &'static [(&'static str, &'static str)];
+
+#[test]
+fn the_signer_refuses_a_repeated_covered_member() {
+    let key_a = r#""example-dict";key="a""#;
+    let sf = r#""example-dict";sf"#;
+    let cases: [(Fields, &str, Error); 9] = [
+        (&[("example-dict", "a=1, a=2")], key_a, KEY_MEMBER_TWICE),
+        (
+            &[("example-dict", "a=1"), ("example-dict", "a=2")],
+            key_a,
+            KEY_MEMBER_TWICE,
+        ),
+        (
+            &[("example-dict", "a=1, b=2"), ("example-dict", "a=1")],
+            key_a,
+            KEY_MEMBER_TWICE,
+        ),
+        (
+            &[("example-dict", "a=1;p=1;p=2")],
+            key_a,
+            KEY_MEMBER_PARAM_TWICE,
+        ),
+        (
+            &[("example-dict", "a=(x;p;p y)")],
+            key_a,
+            KEY_MEMBER_PARAM_TWICE,
+        ),
+        (
+            &[("example-dict", "a=(x y);q;q")],
+            key_a,
+            KEY_MEMBER_PARAM_TWICE,
+        ),
+        (&[("example-dict", "a=1, b=2, a=3")], sf, SF_MEMBER_TWICE),
+        (
+            &[("example-dict", "a=1"), ("example-dict", "b=2, a=1")],
+            sf,
+            SF_MEMBER_TWICE,
+        ),
+        (&[("example-dict", "a=1, b=(x;p;p)")], sf, SF_PARAM_TWICE),
+    ];
+    for (headers, covered, expected) in cases {
+        assert_eq!(
+            signed_covering(headers, covered).unwrap_err(),
+            expected,
+            "{headers:?} {covered}"
+        );
+    }
+}
+
+#[test]
+fn the_verifier_refuses_a_repeated_covered_member() {
+    let key_a = r#""example-dict";key="a""#;
+    let sf = r#""example-dict";sf"#;
+    // Signed over one value; the attacker adds a decoy that a first-wins reader (a proxy, a
+    // logger, the application's own parser) would take, while the base stays the signed one.
+    let cases: [(&str, &str, &[&str], Error); 6] = [
+        (key_a, "a=2", &["a=1", "a=2"], KEY_MEMBER_TWICE),
+        (key_a, "a=2", &["a=1, a=2"], KEY_MEMBER_TWICE),
+        (key_a, "a=2, b=1", &["a=9, b=1", "a=2"], KEY_MEMBER_TWICE),
+        (key_a, "a=1;p=2", &["a=1;p=9;p=2"], KEY_MEMBER_PARAM_TWICE),
+        (sf, "a=1, b=2", &["a=9, b=2", "a=1"], SF_MEMBER_TWICE),
+        (sf, "a=1, b=2;p", &["a=1, b=2;p=?0;p"], SF_PARAM_TWICE),
+    ];
+    for (covered, signed_value, forged, expected) in cases {
+        let req = signed_covering(&[("example-dict", signed_value)], covered).unwrap();
+        verify(&req).unwrap();
+        let req = with_lines(&req, "example-dict", forged);
+        assert_eq!(verify(&req).unwrap_err(), expected, "{forged:?} {covered}");
+    }
+}
+
+#[test]
+fn repeats_outside_the_covered_member_still_verify() {
+    // `;key="a"` vouches for member `a` alone: other members may repeat (RFC 9651 allows it).
+    let fields = [("example-dict", "a=1, b=1, b=2;p;p")];
+    verify(&signed_covering(&fields, r#""example-dict";key="a""#).unwrap()).unwrap();
+    // Covered as raw bytes (no `;sf` or `;key`), the value is signed exactly as sent.
+    verify(&signed_covering(&fields, r#""example-dict""#).unwrap()).unwrap();
+    // `;sf` on a list field: distinct parameters verify, a repeated one is refused.
+    let list = r#""example-list";sf"#;
+    verify(&signed_covering(&[("example-list", "a;p;q, (b c);p")], list).unwrap()).unwrap();
+    assert_eq!(
+        signed_covering(&[("example-list", "a, (b;p;p c)")], list).unwrap_err(),
+        SF_PARAM_TWICE
+    );
 }

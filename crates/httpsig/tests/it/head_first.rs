@@ -2,6 +2,8 @@
 
 use base64ct::{Base64, Encoding};
 use http::Request;
+use proptest::prelude::*;
+use proptest::sample::Index;
 use vouch_httpsig::*;
 
 const NOW: u64 = 1_700_000_000;
@@ -53,96 +55,91 @@ fn feed<'a>(mut check: BodyCheck, chunks: impl IntoIterator<Item = &'a [u8]>) ->
     check.finish()
 }
 
-/// A small deterministic generator (xorshift64*), so that failures reproduce from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-
-    /// `body` cut at random points (empty pieces included).
-    fn split<'a>(&mut self, body: &'a [u8]) -> Vec<&'a [u8]> {
-        let mut cuts: Vec<usize> = (0..self.below(8))
-            .map(|_| self.below(body.len() + 1))
-            .collect();
-        cuts.push(0);
-        cuts.push(body.len());
-        cuts.sort_unstable();
-        cuts.windows(2).map(|w| &body[w[0]..w[1]]).collect()
-    }
+/// Body lengths around the SHA block sizes (64, 128) and a few larger bodies.
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        0usize..260,
+        (0usize..4, 0usize..3).prop_map(|(blocks, extra)| 128 * blocks + extra),
+        0usize..5000,
+    ]
+    .prop_flat_map(|len| prop::collection::vec(any::<u8>(), len))
 }
 
-#[test]
-fn chunked_updates_in_random_splits_equal_one_shot() {
-    let algorithms: [&[DigestAlgorithm]; 3] = [
-        &[DigestAlgorithm::Sha256],
-        &[DigestAlgorithm::Sha512],
-        &[DigestAlgorithm::Sha256, DigestAlgorithm::Sha512],
-    ];
-    for seed in 1..=96u64 {
-        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        // Lengths around the SHA block sizes (64, 128) and a few larger bodies.
-        let len = match rng.below(3) {
-            0 => rng.below(260),
-            1 => 128 * rng.below(4) + rng.below(3),
-            _ => rng.below(5000),
-        };
-        let body = rng.bytes(len);
-        let algs = algorithms[rng.below(3)];
+/// Up to 7 cut points, anywhere in a body.
+fn cuts() -> impl Strategy<Value = Vec<Index>> {
+    prop::collection::vec(any::<Index>(), 0..8)
+}
+
+/// `body` cut at `cuts` (empty pieces included).
+fn split<'a>(body: &'a [u8], cuts: &[Index]) -> Vec<&'a [u8]> {
+    let mut at: Vec<usize> = cuts.iter().map(|c| c.index(body.len() + 1)).collect();
+    at.push(0);
+    at.push(body.len());
+    at.sort_unstable();
+    at.windows(2).map(|w| &body[w[0]..w[1]]).collect()
+}
+
+const ALGORITHMS: [&[DigestAlgorithm]; 3] = [
+    &[DigestAlgorithm::Sha256],
+    &[DigestAlgorithm::Sha512],
+    &[DigestAlgorithm::Sha256, DigestAlgorithm::Sha512],
+];
+
+proptest! {
+    // Each case signs once and verifies six times: keep the count low.
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn chunked_updates_in_random_splits_equal_one_shot(
+        body in body(),
+        algs in prop::sample::select(ALGORITHMS.to_vec()),
+        cuts in cuts(),
+        tampered_cuts in cuts(),
+        flip in any::<Index>(),
+        bit in 0u8..8,
+    ) {
         let digest = content_digest(&body, algs);
         let parts = head(Some(&digest));
         let policy = VerifyPolicy::mcp;
 
         // One shot, both ways: the public digest check and the whole-message `prepare`.
         let one_shot = verify_content_digest(digest.as_bytes(), &body, algs);
-        assert_eq!(one_shot, Ok(()), "seed {seed}");
+        prop_assert_eq!(&one_shot, &Ok(()));
         let whole = Verifier::new(policy())
             .prepare(RequestView::new(&parts, &body), NOW)
             .map(|_| ());
-        assert_eq!(whole, one_shot, "seed {seed}: prepare");
+        prop_assert_eq!(&whole, &one_shot, "prepare");
 
-        let chunks = rng.split(&body);
+        let chunks = split(&body, &cuts);
         let streamed = feed(
             head_check(&parts, policy()).unwrap(),
             chunks.iter().copied(),
         );
-        assert_eq!(streamed, one_shot, "seed {seed}: {} chunks", chunks.len());
+        prop_assert_eq!(&streamed, &one_shot, "{} chunks", chunks.len());
 
         // The same body with one bit flipped, or one byte short, fails both ways alike.
         let mut tampered = body.clone();
         if tampered.is_empty() {
             tampered.push(0);
         } else {
-            let i = rng.below(tampered.len());
-            tampered[i] ^= 1 << rng.below(8);
+            let i = flip.index(tampered.len());
+            tampered[i] ^= 1 << bit;
         }
         for other in [tampered, body[..body.len().saturating_sub(1)].to_vec()] {
             if other == body {
                 continue;
             }
             let one_shot = verify_content_digest(digest.as_bytes(), &other, algs);
-            assert_eq!(one_shot, Err(Error::DigestMismatch), "seed {seed}");
+            prop_assert_eq!(&one_shot, &Err(Error::DigestMismatch));
             let streamed = feed(
                 head_check(&parts, policy()).unwrap(),
-                rng.split(&other).iter().copied(),
+                split(&other, &tampered_cuts).iter().copied(),
             );
-            assert_eq!(streamed, one_shot, "seed {seed}: tampered, streamed");
+            prop_assert_eq!(&streamed, &one_shot, "tampered, streamed");
             let whole = Verifier::new(policy())
                 .prepare(RequestView::new(&parts, &other), NOW)
                 .map(|_| ());
-            assert_eq!(whole, one_shot, "seed {seed}: tampered, prepare");
+            prop_assert_eq!(&whole, &one_shot, "tampered, prepare");
         }
     }
 }
