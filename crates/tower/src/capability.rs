@@ -159,6 +159,15 @@ impl CapabilityPipeline {
         }
     }
 
+    /// Sets the verifier's audience (see [`Verifier::with_audience`]): tokens restricted to
+    /// other audiences are refused. A token without any audience restriction is still accepted,
+    /// so mint tokens with an audience to keep them from being valid at every server.
+    #[must_use]
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.verifier = self.verifier.with_audience(audience);
+        self
+    }
+
     /// The header carrying the token.
     #[must_use]
     pub fn header(mut self, header: HeaderName) -> Self {

@@ -1,5 +1,5 @@
-//! The service both body-reading layers share: read the body up to a cap, let the layer decide,
-//! and hand the same bytes on to the inner service.
+//! The service of a layer that decides on the whole body (the capability layer): read the body
+//! up to a cap, let the layer decide, and hand the same bytes on to the inner service.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,8 +26,8 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// What a vouch layer decides about a request; implemented by [`SignatureLayer`](crate::SignatureLayer)
-/// and [`CapabilityLayer`](crate::CapabilityLayer) only.
+/// What a body-reading vouch layer decides about a request; implemented by
+/// [`CapabilityLayer`](crate::CapabilityLayer) only.
 pub trait Check: sealed::Sealed + Clone + Send + Sync + 'static {
     /// The tracing span name.
     #[doc(hidden)]
@@ -52,7 +52,6 @@ pub trait Check: sealed::Sealed + Clone + Send + Sync + 'static {
     fn decide<'a>(&'a self, parts: &'a mut Parts, body: &'a Bytes) -> Decide<'a>;
 }
 
-impl sealed::Sealed for crate::SignatureLayer {}
 impl sealed::Sealed for crate::CapabilityLayer {}
 
 /// The service a vouch layer makes: `inner`, behind the layer's check.

@@ -18,9 +18,11 @@ mod capability_layer;
 mod checked;
 mod extract;
 pub mod jsonrpc;
+mod origin;
 mod pipeline;
 mod rate_limit;
 mod response;
+mod serve;
 mod signature;
 
 pub use audit::{AuditHook, Decision, SigningStats, StatsSnapshot};
@@ -30,6 +32,12 @@ pub use capability_layer::{
 };
 pub use checked::{Check, Checked};
 pub use extract::MissingCaller;
-pub use pipeline::{AllowAll, Allowlist, Rejection, SignaturePipeline, VerifiedCaller};
+pub use origin::{Origin, OriginError};
+pub use pipeline::{
+    AllowAll, Allowlist, HeadVerified, Rejection, SignaturePipeline, VerifiedCaller,
+};
 pub use rate_limit::{RateLimit, RateLimitLayer};
-pub use signature::{DEFAULT_MAX_BODY_BYTES, SignatureLayer, SignatureService};
+pub use serve::{ServeConfig, serve};
+pub use signature::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, SignatureLayer, SignatureService,
+};

@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use vouch_httpsig::{
-    Algorithm, Error as SigError, ReplayGuard, RequestView, Verifier, VerifyPolicy,
+    Algorithm, BodyCheck, Error as SigError, ReplayGuard, RequestView, Verifier, VerifyPolicy,
 };
 use vouch_keys::{KeyResolver, PinCheckError, PinStore, StoreError, address_claim, verify_and_pin};
+
+use crate::origin::{Origin, addressed};
 
 /// Who may call: decides on the identity a keyid claims (its address, or the keyid itself).
 ///
@@ -63,8 +65,18 @@ pub enum Rejection {
         /// A short, stable reason for the peer (`expired`, `replayed`, `not_allowed`, …).
         reason: &'static str,
     },
+    /// 421: the request was addressed (`Host`, `:authority`, absolute-form target) to an origin
+    /// this server is not configured as. Refused before any key lookup.
+    Misdirected,
+    /// 408: the body did not arrive within the body timeout.
+    Timeout,
     /// 413: the body is larger than the layer reads.
     PayloadTooLarge,
+    /// 429: this caller (alone) is over a per-identity bound; retry after this many seconds.
+    TooManyRequests {
+        /// Seconds to wait (the `Retry-After` value).
+        retry_after: u64,
+    },
     /// 503: a store the decision needs failed (replay store full, Redis down). Never a pass.
     Unavailable,
 }
@@ -74,7 +86,10 @@ impl Rejection {
     pub fn status(&self) -> http::StatusCode {
         match self {
             Self::Unauthorized { .. } => http::StatusCode::UNAUTHORIZED,
+            Self::Misdirected => http::StatusCode::MISDIRECTED_REQUEST,
+            Self::Timeout => http::StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests { .. } => http::StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -83,7 +98,10 @@ impl Rejection {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Unauthorized { reason } => reason,
+            Self::Misdirected => "unknown_origin",
+            Self::Timeout => "body_timeout",
             Self::PayloadTooLarge => "body_too_large",
+            Self::TooManyRequests { .. } => "replay_share_exceeded",
             Self::Unavailable => "store_unavailable",
         }
     }
@@ -101,21 +119,45 @@ pub struct SignaturePipeline {
     replay: Arc<dyn ReplayGuard>,
     pins: Option<Arc<dyn PinStore>>,
     allowlist: Arc<dyn Allowlist>,
-    scheme: String,
+    origins: Arc<[Origin]>,
 }
 
 impl SignaturePipeline {
-    /// A pipeline with the MCP policy, the given key resolver and replay store, no pinning, every
-    /// verified identity admitted, and `https` as the scheme clients use.
-    pub fn new(resolver: impl KeyResolver + 'static, replay: impl ReplayGuard + 'static) -> Self {
+    /// A pipeline for a server reached at `origin` (add more with
+    /// [`SignaturePipeline::origin`]), with the MCP policy, the given key resolver and replay
+    /// store, no pinning, and every verified identity admitted.
+    ///
+    /// There is no default origin: a server that took it from the request's `Host` would accept
+    /// a request signed for another server that trusts the same agent (a relay).
+    pub fn new(
+        origin: Origin,
+        resolver: impl KeyResolver + 'static,
+        replay: impl ReplayGuard + 'static,
+    ) -> Self {
         Self {
             verifier: Verifier::new(VerifyPolicy::mcp()),
             resolver: Arc::new(resolver),
             replay: Arc::new(replay),
             pins: None,
             allowlist: Arc::new(AllowAll),
-            scheme: "https".to_owned(),
+            origins: Arc::from([origin]),
         }
+    }
+
+    /// Also accepts requests addressed to `origin` (another name or port of this server).
+    #[must_use]
+    pub fn origin(mut self, origin: Origin) -> Self {
+        let mut all = self.origins.to_vec();
+        if !all.contains(&origin) {
+            all.push(origin);
+        }
+        self.origins = all.into();
+        self
+    }
+
+    /// The origins this server accepts requests for, the first one given first.
+    pub fn origins(&self) -> &[Origin] {
+        &self.origins
     }
 
     /// The verification policy.
@@ -139,20 +181,13 @@ impl SignaturePipeline {
         self
     }
 
-    /// The scheme clients use to reach this server (`https` behind TLS, `http` on loopback).
-    #[must_use]
-    pub fn scheme(mut self, scheme: impl Into<String>) -> Self {
-        self.scheme = scheme.into();
-        self
-    }
-
     /// The components a client must cover, for the `WWW-Authenticate: Signature` challenge.
     pub fn challenge(&self) -> String {
         "Signature realm=\"vouch\", components=\"@method @target-uri content-digest\", params=\"created keyid nonce\"".to_owned()
     }
 
-    /// Decides on one request: parse and policy, allowlist pre-check on the claimed identity
-    /// (before any key fetch), key resolution, signature, allowlist and pin, replay.
+    /// Decides on one request whose body is already in memory: [`SignaturePipeline::verify_head`],
+    /// then the body's digest and the replay store ([`HeadVerified::finish`]).
     ///
     /// # Errors
     ///
@@ -163,18 +198,34 @@ impl SignaturePipeline {
         body: &[u8],
         now: u64,
     ) -> Result<VerifiedCaller, Rejection> {
-        // hyper hands over a relative URI: the authority comes from Host (or the URI, for HTTP/2).
-        let host = parts
-            .headers
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| parts.uri.authority().map(|a| a.as_str().to_owned()));
-        let mut view = RequestView::new(parts, body).with_scheme(&self.scheme);
-        if let Some(host) = host.as_deref() {
-            view = view.with_authority(host);
-        }
-        let prepared = self.verifier.prepare(view, now).map_err(|e| {
+        let mut head = self.verify_head(parts, now).await?;
+        head.update(body);
+        head.finish(now).await
+    }
+
+    /// Decides on everything the request head proves, before any body byte is read: the origin
+    /// (421), the policy (parameters, time window, covered components, the Content-Digest
+    /// field's form), the allowlist on the claimed identity (before any key fetch), key
+    /// resolution, the signature, the allowlist and pin. The body is then fed to
+    /// [`HeadVerified::update`] as it arrives, and [`HeadVerified::finish`] compares the digest
+    /// and records the signature in the replay store.
+    ///
+    /// # Errors
+    ///
+    /// The [`Rejection`] to answer with.
+    pub async fn verify_head(&self, parts: &Parts, now: u64) -> Result<HeadVerified, Rejection> {
+        let Some(origin) = addressed(&self.origins, parts) else {
+            tracing::info!(
+                host = ?parts.headers.get(http::header::HOST),
+                uri = %parts.uri,
+                "request addressed to another origin: refused"
+            );
+            return Err(Rejection::Misdirected);
+        };
+        let view = RequestView::new(parts, &[])
+            .with_scheme(origin.scheme())
+            .with_authority(origin.authority());
+        let (prepared, body) = self.verifier.prepare_head(view, now).map_err(|e| {
             tracing::info!(reason = e.code(), detail = %e, "signature rejected by policy");
             unauthorized(sig_reason(&e))
         })?;
@@ -217,26 +268,85 @@ impl SignaturePipeline {
                 unauthorized(sig_reason(&e))
             })?,
         };
-        verified
-            .check_replay(self.replay.as_ref(), &identity, now)
-            .await
-            .map_err(|e| {
-                if e.is_unavailable() {
-                    tracing::error!(detail = %e, "replay store failed: refusing");
-                    Rejection::Unavailable
-                } else {
-                    tracing::warn!(%identity, "replayed signature");
-                    unauthorized("replayed")
-                }
-            })?;
-        tracing::debug!(%identity, "signature verified");
-        Ok(VerifiedCaller {
+        let caller = VerifiedCaller {
             identity,
             keyid,
             thumbprint: key.fingerprint().to_owned(),
             algorithm: verified.algorithm(),
             created: verified.params.created,
+        };
+        Ok(HeadVerified {
+            caller,
+            verified,
+            body,
+            replay: self.replay.clone(),
         })
+    }
+}
+
+/// A request whose head verified (origin, policy, key, signature, allowlist, pin), waiting for
+/// its body: feed the body with [`HeadVerified::update`] as it arrives, then
+/// [`HeadVerified::finish`]. Nothing is recorded in the replay store before `finish`, so a
+/// request whose body never arrives (or does not match) leaves no trace there.
+#[must_use = "the body digest and the replay store are checked by finish"]
+pub struct HeadVerified {
+    caller: VerifiedCaller,
+    verified: vouch_httpsig::Verified,
+    body: BodyCheck,
+    replay: Arc<dyn ReplayGuard>,
+}
+
+impl HeadVerified {
+    /// The caller the head proves (not yet the body, not yet fresh).
+    pub fn caller(&self) -> &VerifiedCaller {
+        &self.caller
+    }
+
+    /// Hashes the next piece of the body.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.body.update(chunk);
+    }
+
+    /// Compares the body's digest with the signed Content-Digest, then records the signature
+    /// in the replay store (under the caller's identity, whose share the store bounds).
+    ///
+    /// # Errors
+    ///
+    /// 401 `digest_mismatch` / `replayed`, 429 when the caller holds its share of the replay
+    /// store, 503 when the store fails.
+    pub async fn finish(self, now: u64) -> Result<VerifiedCaller, Rejection> {
+        let identity = &self.caller.identity;
+        self.body.finish().map_err(|e| {
+            tracing::info!(%identity, detail = %e, "body does not match the signed digest");
+            unauthorized(sig_reason(&e))
+        })?;
+        self.verified
+            .check_replay(self.replay.as_ref(), identity, now)
+            .await
+            .map_err(|e| match e {
+                SigError::Replayed => {
+                    tracing::warn!(%identity, "replayed signature");
+                    unauthorized("replayed")
+                }
+                SigError::ReplayShareExceeded { retry_after } => {
+                    tracing::warn!(%identity, "caller holds its share of the replay store");
+                    Rejection::TooManyRequests { retry_after }
+                }
+                e => {
+                    tracing::error!(detail = %e, "replay store failed: refusing");
+                    Rejection::Unavailable
+                }
+            })?;
+        tracing::debug!(%identity, "signature verified");
+        Ok(self.caller)
+    }
+}
+
+impl core::fmt::Debug for HeadVerified {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("HeadVerified")
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
     }
 }
 
@@ -257,7 +367,7 @@ fn sig_reason(e: &SigError) -> &'static str {
 impl core::fmt::Debug for SignaturePipeline {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SignaturePipeline")
-            .field("scheme", &self.scheme)
+            .field("origins", &self.origins)
             .finish_non_exhaustive()
     }
 }

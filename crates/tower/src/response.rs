@@ -22,11 +22,26 @@ pub(crate) fn json_response(status: http::StatusCode, body: &serde_json::Value) 
 pub(crate) fn rejection_response(rejection: &Rejection, challenge: &str) -> Response<Body> {
     let kind = match rejection {
         Rejection::Unauthorized { .. } => "invalid_signature",
+        Rejection::Misdirected => "misdirected_request",
+        Rejection::Timeout => "request_timeout",
         Rejection::PayloadTooLarge => "payload_too_large",
+        Rejection::TooManyRequests { .. } => "rate_limited",
         Rejection::Unavailable => "unavailable",
     };
     let body = json!({"detail": {"error": kind, "detail": rejection.reason()}});
     let mut response = json_response(rejection.status(), &body);
+    if let Rejection::TooManyRequests { retry_after } = rejection {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from((*retry_after).max(1)),
+        );
+    }
+    if matches!(rejection, Rejection::Timeout) {
+        // The rest of a slow body is not worth waiting for: end the connection.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if rejection.status() == http::StatusCode::UNAUTHORIZED
         && let Ok(v) = HeaderValue::from_str(challenge)
     {

@@ -1,31 +1,54 @@
 //! The signature layer: verifies every request (but exempt paths) before the inner service.
+//!
+//! The head is verified first (origin, policy, key, signature); only then is the body read,
+//! bounded by size and by time, hashed as it arrives, compared with the signed digest, and the
+//! signature recorded in the replay store. An unsigned or badly signed request is answered
+//! without reading its body, so it holds no body memory.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum_core::body::Body;
-use bytes::Bytes;
-use http::Response;
+use bytes::{Bytes, BytesMut};
 use http::request::Parts;
+use http::{Request, Response};
 use http_body_util::{BodyExt as _, Limited};
 use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument as _;
 
 use crate::audit::{AuditHook, Decision};
-use crate::checked::{Check, Checked, Decide};
-use crate::pipeline::{Rejection, SignaturePipeline};
+use crate::pipeline::{HeadVerified, Rejection, SignaturePipeline};
 use crate::response::rejection_response;
 
 /// Largest body the layer reads unless configured otherwise: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
+/// How long the whole body may take to arrive unless configured otherwise: 10 seconds.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A tower layer that verifies the RFC 9421 signature of every request, reading the body (up to a
-/// cap) to check its Content-Digest and handing the same bytes on to the inner service, with the
-/// [`VerifiedCaller`](crate::VerifiedCaller) in the request extensions.
+/// A tower layer that verifies the RFC 9421 signature of every request and hands the body
+/// bytes on to the inner service, with the [`VerifiedCaller`](crate::VerifiedCaller) in the
+/// request extensions.
+///
+/// Order: a declared `Content-Length` over the cap is refused at once (413); the head is
+/// verified ([`SignaturePipeline::verify_head`]: 421, 401, 503) before any body byte is read;
+/// the body is then read up to the cap (413) within the body timeout (408), hashed as it
+/// arrives, compared with the signed Content-Digest (401), and the signature recorded in the
+/// replay store (401 replayed, 429 over the caller's share, 503).
+///
+/// The body timeout runs on tokio's timer: serve from a runtime with time enabled (as
+/// `#[tokio::main]`, `axum::serve` and [`serve`](crate::serve) all have).
 #[derive(Clone)]
 pub struct SignatureLayer {
     pipeline: Arc<SignaturePipeline>,
     max_body_bytes: usize,
+    body_timeout: Duration,
     exempt: Arc<[String]>,
     audit: Option<Arc<dyn AuditHook>>,
 }
@@ -34,17 +57,20 @@ impl core::fmt::Debug for SignatureLayer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SignatureLayer")
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_timeout", &self.body_timeout)
             .field("exempt", &self.exempt)
             .finish_non_exhaustive()
     }
 }
 
 impl SignatureLayer {
-    /// A layer around `pipeline`, reading bodies up to [`DEFAULT_MAX_BODY_BYTES`].
+    /// A layer around `pipeline`, reading bodies up to [`DEFAULT_MAX_BODY_BYTES`] within
+    /// [`DEFAULT_BODY_TIMEOUT`].
     pub fn new(pipeline: SignaturePipeline) -> Self {
         Self {
             pipeline: Arc::new(pipeline),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
             exempt: Arc::from(Vec::new()),
             audit: None,
         }
@@ -64,6 +90,14 @@ impl SignatureLayer {
         self
     }
 
+    /// How long the whole body may take to arrive, counted from the end of the head's
+    /// verification; a slower body is answered 408 and the connection dropped.
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
     /// Paths served without a signature (exact match, e.g. `/health`).
     #[must_use]
     pub fn exempt_paths<I, S>(mut self, paths: I) -> Self
@@ -74,20 +108,7 @@ impl SignatureLayer {
         self.exempt = paths.into_iter().map(Into::into).collect();
         self
     }
-}
 
-impl<S> Layer<S> for SignatureLayer {
-    type Service = SignatureService<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Checked::new(inner, self.clone())
-    }
-}
-
-/// The service [`SignatureLayer`] makes.
-pub type SignatureService<S> = Checked<S, SignatureLayer>;
-
-impl SignatureLayer {
     fn report(&self, parts: &Parts, accepted: bool, identity: Option<&str>, reason: &str) {
         if let Some(hook) = &self.audit {
             hook.record(&Decision {
@@ -100,38 +121,176 @@ impl SignatureLayer {
             });
         }
     }
-}
 
-impl Check for SignatureLayer {
-    const SPAN: &'static str = "signature";
-
-    fn max_body_bytes(&self) -> usize {
-        self.max_body_bytes
-    }
-
-    fn exempt(&self, parts: &Parts) -> bool {
-        self.exempt.iter().any(|p| p == parts.uri.path())
-    }
-
-    fn unreadable(&self, parts: &Parts, rejection: &Rejection) -> Response<Body> {
+    fn refuse(&self, parts: &Parts, rejection: &Rejection) -> Response<Body> {
         self.report(parts, false, None, rejection.reason());
         rejection_response(rejection, &self.pipeline.challenge())
     }
 
-    fn decide<'a>(&'a self, parts: &'a mut Parts, body: &'a Bytes) -> Decide<'a> {
-        Box::pin(async move {
-            match self.pipeline.verify(parts, body, unix_now()).await {
-                Ok(caller) => {
-                    self.report(parts, true, Some(&caller.identity), "ok");
-                    parts.extensions.insert(caller);
-                    Ok(())
+    /// The whole decision; on success the request goes on with its body in memory.
+    async fn decide<B>(&self, request: Request<B>) -> Result<Request<Body>, Response<Body>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let (mut parts, body) = request.into_parts();
+        if declared_length(&parts).is_some_and(|n| n > self.max_body_bytes as u64) {
+            tracing::info!("declared body larger than the cap");
+            return Err(self.refuse(&parts, &Rejection::PayloadTooLarge));
+        }
+        let now = unix_now();
+        let mut head = match self.pipeline.verify_head(&parts, now).await {
+            Ok(head) => head,
+            Err(rejection) => return Err(self.refuse(&parts, &rejection)),
+        };
+        let read = read_hashed(body, &mut head, self.max_body_bytes);
+        let bytes = match tokio::time::timeout(self.body_timeout, read).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(rejection)) => return Err(self.refuse(&parts, &rejection)),
+            Err(_) => {
+                tracing::info!(identity = %head.caller().identity, "body timed out");
+                return Err(self.refuse(&parts, &Rejection::Timeout));
+            }
+        };
+        match head.finish(unix_now()).await {
+            Ok(caller) => {
+                self.report(&parts, true, Some(&caller.identity), "ok");
+                parts.extensions.insert(caller);
+                Ok(Request::from_parts(parts, Body::from(bytes)))
+            }
+            Err(rejection) => Err(self.refuse(&parts, &rejection)),
+        }
+    }
+}
+
+/// The `Content-Length` the head declares, if it is one well-formed number.
+fn declared_length(parts: &Parts) -> Option<u64> {
+    parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// Reads the body up to `max` bytes, feeding each piece to the digest as it arrives.
+async fn read_hashed<B>(body: B, head: &mut HeadVerified, max: usize) -> Result<Bytes, Rejection>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<BytesMut> = None;
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            tracing::info!(detail = %e.into(), "request body not read");
+            Rejection::Unauthorized {
+                reason: "unreadable_body",
+            }
+        })?;
+        let Ok(chunk) = frame.into_data() else {
+            // Trailers are not covered by the signature profile; they are dropped.
+            continue;
+        };
+        total = total.saturating_add(chunk.len());
+        if total > max {
+            tracing::info!("request body larger than the cap");
+            return Err(Rejection::PayloadTooLarge);
+        }
+        head.update(&chunk);
+        // One chunk (the common case) is passed on without a copy.
+        match (&mut first, &mut rest) {
+            (None, _) => first = Some(chunk),
+            (Some(f), None) => {
+                let mut joined = BytesMut::with_capacity(f.len() + chunk.len());
+                joined.extend_from_slice(f);
+                joined.extend_from_slice(&chunk);
+                rest = Some(joined);
+            }
+            (Some(_), Some(joined)) => joined.extend_from_slice(&chunk),
+        }
+    }
+    Ok(match (first, rest) {
+        (_, Some(joined)) => joined.freeze(),
+        (Some(one), None) => one,
+        (None, None) => Bytes::new(),
+    })
+}
+
+impl<S> Layer<S> for SignatureLayer {
+    type Service = SignatureService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        SignatureService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`SignatureLayer`] makes.
+#[derive(Clone, Debug)]
+pub struct SignatureService<S> {
+    inner: S,
+    layer: SignatureLayer,
+}
+
+impl<S> SignatureService<S> {
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResBody> Service<Request<B>> for SignatureService<S>
+where
+    S: Service<Request<Body>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // The clone that was polled ready serves this call; a fresh clone stays for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        let span = tracing::info_span!("vouch", layer = "signature", method = %request.method(), path = %request.uri().path());
+        Box::pin(
+            async move {
+                if layer.exempt.iter().any(|p| p == request.uri().path()) {
+                    return inner.call(request.map(Body::new)).await.map(map_body);
                 }
-                Err(rejection) => {
-                    self.report(parts, false, None, rejection.reason());
-                    Err(rejection_response(&rejection, &self.pipeline.challenge()))
+                match layer.decide(request).await {
+                    Ok(request) => inner.call(request).await.map(map_body),
+                    Err(response) => Ok(response),
                 }
             }
-        })
+            .instrument(span),
+        )
     }
 }
 

@@ -83,9 +83,11 @@ async fn every_decision_is_audited_once_non_json_bodies_included() {
     let calls = inner_calls.clone();
     let svc = ServiceBuilder::new()
         .layer(
-            SignatureLayer::new(
-                SignaturePipeline::new(resolver(), ShardedReplayStore::new(100)).scheme("http"),
-            )
+            SignatureLayer::new(SignaturePipeline::new(
+                crate::origin(),
+                resolver(),
+                ShardedReplayStore::new(100),
+            ))
             .audit(recorder(log.clone())),
         )
         .layer(
@@ -153,9 +155,11 @@ async fn stats_count_exactly_under_concurrent_requests() {
     let stats = Arc::new(SigningStats::new());
     let svc = ServiceBuilder::new()
         .layer(
-            SignatureLayer::new(
-                SignaturePipeline::new(resolver(), ShardedReplayStore::new(10_000)).scheme("http"),
-            )
+            SignatureLayer::new(SignaturePipeline::new(
+                crate::origin(),
+                resolver(),
+                ShardedReplayStore::new(10_000),
+            ))
             .audit(stats.clone()),
         )
         .service(tower::service_fn(|_req: Request<Body>| async {
@@ -193,9 +197,11 @@ async fn upgrade_requests_are_verified_too() {
     let inner_calls = Arc::new(AtomicUsize::new(0));
     let calls = inner_calls.clone();
     let svc = ServiceBuilder::new()
-        .layer(SignatureLayer::new(
-            SignaturePipeline::new(resolver(), ShardedReplayStore::new(100)).scheme("http"),
-        ))
+        .layer(SignatureLayer::new(SignaturePipeline::new(
+            crate::origin(),
+            resolver(),
+            ShardedReplayStore::new(100),
+        )))
         .service(tower::service_fn(move |_req: Request<Body>| {
             calls.fetch_add(1, Ordering::SeqCst);
             async { Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty())) }
@@ -223,9 +229,11 @@ async fn upgrade_requests_are_verified_too() {
 async fn each_identity_is_rate_limited_with_retry_after() {
     use std::num::NonZeroU32;
     let svc = ServiceBuilder::new()
-        .layer(SignatureLayer::new(
-            SignaturePipeline::new(resolver(), ShardedReplayStore::new(1000)).scheme("http"),
-        ))
+        .layer(SignatureLayer::new(SignaturePipeline::new(
+            crate::origin(),
+            resolver(),
+            ShardedReplayStore::new(1000),
+        )))
         .layer(RateLimitLayer::per_second(
             NonZeroU32::new(1).unwrap(),
             NonZeroU32::new(3).unwrap(),

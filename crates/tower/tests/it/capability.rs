@@ -376,9 +376,11 @@ async fn holder_bound_tokens_need_their_signer() {
     let resolver = StaticResolver::new()
         .with_ed25519(worker, &pk(1))
         .with_ed25519(thief, &pk(2));
-    let sig = SignatureLayer::new(
-        SignaturePipeline::new(resolver, ShardedReplayStore::new(1000)).scheme("http"),
-    );
+    let sig = SignatureLayer::new(SignaturePipeline::new(
+        crate::origin(),
+        resolver,
+        ShardedReplayStore::new(1000),
+    ));
     let svc = ServiceBuilder::new()
         .layer(sig)
         .layer(CapabilityLayer::new(pipeline(Arc::default())))

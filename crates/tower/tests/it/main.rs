@@ -8,7 +8,13 @@
     clippy::indexing_slicing
 )]
 
+mod attacks;
 mod audit;
 mod capability;
 mod jsonrpc;
 mod signature;
+
+/// The origin the tests' requests are addressed to (`Host: mcp.example`, over http).
+pub(crate) fn origin() -> vouch_tower::Origin {
+    "http://mcp.example".parse().unwrap()
+}

@@ -115,7 +115,7 @@ fn app(
 }
 
 fn layer(pipeline: SignaturePipeline) -> SignatureLayer {
-    SignatureLayer::new(pipeline.scheme("http"))
+    SignatureLayer::new(pipeline)
 }
 
 async fn call(
@@ -144,6 +144,7 @@ fn detail(body: &str) -> serde_json::Value {
 #[tokio::test]
 async fn a_signed_request_reaches_the_inner_service_with_its_caller_and_body() {
     let mut svc = app(layer(SignaturePipeline::new(
+        crate::origin(),
         resolver(),
         ShardedReplayStore::new(1000),
     )));
@@ -162,6 +163,7 @@ async fn a_signed_request_reaches_the_inner_service_with_its_caller_and_body() {
 #[tokio::test]
 async fn every_rejection_row() {
     let mut svc = app(layer(SignaturePipeline::new(
+        crate::origin(),
         resolver(),
         ShardedReplayStore::new(1000),
     )));
@@ -221,7 +223,7 @@ async fn every_rejection_row() {
     let (status, _, body) = call(&mut svc, moved).await;
     assert_eq!(
         (status, detail(&body)["detail"].as_str().unwrap()),
-        (StatusCode::UNAUTHORIZED, "bad_signature"),
+        (StatusCode::MISDIRECTED_REQUEST, "unknown_origin"),
         "relayed to another host"
     );
 }
@@ -240,6 +242,7 @@ async fn clone_request(req: &Request<Body>) -> Request<Body> {
 #[tokio::test]
 async fn exempt_paths_and_the_body_cap() {
     let base = layer(SignaturePipeline::new(
+        crate::origin(),
         resolver(),
         ShardedReplayStore::new(1000),
     ));
@@ -255,7 +258,11 @@ async fn exempt_paths_and_the_body_cap() {
 
 #[tokio::test]
 async fn a_failing_replay_store_answers_503_never_a_pass() {
-    let mut svc = app(layer(SignaturePipeline::new(resolver(), Failing)));
+    let mut svc = app(layer(SignaturePipeline::new(
+        crate::origin(),
+        resolver(),
+        Failing,
+    )));
     let (status, _, body) = call(&mut svc, signed(1, AGENT, "{}")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(detail(&body)["error"], "unavailable");
@@ -266,6 +273,7 @@ async fn the_allowlist_decides_before_any_key_fetch() {
     let fetches = Arc::new(AtomicUsize::new(0));
     let allow = |identity: &str| identity == "worker@agents.example";
     let pipeline = SignaturePipeline::new(
+        crate::origin(),
         Counting(resolver(), fetches.clone()),
         ShardedReplayStore::new(1000),
     )
@@ -291,8 +299,9 @@ async fn the_allowlist_decides_before_any_key_fetch() {
 #[tokio::test]
 async fn keys_are_pinned_only_after_verification_and_a_new_key_is_refused() {
     let pins = Arc::new(MemoryPinStore::new(100));
-    let pipeline = SignaturePipeline::new(resolver(), ShardedReplayStore::new(1000))
-        .pins(SharedPins(pins.clone()));
+    let pipeline =
+        SignaturePipeline::new(crate::origin(), resolver(), ShardedReplayStore::new(1000))
+            .pins(SharedPins(pins.clone()));
     let mut svc = app(layer(pipeline));
     // A forged request (wrong key) for the agent's identity pins nothing.
     assert_eq!(
@@ -309,7 +318,7 @@ async fn keys_are_pinned_only_after_verification_and_a_new_key_is_refused() {
     // refused until an operator resets the pin.
     let rotated = StaticResolver::new().with_ed25519(AGENT, &public(3));
     let mut svc = app(layer(
-        SignaturePipeline::new(rotated, ShardedReplayStore::new(1000))
+        SignaturePipeline::new(crate::origin(), rotated, ShardedReplayStore::new(1000))
             .pins(SharedPins(pins.clone())),
     ));
     let (status, _, body) = call(&mut svc, signed(3, AGENT, "{}")).await;
@@ -386,6 +395,7 @@ async fn axum_extractors() {
 
     let protected = ServiceBuilder::new()
         .layer(layer(SignaturePipeline::new(
+            crate::origin(),
             resolver(),
             ShardedReplayStore::new(1000),
         )))
