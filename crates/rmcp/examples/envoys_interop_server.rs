@@ -17,7 +17,7 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
 use vouch_httpsig::VerifyPolicy;
 use vouch_keys::{ShardedReplayStore, StaticResolver};
-use vouch_rmcp::Protected;
+use vouch_rmcp::{Origin, Protected, ServeConfig, serve};
 use vouch_token::{KeyPair, Restriction, Token, Verifier};
 use vouch_tower::{CapabilityPipeline, SignaturePipeline};
 
@@ -77,14 +77,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let outsider = KeyPair::from_seed(&[7; 32])?;
     let root = KeyPair::from_seed(&[42; 32])?;
 
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let origin = Origin::http(listener.local_addr()?);
     let signatures = SignaturePipeline::new(
+        origin.clone(),
         StaticResolver::new()
             .with_ed25519(ALLOWED, &allowed.public_key())
             .with_ed25519(OUTSIDER, &outsider.public_key()),
         ShardedReplayStore::new(100_000),
     )
     .policy(VerifyPolicy::envoys())
-    .scheme("http")
     .allowlist(|identity: &str| identity == "test@rfc8032-vec1.example");
     let app = Protected::new(
         signatures,
@@ -107,8 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .attenuate(Restriction::new().holder(holder))?
         .to_base64())
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/mcp", listener.local_addr()?);
+    let url = format!("{origin}/mcp");
     let config = serde_json::json!({
         "url": url,
         "token": mint(ALLOWED)?,
@@ -119,6 +120,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(&partial, config.to_string())?;
     std::fs::rename(&partial, &out)?;
     eprintln!("envoys interop server at {url}");
-    axum::serve(listener, app).await?;
+    serve(listener, app, ServeConfig::default()).await?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use rmcp::model::{ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
 use vouch_keys::{ShardedReplayStore, StaticResolver};
-use vouch_rmcp::Protected;
+use vouch_rmcp::{Origin, Protected, ServeConfig, serve};
 use vouch_token::{KeyPair, Verifier};
 use vouch_tower::{CapabilityPipeline, SignaturePipeline};
 
@@ -64,16 +64,23 @@ impl ServerHandler for Db {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Usage: protected_server [ADDR [ORIGIN]]; the origin is the URL clients address this
+    // server by (scheme, host, port), `http://ADDR` by default.
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:8080".to_owned());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let origin = match std::env::args().nth(2) {
+        Some(o) => o.parse()?,
+        None => Origin::http(listener.local_addr()?),
+    };
     let root = KeyPair::from_seed(&[42; 32])?;
     let agent = KeyPair::from_seed(&[1; 32])?;
     let signatures = SignaturePipeline::new(
+        origin.clone(),
         StaticResolver::new().with_ed25519(AGENT, &agent.public_key()),
         ShardedReplayStore::new(100_000),
     )
-    .scheme("http")
     .allowlist(|identity: &str| identity.ends_with("@agents.example"));
     let app = Protected::new(
         signatures,
@@ -85,11 +92,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             tool_router: Db::tool_router(),
         })
     });
-    let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!(
-        "protected MCP server at http://{}/mcp",
-        listener.local_addr()?
-    );
-    axum::serve(listener, app).await?;
+    println!("protected MCP server at {origin}/mcp");
+    // Header-read timeout, connection caps: never bare axum::serve on an exposed port.
+    serve(listener, app, ServeConfig::default()).await?;
     Ok(())
 }

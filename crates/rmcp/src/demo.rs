@@ -20,7 +20,7 @@ use vouch_httpsig::SigningKey;
 use vouch_keys::{ShardedReplayStore, StaticResolver};
 use vouch_reqwest::SigningMiddleware;
 use vouch_token::{KeyPair, Restriction, Token, Verifier};
-use vouch_tower::{CapabilityPipeline, SignaturePipeline};
+use vouch_tower::{CapabilityPipeline, Origin, ServeConfig, SignaturePipeline};
 
 use crate::{Protected, SigningClient};
 
@@ -254,9 +254,19 @@ pub async fn run() -> Result<Report, DemoError> {
     let resolver = StaticResolver::new()
         .with_ed25519(WORKER, &public(1)?)
         .with_ed25519(THIEF, &public(2)?);
-    let signatures = SignaturePipeline::new(resolver, ShardedReplayStore::new(100_000))
-        .scheme("http")
-        .allowlist(|identity: &str| identity.ends_with("@agents.example"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|e| fail("bind 127.0.0.1")(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| fail("local address")(e.to_string()))?;
+    // The server's own origin: requests addressed to any other authority are refused (421).
+    let signatures = SignaturePipeline::new(
+        Origin::http(addr),
+        resolver,
+        ShardedReplayStore::new(100_000),
+    )
+    .allowlist(|identity: &str| identity.ends_with("@agents.example"));
     let app = Protected::new(
         signatures,
         CapabilityPipeline::new(Verifier::new(root.public_key())),
@@ -267,14 +277,8 @@ pub async fn run() -> Result<Report, DemoError> {
             tool_router: DemoTools::tool_router(),
         })
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| fail("bind 127.0.0.1")(e.to_string()))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| fail("local address")(e.to_string()))?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
+        if let Err(e) = crate::serve(listener, app, ServeConfig::default()).await {
             tracing::error!(%e, "demo server stopped");
         }
     });

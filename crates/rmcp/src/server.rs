@@ -13,7 +13,8 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tower_layer::Layer as _;
 use tower_service::Service;
 use vouch_tower::{
-    AuditHook, CapabilityLayer, CapabilityPipeline, Decision, SignatureLayer, SignaturePipeline,
+    AuditHook, CapabilityLayer, CapabilityPipeline, Decision, RateLimitLayer, SignatureLayer,
+    SignaturePipeline,
 };
 
 use crate::grants::OperationMap;
@@ -25,9 +26,10 @@ pub type GuardedService<H> = StreamableHttpService<GrantGuard<H>, LocalSessionMa
 
 /// Protects an rmcp Streamable HTTP server with vouch.
 ///
-/// Requests pass, in this order: the [`SignatureLayer`] (RFC 9421 signature, digest, time
-/// window, replay, key, pin, allowlist; the verified caller goes into the request), the
-/// [`SessionBindingLayer`] (a session belongs to the signer that created it), the
+/// Requests pass, in this order: the [`SignatureLayer`] (origin, RFC 9421 signature, digest,
+/// time window, replay, key, pin, allowlist; the verified caller goes into the request), the
+/// per-identity [`RateLimitLayer`] (on by default, [`DEFAULT_RATE_PER_SECOND`] requests per
+/// second with bursts of [`DEFAULT_RATE_BURST`]), the [`SessionBindingLayer`] (a session belongs to the signer that created it), the
 /// [`CapabilityLayer`] (a valid token on every request; `tools/call` of a tool or operation it
 /// does not grant is refused with 403), and rmcp. [`Protected::serve`] also wraps the handler
 /// in a [`GrantGuard`], which filters `tools/list` to the granted tools. Inside tools,
@@ -39,6 +41,8 @@ pub type GuardedService<H> = StreamableHttpService<GrantGuard<H>, LocalSessionMa
 /// # #[derive(Clone)] struct Tools;
 /// # impl ServerHandler for Tools { fn get_info(&self) -> ServerConfig { ServerConfig::default() } }
 /// # fn build(signatures: vouch_tower::SignaturePipeline, verifier: vouch_token::Verifier) {
+/// // `signatures` was built for this server's public origin, e.g.
+/// // SignaturePipeline::new("https://mcp.example".parse()?, resolver, replay).
 /// let app: axum::Router = vouch_rmcp::Protected::new(
 ///     signatures,
 ///     vouch_tower::CapabilityPipeline::new(verifier),
@@ -56,7 +60,22 @@ pub struct Protected {
     sessions: Option<SessionBindingLayer>,
     session_manager: Option<Arc<LocalSessionManager>>,
     max_body_bytes: Option<usize>,
+    body_timeout: Option<std::time::Duration>,
+    rate_limit: Option<RateLimitLayer>,
     audit: Option<Arc<dyn AuditHook>>,
+}
+
+/// Requests per second each identity may make through [`Protected`] unless configured
+/// otherwise.
+pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
+/// The burst each identity may make through [`Protected`] unless configured otherwise.
+pub const DEFAULT_RATE_BURST: u32 = 100;
+
+fn default_rate_limit() -> RateLimitLayer {
+    RateLimitLayer::per_second(
+        std::num::NonZeroU32::new(DEFAULT_RATE_PER_SECOND).unwrap_or(std::num::NonZeroU32::MIN),
+        std::num::NonZeroU32::new(DEFAULT_RATE_BURST).unwrap_or(std::num::NonZeroU32::MIN),
+    )
 }
 
 impl std::fmt::Debug for Protected {
@@ -68,14 +87,17 @@ impl std::fmt::Debug for Protected {
             .field("path", &self.path)
             .field("sessions", &self.sessions)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("body_timeout", &self.body_timeout)
+            .field("rate_limit", &self.rate_limit.is_some())
             .field("audit", &self.audit.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl Protected {
-    /// Signatures checked by `signatures`, tokens by `capabilities`; served at `/mcp` with rmcp's
-    /// default configuration (session mode, loopback hosts only) and session binding on.
+    /// Signatures checked by `signatures` (which knows this server's public origins), tokens by
+    /// `capabilities`; served at `/mcp` with rmcp's default configuration (session mode,
+    /// loopback hosts only), session binding on, and each identity rate limited.
     pub fn new(signatures: SignaturePipeline, capabilities: CapabilityPipeline) -> Self {
         Self {
             signatures,
@@ -86,8 +108,37 @@ impl Protected {
             sessions: Some(SessionBindingLayer::default()),
             session_manager: None,
             max_body_bytes: None,
+            body_timeout: None,
+            rate_limit: Some(default_rate_limit()),
             audit: None,
         }
+    }
+
+    /// Sets the token verifier's audience to this server's (first) origin, e.g.
+    /// `https://mcp.example`, so that a token minted for another server is refused here even
+    /// when both trust the same root. Opt-in. A token minted without any audience stays valid
+    /// everywhere its root is trusted, so mint tokens with an audience (docs/token-format.md).
+    #[must_use]
+    pub fn audience_from_origin(mut self) -> Self {
+        if let Some(origin) = self.signatures.origins().first() {
+            self.capabilities = self.capabilities.audience(origin.to_string());
+        }
+        self
+    }
+
+    /// The per-identity rate limit (default: [`DEFAULT_RATE_PER_SECOND`] per second, bursts of
+    /// [`DEFAULT_RATE_BURST`]), or `None` to serve without one.
+    #[must_use]
+    pub fn rate_limit(mut self, layer: Option<RateLimitLayer>) -> Self {
+        self.rate_limit = layer;
+        self
+    }
+
+    /// How long a request body may take to arrive (default: the signature layer's, 10 s).
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.body_timeout = Some(timeout);
+        self
     }
 
     /// The operation each tool needs, from their annotations (`read` for read-only tools,
@@ -205,16 +256,28 @@ impl Protected {
             capability_layer = capability_layer.max_body_bytes(max);
             signature_layer = signature_layer.max_body_bytes(max);
         }
+        if let Some(timeout) = self.body_timeout {
+            signature_layer = signature_layer.body_timeout(timeout);
+        }
         if let Some(hook) = self.audit {
             let h = hook.clone();
             capability_layer = capability_layer.audit(move |d: &Decision<'_>| h.record(d));
             signature_layer = signature_layer.audit(move |d: &Decision<'_>| hook.record(d));
         }
         let checked = capability_layer.layer(service);
-        match self.sessions {
-            Some(sessions) => Router::new()
-                .route_service(&self.path, signature_layer.layer(sessions.layer(checked))),
-            None => Router::new().route_service(&self.path, signature_layer.layer(checked)),
+        let path = self.path;
+        match (self.rate_limit, self.sessions) {
+            (Some(rate), Some(sessions)) => Router::new().route_service(
+                &path,
+                signature_layer.layer(rate.layer(sessions.layer(checked))),
+            ),
+            (Some(rate), None) => {
+                Router::new().route_service(&path, signature_layer.layer(rate.layer(checked)))
+            }
+            (None, Some(sessions)) => {
+                Router::new().route_service(&path, signature_layer.layer(sessions.layer(checked)))
+            }
+            (None, None) => Router::new().route_service(&path, signature_layer.layer(checked)),
         }
     }
 }

@@ -16,14 +16,14 @@ use vouch_tower::{
 const WORKER: &str = "https://agents.example/agents/worker@agents.example";
 
 async fn server(root: &KeyPair) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let worker_pk = KeyPair::from_seed(&[1; 32]).unwrap().public_key();
-    let signature = SignatureLayer::new(
-        SignaturePipeline::new(
-            StaticResolver::new().with_ed25519(WORKER, &worker_pk),
-            ShardedReplayStore::new(10_000),
-        )
-        .scheme("http"),
-    );
+    let signature = SignatureLayer::new(SignaturePipeline::new(
+        vouch_tower::Origin::http(addr),
+        StaticResolver::new().with_ed25519(WORKER, &worker_pk),
+        ShardedReplayStore::new(10_000),
+    ));
     let capability = CapabilityLayer::new(
         CapabilityPipeline::new(Verifier::new(root.public_key())).operation("db_query", "read"),
     );
@@ -40,9 +40,11 @@ async fn server(root: &KeyPair) -> String {
         )
         .layer(capability)
         .layer(signature);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move {
+        vouch_tower::serve(listener, app, vouch_tower::ServeConfig::default())
+            .await
+            .unwrap()
+    });
     format!("http://{addr}/mcp")
 }
 

@@ -11,7 +11,7 @@ use rmcp::{RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router}
 use serde_json::json;
 use vouch_httpsig::SigningKey;
 use vouch_keys::{ShardedReplayStore, StaticResolver};
-use vouch_rmcp::{Protected, SessionBindingLayer};
+use vouch_rmcp::{Origin, Protected, SessionBindingLayer};
 use vouch_token::{KeyPair, Restriction, Token, Verifier};
 use vouch_tower::{CapabilityPipeline, Decision, SignaturePipeline};
 
@@ -168,9 +168,14 @@ pub(crate) async fn spawn(mode: Mode) -> Server {
             &KeyPair::from_seed(&seed_of(keyid)).unwrap().public_key(),
         );
     }
-    let signatures = SignaturePipeline::new(resolver, ShardedReplayStore::new(10_000))
-        .scheme("http")
-        .allowlist(|identity: &str| identity.ends_with("@agents.example"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let signatures = SignaturePipeline::new(
+        Origin::http(addr),
+        resolver,
+        ShardedReplayStore::new(10_000),
+    )
+    .allowlist(|identity: &str| identity.ends_with("@agents.example"));
     let config = match mode {
         Mode::Session => StreamableHttpServerConfig::default(),
         Mode::StatelessJson => StreamableHttpServerConfig::default()
@@ -194,9 +199,11 @@ pub(crate) async fn spawn(mode: Mode) -> Server {
             });
         })
         .serve(|| Ok(Tools::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move {
+        vouch_rmcp::serve(listener, app, vouch_rmcp::ServeConfig::default())
+            .await
+            .unwrap()
+    });
     Server {
         url: format!("http://{addr}/mcp"),
         sessions,
