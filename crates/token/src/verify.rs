@@ -6,10 +6,22 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::key::RootKeys;
+use crate::key::{PublicKey, RootKeyId, RootKeys};
 use crate::revocation::{RevocationId, Revocations};
 use crate::rights::Rights;
 use crate::token::{Token, unix_now};
+
+/// One trusted root key with its id derived once.
+struct OneRoot {
+    id: RootKeyId,
+    key: PublicKey,
+}
+
+impl RootKeys for OneRoot {
+    fn root_key(&self, id: &RootKeyId) -> Option<PublicKey> {
+        (self.id == *id).then_some(self.key)
+    }
+}
 
 /// Verifies tokens against a set of root keys. Configure once, share, call per request.
 ///
@@ -35,8 +47,17 @@ pub struct Verifier {
 impl Verifier {
     /// A verifier that trusts these root keys, has no audience and revokes nothing.
     pub fn new(roots: impl RootKeys + 'static) -> Self {
+        // A single key is the common case: derive its id once, not on every request.
+        let any: &dyn core::any::Any = &roots;
+        let roots: Arc<dyn RootKeys> = match any.downcast_ref::<PublicKey>() {
+            Some(key) => Arc::new(OneRoot {
+                id: key.root_key_id(),
+                key: *key,
+            }),
+            None => Arc::new(roots),
+        };
         Self {
-            roots: Arc::new(roots),
+            roots,
             audience: None,
             revocations: Arc::new(BTreeSet::<RevocationId>::new()),
         }
