@@ -88,7 +88,7 @@ fn root() -> KeyPair {
     KeyPair::from_seed(&[42; 32]).unwrap()
 }
 
-fn app(protected: bool) -> axum::Router {
+fn app(protected: bool, addr: std::net::SocketAddr) -> axum::Router {
     if !protected {
         let service: StreamableHttpService<Adder, LocalSessionManager> =
             StreamableHttpService::new(|| Ok(adder()), Default::default(), config());
@@ -96,10 +96,13 @@ fn app(protected: bool) -> axum::Router {
     }
     let agent = KeyPair::from_seed(&[1; 32]).unwrap().public_key();
     let signatures = SignaturePipeline::new(
+        vouch_tower::Origin::http(addr),
         StaticResolver::new().with_ed25519(AGENT, &agent),
-        ShardedReplayStore::new(SIGNED_REQUESTS * 2),
-    )
-    .scheme("http");
+        // One load-generating identity on purpose: its share is the whole store.
+        ShardedReplayStore::with_config(
+            vouch_keys::ReplayConfig::new(SIGNED_REQUESTS * 2).identity_share(SIGNED_REQUESTS * 2),
+        ),
+    );
     Protected::new(
         signatures,
         CapabilityPipeline::new(Verifier::new(root().public_key())),
@@ -107,14 +110,19 @@ fn app(protected: bool) -> axum::Router {
     .tools(&Adder::tool_router().list_all())
     .config(config())
     .session_binding(None)
+    // One load-generating identity on purpose: no per-identity rate limit here.
+    .rate_limit(None)
     .serve(|| Ok(adder()))
 }
 
-/// Serves `app` on one thread; returns its address.
-fn serve_on_one_thread(app: axum::Router) -> std::net::SocketAddr {
+/// Serves `app(addr)` on one thread; returns its address.
+fn serve_on_one_thread(
+    app: impl FnOnce(std::net::SocketAddr) -> axum::Router,
+) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
+    let app = app(addr);
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -308,9 +316,9 @@ fn main() {
     {
         return;
     }
-    let plain = serve_on_one_thread(app(false));
+    let plain = serve_on_one_thread(|a| app(false, a));
     let unprotected = load(plain, unsigned_requests(plain), true);
-    let guarded = serve_on_one_thread(app(true));
+    let guarded = serve_on_one_thread(|a| app(true, a));
     eprintln!("signing {SIGNED_REQUESTS} requests before the clock starts ...");
     let requests = signed_requests(guarded);
     let protected = load(guarded, requests, false);
