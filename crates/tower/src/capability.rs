@@ -74,13 +74,18 @@ impl CapabilityRejection {
     }
 }
 
-/// Verified tokens, kept so that a token's signatures are checked once: bounded, keyed by
-/// SHA-256 of the token text, each entry living no longer than the token itself. Revocation,
-/// time, audience, holder and grants are still decided on every hit.
+/// Verified tokens, kept so that a token's signatures are checked once: bounded, keyed by the
+/// token text itself (hashed with a per-process random key, compared in full on a hit, so no
+/// collision can hand one token another's verification), each entry living no longer than the
+/// token itself. Revocation, time, audience, holder and grants are still decided on every hit.
 #[derive(Debug)]
 pub struct TokenCache {
     capacity: usize,
-    entries: Mutex<BTreeMap<[u8; 32], Arc<VerifiedToken>>>,
+    #[allow(
+        clippy::disallowed_types,
+        reason = "a lookup table, never serialized; keyed SipHash (RandomState) resists flooding"
+    )]
+    entries: Mutex<std::collections::HashMap<Arc<str>, Arc<VerifiedToken>>>,
 }
 
 impl TokenCache {
@@ -88,22 +93,16 @@ impl TokenCache {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: Mutex::new(BTreeMap::new()),
+            entries: Mutex::new(Default::default()),
         }
     }
 
-    fn key(token: &str) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
-        out
-    }
-
-    fn get(&self, key: &[u8; 32], now: u64) -> Option<Arc<VerifiedToken>> {
+    fn get(&self, token: &str, now: u64) -> Option<Arc<VerifiedToken>> {
         let entries = self.entries.lock().ok()?;
-        entries.get(key).filter(|t| t.expires_at() > now).cloned()
+        entries.get(token).filter(|t| t.expires_at() > now).cloned()
     }
 
-    fn insert(&self, key: [u8; 32], token: Arc<VerifiedToken>, now: u64) {
+    fn insert(&self, token: &str, verified: Arc<VerifiedToken>, now: u64) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
@@ -115,13 +114,13 @@ impl TokenCache {
             if let Some(k) = entries
                 .iter()
                 .min_by_key(|(_, t)| t.expires_at())
-                .map(|(k, _)| *k)
+                .map(|(k, _)| k.clone())
             {
                 entries.remove(&k);
             }
         }
         if self.capacity > 0 {
-            entries.insert(key, token);
+            entries.insert(Arc::from(token), verified);
         }
     }
 
@@ -278,8 +277,7 @@ impl CapabilityPipeline {
     }
 
     fn checked(&self, text: &str, now: u64) -> Result<Arc<VerifiedToken>, CapabilityRejection> {
-        let key = TokenCache::key(text);
-        if let Some(hit) = self.cache.get(&key, now) {
+        if let Some(hit) = self.cache.get(text, now) {
             return Ok(hit);
         }
         let invalid = |e: vouch_token::Error| {
@@ -288,7 +286,7 @@ impl CapabilityPipeline {
         };
         let token = Token::from_base64(text).map_err(invalid)?;
         let checked = Arc::new(self.verifier.check(&token).map_err(invalid)?);
-        self.cache.insert(key, checked.clone(), now);
+        self.cache.insert(text, checked.clone(), now);
         Ok(checked)
     }
 }
