@@ -2,6 +2,7 @@
 
 use core::fmt;
 
+use curve25519_dalek::edwards::CompressedEdwardsY;
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, KeyPair as _};
 use zeroize::Zeroizing;
@@ -62,6 +63,34 @@ impl fmt::Display for Algorithm {
     }
 }
 
+/// Checks that 32 bytes are an Ed25519 public key fit to verify with: a curve point, canonically
+/// encoded, in the prime-order subgroup (which also rules out the eight points of small order).
+///
+/// ring checks none of this. With a small-order key, a signature whose `R` is a small-order
+/// point and whose `S` is 0 verifies for many messages; with the identity point, for every
+/// message. A mixed-order key (a real key plus a small-order point) lets its owner make
+/// signatures that verify under one reading of RFC 8032 and not another.
+fn check_ed25519(public: &[u8; 32]) -> Result<(), Error> {
+    let encoded = CompressedEdwardsY(*public);
+    let point = encoded
+        .decompress()
+        .ok_or(Error::Key("ed25519 public key is not a curve point"))?;
+    // Decompression reduces y modulo p and takes the sign of x = 0 as given: compare the
+    // canonical encoding of the point with the bytes received.
+    if point.compress() != encoded {
+        return Err(Error::Key("ed25519 public key is not canonically encoded"));
+    }
+    if point.is_small_order() {
+        return Err(Error::Key("ed25519 public key is of small order"));
+    }
+    if !point.is_torsion_free() {
+        return Err(Error::Key(
+            "ed25519 public key is not in the prime-order subgroup",
+        ));
+    }
+    Ok(())
+}
+
 /// A key that verifies signatures of one algorithm.
 #[derive(Clone)]
 pub struct VerifyingKey {
@@ -69,14 +98,39 @@ pub struct VerifyingKey {
     /// Ed25519: 32 bytes; ECDSA: the uncompressed point; RSA: PKCS#1 RSAPublicKey DER;
     /// HMAC: the secret.
     bytes: Zeroizing<Vec<u8>>,
+    /// An Ed25519 key that failed [`check_ed25519`], built by the infallible
+    /// [`VerifyingKey::ed25519`]: it verifies nothing.
+    weak: bool,
 }
 
 impl VerifyingKey {
-    /// An Ed25519 public key from its 32 raw bytes.
+    /// An Ed25519 public key from its 32 raw bytes, refusing weak keys: bytes that are not a
+    /// curve point, a non-canonical encoding, a point of small order, or a point outside the
+    /// prime-order subgroup. No key pair has such a key: it comes from an attacker or a broken
+    /// encoder.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Key`] naming what is wrong with the key.
+    pub fn try_ed25519(public: [u8; 32]) -> Result<Self, Error> {
+        check_ed25519(&public)?;
+        Ok(Self::ed25519_unchecked(public, false))
+    }
+
+    /// An Ed25519 public key from its 32 raw bytes, for a key already checked (a
+    /// `vouch_token::KeyPair`'s, or one that came through vouch-keys). Prefer
+    /// [`VerifyingKey::try_ed25519`], which says why a key is refused: a weak key given here (see
+    /// there) is not refused, but the key built from it verifies no signature at all.
     pub fn ed25519(public: [u8; 32]) -> Self {
+        let weak = check_ed25519(&public).is_err();
+        Self::ed25519_unchecked(public, weak)
+    }
+
+    fn ed25519_unchecked(public: [u8; 32], weak: bool) -> Self {
         Self {
             alg: Algorithm::Ed25519,
             bytes: Zeroizing::new(public.to_vec()),
+            weak,
         }
     }
 
@@ -85,6 +139,7 @@ impl VerifyingKey {
         Self {
             alg: Algorithm::HmacSha256,
             bytes: Zeroizing::new(secret.to_vec()),
+            weak: false,
         }
     }
 
@@ -106,18 +161,19 @@ impl VerifyingKey {
         }
     }
 
-    /// A public key from SubjectPublicKeyInfo DER. See [`VerifyingKey::from_pem`].
+    /// A public key from SubjectPublicKeyInfo DER. See [`VerifyingKey::from_pem`]. Ed25519 keys
+    /// are checked as [`VerifyingKey::try_ed25519`] checks them.
     ///
     /// # Errors
     ///
-    /// [`Error::Key`] for an unsupported or malformed key.
+    /// [`Error::Key`] for an unsupported, malformed or weak key.
     pub fn from_spki_der(spki: &[u8], rsa_alg: Option<Algorithm>) -> Result<Self, Error> {
         let (alg, key) = der::spki(spki)?;
         if alg.oid == der::OID_ED25519 {
             let raw: [u8; 32] = key
                 .try_into()
                 .map_err(|_| Error::Key("ed25519 key is not 32 bytes"))?;
-            return Ok(Self::ed25519(raw));
+            return Self::try_ed25519(raw);
         }
         if alg.oid == der::OID_EC_PUBLIC_KEY {
             let alg = match alg.curve {
@@ -128,6 +184,7 @@ impl VerifyingKey {
             return Ok(Self {
                 alg,
                 bytes: Zeroizing::new(key.to_vec()),
+                weak: false,
             });
         }
         if alg.oid == der::OID_RSA || alg.oid == der::OID_RSA_PSS {
@@ -141,6 +198,7 @@ impl VerifyingKey {
             Some(alg @ (Algorithm::RsaPssSha512 | Algorithm::RsaV15Sha256)) => Ok(Self {
                 alg,
                 bytes: Zeroizing::new(pkcs1),
+                weak: false,
             }),
             _ => Err(Error::Key(
                 "an RSA key needs rsa-pss-sha512 or rsa-v1_5-sha256",
@@ -161,8 +219,12 @@ impl VerifyingKey {
         }
     }
 
-    /// Checks `signature` over `message`. HMAC is compared in constant time.
+    /// Checks `signature` over `message`. HMAC is compared in constant time. A weak Ed25519 key
+    /// (see [`VerifyingKey::ed25519`]) verifies nothing.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        if self.weak {
+            return false;
+        }
         let params: &dyn sig::VerificationAlgorithm = match self.alg {
             Algorithm::Ed25519 => &sig::ED25519,
             Algorithm::EcdsaP256Sha256 => &sig::ECDSA_P256_SHA256_FIXED,
@@ -319,9 +381,12 @@ impl SigningKey {
             Inner::Rsa(k, a) => (*a, k.public_key().as_ref().to_vec()),
             Inner::Hmac(_, secret) => (Algorithm::HmacSha256, secret.to_vec()),
         };
+        // A key pair's own public key: Ed25519 ones are the base point times a scalar, in the
+        // prime-order subgroup by construction.
         Ok(VerifyingKey {
             alg,
             bytes: Zeroizing::new(bytes),
+            weak: false,
         })
     }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use base64ct::{Base64, Base64UrlUnpadded, Encoding};
 use serde_json::{Value, json};
+use vouch_httpsig::VerifyingKey;
 use vouch_token::{KeyPair, PublicKey};
 use zeroize::Zeroizing;
 
@@ -153,12 +154,32 @@ pub fn did_key(key: &PublicKey) -> String {
     format!("did:key:z{}", bs58::encode(bytes).into_string())
 }
 
-/// Parses `did:key:z…` (Ed25519 only).
+/// The key to verify with, unless `key` is weak: not a curve point, not canonically encoded, of
+/// small order, or outside the prime-order subgroup (see
+/// [`VerifyingKey::try_ed25519`](vouch_httpsig::VerifyingKey::try_ed25519)). Every public key this
+/// crate reads from text or resolves goes through here; `Err` says what is wrong with the key.
+pub(crate) fn check_public(key: &PublicKey) -> Result<VerifyingKey, String> {
+    VerifyingKey::try_ed25519(*key.as_bytes()).map_err(|e| match e {
+        vouch_httpsig::Error::Key(why) => why.to_owned(),
+        other => other.to_string(),
+    })
+}
+
+fn checked(key: PublicKey) -> Result<PublicKey, Error> {
+    check_public(&key).map_err(Error::Format)?;
+    Ok(key)
+}
+
+/// Parses `did:key:z…` (Ed25519 only), refusing a weak key.
 ///
 /// # Errors
 ///
-/// [`Error::Format`] for anything else.
+/// [`Error::Format`] for anything else, or a weak key.
 pub fn from_did_key(s: &str) -> Result<PublicKey, Error> {
+    from_did_key_unchecked(s).and_then(checked)
+}
+
+fn from_did_key_unchecked(s: &str) -> Result<PublicKey, Error> {
     let z = s
         .trim()
         .strip_prefix("did:key:z")
@@ -284,15 +305,21 @@ fn check_jwk_type(v: &Value) -> Result<(), Error> {
 }
 
 /// Parses a public key in any format vouch reads: SPKI PEM, a private key of any format (its
-/// public half), JWK, the MCPVault JSON key file, did:key, or 64 hex digits.
+/// public half), JWK, the MCPVault JSON key file, did:key, or 64 hex digits. A weak key (small
+/// order, mixed order, non-canonical encoding) is refused: no key pair has one.
 ///
 /// # Errors
 ///
 /// [`Error::Format`] saying what is wrong.
 pub fn parse_public(text: &str) -> Result<PublicKey, Error> {
+    parse_public_unchecked(text).and_then(checked)
+}
+
+/// [`parse_public`] without the weak-key check, for callers that make it themselves.
+pub(crate) fn parse_public_unchecked(text: &str) -> Result<PublicKey, Error> {
     let trimmed = text.trim();
     if trimmed.starts_with("did:key:") {
-        return from_did_key(trimmed);
+        return from_did_key_unchecked(trimmed);
     }
     if trimmed.starts_with("-----BEGIN") {
         let (label, der) = unpem(trimmed).ok_or_else(|| Error::format("malformed PEM"))?;

@@ -10,7 +10,7 @@ use reqwest::Url;
 use serde_json::Value;
 use vouch_token::PublicKey;
 
-use crate::format::{from_did_key, jwk_thumbprint, parse_public};
+use crate::format::{check_public, from_did_key, jwk_thumbprint, parse_public_unchecked};
 use crate::resolve::{IdentityRule, KeyResolver, ResolveError, ResolveFuture, ResolvedKey};
 
 /// Settings of an [`HttpsResolver`].
@@ -281,20 +281,24 @@ impl HttpsResolver {
         if keyid.starts_with("did:key:") {
             // Self-describing: the key is in the identifier, nothing to fetch.
             return from_did_key(keyid)
-                .map(|k| ResolvedKey::ed25519(&k))
-                .map_err(|e| ResolveError::Refused(e.to_string()));
+                .map_err(|e| ResolveError::Refused(e.to_string()))
+                .and_then(|k| ResolvedKey::ed25519(&k));
         }
         if let Ok(url) = Url::parse(keyid)
             && matches!(url.scheme(), "https" | "http")
         {
             let doc = self.fetch(&url).await?;
-            return key_from_document(&doc, url.fragment()).map(|k| ResolvedKey::ed25519(&k));
+            return key_from_document(&doc, url.fragment()).and_then(|k| ResolvedKey::ed25519(&k));
         }
         if is_thumbprint(keyid) {
             for dir in &self.directories {
                 let doc = self.fetch(dir).await?;
-                if let Ok(k) = key_from_document(&doc, Some(keyid)) {
-                    return Ok(ResolvedKey::ed25519(&k));
+                match key_from_document(&doc, Some(keyid)) {
+                    Ok(k) => return ResolvedKey::ed25519(&k),
+                    // The keyid names a weak key in this directory: refused, not looked for
+                    // elsewhere.
+                    Err(refused @ ResolveError::Refused(_)) => return Err(refused),
+                    Err(_) => {}
                 }
             }
         }
@@ -327,20 +331,27 @@ fn jwk_key(jwk: &Value) -> Option<PublicKey> {
     if jwk.get("kty")?.as_str()? != "OKP" || jwk.get("crv")?.as_str()? != "Ed25519" {
         return None;
     }
-    parse_public(&jwk.to_string()).ok()
+    // Weak keys stay candidates, so that a keyid selecting one is refused as such.
+    parse_public_unchecked(&jwk.to_string()).ok()
 }
 
 /// Reads the Ed25519 key a fetched document holds; `selector` (the URL fragment, or a thumbprint)
-/// picks one of several.
+/// picks one of several. A weak key (see [`ResolvedKey::ed25519`]) is refused.
 ///
 /// # Errors
 ///
-/// [`ResolveError::Fetch`] when the document holds no matching key, or several and no selector.
+/// [`ResolveError::Fetch`] when the document holds no matching key, or several and no selector;
+/// [`ResolveError::Refused`] when the key it holds, or the one selected, is weak.
 pub fn key_from_document(doc: &Value, selector: Option<&str>) -> Result<PublicKey, ResolveError> {
+    key_in_document(doc, selector)
+        .and_then(|k| check_public(&k).map(|_| k).map_err(ResolveError::Refused))
+}
+
+fn key_in_document(doc: &Value, selector: Option<&str>) -> Result<PublicKey, ResolveError> {
     let bad = |why: &str| ResolveError::Fetch(why.to_owned());
     // {"public_key": PEM}
     if let Some(pem) = doc.get("public_key").and_then(Value::as_str) {
-        return parse_public(pem).map_err(|e| ResolveError::Fetch(e.to_string()));
+        return parse_public_unchecked(pem).map_err(|e| ResolveError::Fetch(e.to_string()));
     }
     // A single JWK.
     if doc.get("kty").is_some() {

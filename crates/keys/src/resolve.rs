@@ -11,7 +11,7 @@ use vouch_httpsig::VerifyingKey;
 use vouch_token::PublicKey;
 
 use crate::error::Error;
-use crate::format::{jwk_thumbprint, parse_public};
+use crate::format::{check_public, jwk_thumbprint, parse_public};
 
 /// A resolved key and its fingerprint (what a pin store pins).
 #[derive(Debug, Clone)]
@@ -21,12 +21,19 @@ pub struct ResolvedKey {
 }
 
 impl ResolvedKey {
-    /// An Ed25519 public key; its fingerprint is the RFC 7638 JWK thumbprint.
-    pub fn ed25519(public: &PublicKey) -> Self {
-        Self {
-            key: VerifyingKey::ed25519(*public.as_bytes()),
+    /// An Ed25519 public key; its fingerprint is the RFC 7638 JWK thumbprint. Every resolver in
+    /// this crate builds its keys here, so no resolved key, and no pin, is ever a weak one.
+    ///
+    /// # Errors
+    ///
+    /// [`ResolveError::Refused`] for a weak key: bytes that are not a curve point, a
+    /// non-canonical encoding, a point of small order (under the identity point, `R = identity,
+    /// S = 0` is a valid signature of any message) or a point outside the prime-order subgroup.
+    pub fn ed25519(public: &PublicKey) -> Result<Self, ResolveError> {
+        Ok(Self {
+            key: check_public(public).map_err(ResolveError::Refused)?,
             fingerprint: jwk_thumbprint(public),
-        }
+        })
     }
 
     /// The key to verify with.
@@ -85,7 +92,8 @@ impl<R: KeyResolver + ?Sized> KeyResolver for Arc<R> {
 /// A fixed map of keyid → key.
 #[derive(Debug, Clone, Default)]
 pub struct StaticResolver {
-    keys: BTreeMap<String, ResolvedKey>,
+    /// A weak key added with [`StaticResolver::with_ed25519`] is kept as its refusal.
+    keys: BTreeMap<String, Result<ResolvedKey, ResolveError>>,
 }
 
 impl StaticResolver {
@@ -94,7 +102,10 @@ impl StaticResolver {
         Self::default()
     }
 
-    /// Adds an Ed25519 key for `keyid`.
+    /// Adds an Ed25519 key for `keyid`. A weak key (see [`ResolvedKey::ed25519`]) is not refused
+    /// here, as this builder cannot fail: `keyid` then resolves to [`ResolveError::Refused`],
+    /// never to the key. To refuse it while configuring, add
+    /// `with_key(keyid, ResolvedKey::ed25519(public)?)` instead.
     #[must_use]
     pub fn with_ed25519(mut self, keyid: impl Into<String>, public: &PublicKey) -> Self {
         self.keys.insert(keyid.into(), ResolvedKey::ed25519(public));
@@ -104,7 +115,7 @@ impl StaticResolver {
     /// Adds any resolved key for `keyid`.
     #[must_use]
     pub fn with_key(mut self, keyid: impl Into<String>, key: ResolvedKey) -> Self {
-        self.keys.insert(keyid.into(), key);
+        self.keys.insert(keyid.into(), Ok(key));
         self
     }
 
@@ -112,7 +123,7 @@ impl StaticResolver {
     ///
     /// # Errors
     ///
-    /// [`Error::File`] naming the file and the entry that is wrong.
+    /// [`Error::File`] naming the file and the entry that is wrong (a weak key included).
     pub fn from_file(path: &Path) -> Result<Self, Error> {
         let file_error = |reason: String| Error::File {
             path: path.to_owned(),
@@ -127,9 +138,11 @@ impl StaticResolver {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            let public =
-                parse_public(&text).map_err(|e| file_error(format!("key for {keyid:?}: {e}")))?;
-            out = out.with_ed25519(keyid, &public);
+            let key = parse_public(&text)
+                .map_err(|e| e.to_string())
+                .and_then(|public| ResolvedKey::ed25519(&public).map_err(|e| e.to_string()))
+                .map_err(|e| file_error(format!("key for {keyid:?}: {e}")))?;
+            out = out.with_key(keyid, key);
         }
         Ok(out)
     }
@@ -148,7 +161,10 @@ impl StaticResolver {
 impl KeyResolver for StaticResolver {
     fn resolve<'a>(&'a self, keyid: &'a str) -> ResolveFuture<'a> {
         Box::pin(std::future::ready(
-            self.keys.get(keyid).cloned().ok_or(ResolveError::Unknown),
+            self.keys
+                .get(keyid)
+                .cloned()
+                .unwrap_or(Err(ResolveError::Unknown)),
         ))
     }
 }

@@ -2,7 +2,11 @@
 //! MCP signature profile, and one that attaches a capability token.
 //!
 //! Order matters: attach the token first, then sign, so that the signature covers the token
-//! header (`ClientBuilder::new(client).with(TokenMiddleware::new(t)).with(SigningMiddleware::new(k, id))`).
+//! header (`ClientBuilder::new(client).with(TokenMiddleware::new(t)?).with(SigningMiddleware::new(k, id))`).
+//!
+//! The token is sent [sealed](vouch_token::Token::seal): an unsealed token carries the secret
+//! that attenuates it, and whoever receives it (the server, and anyone the server logs to) could
+//! delegate it further. Keep your unsealed copy to attenuate it yourself; it is never sent.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -15,6 +19,7 @@ use reqwest_middleware::{Middleware, Next, Result};
 use vouch_httpsig::{
     DEFAULT_TOKEN_HEADER, RequestView, SigningKey, mcp_content_digest, mcp_spec, sign,
 };
+use vouch_token::Token;
 
 /// Why a request could not be signed. It is not sent.
 #[non_exhaustive]
@@ -26,6 +31,9 @@ pub enum SignError {
     BadUrl(String),
     /// Signing failed.
     Signature(vouch_httpsig::Error),
+    /// The capability token does not decode, or cannot be sealed (its proof is not the secret
+    /// of its last key).
+    Token(vouch_token::Error),
 }
 
 impl std::fmt::Display for SignError {
@@ -36,6 +44,7 @@ impl std::fmt::Display for SignError {
             ),
             Self::BadUrl(u) => write!(f, "cannot sign a request to {u}"),
             Self::Signature(e) => write!(f, "signing failed: {e}"),
+            Self::Token(e) => write!(f, "unusable capability token: {e}"),
         }
     }
 }
@@ -140,6 +149,12 @@ impl Middleware for SigningMiddleware {
 }
 
 /// Attaches a capability token header to every request that does not carry one.
+///
+/// The token is sent sealed: [`TokenMiddleware::new`] and [`TokenMiddleware::with_header`] seal
+/// an unsealed token once, when built, and send a sealed one as it is. An unsealed token holds
+/// the secret that attenuates it; sealed, it still verifies and grants the same, but nobody who
+/// receives it can delegate it further. Keep the unsealed token you were given to attenuate it
+/// yourself: the middleware does not keep it.
 #[derive(Clone)]
 pub struct TokenMiddleware {
     header: HeaderName,
@@ -147,26 +162,78 @@ pub struct TokenMiddleware {
 }
 
 impl TokenMiddleware {
-    /// Attaches `token` (the base64url transport form) in `x-mcpvault-token`.
+    /// Attaches `token` (the base64url transport form), sealed, in `x-mcpvault-token`.
     ///
     /// # Errors
     ///
-    /// [`SignError::BadUrl`] never; `Err` only if the token is not a valid header value.
+    /// [`SignError::Token`] if the token does not decode or cannot be sealed.
     pub fn new(token: &str) -> std::result::Result<Self, SignError> {
         Self::with_header(HeaderName::from_static(DEFAULT_TOKEN_HEADER), token)
     }
 
-    /// Attaches `token` in `header`.
+    /// Attaches `token`, sealed, in `header`.
     ///
     /// # Errors
     ///
-    /// If the token is not a valid header value.
+    /// [`SignError::Token`] if the token does not decode or cannot be sealed.
     pub fn with_header(header: HeaderName, token: &str) -> std::result::Result<Self, SignError> {
-        let mut value = HeaderValue::from_str(token)
-            .map_err(|_| SignError::BadUrl("token is not a header value".into()))?;
+        let token = decode(token)?;
+        let sealed = if token.is_sealed() {
+            token
+        } else {
+            token.seal().map_err(SignError::Token)?
+        };
+        Self::attach(header, &sealed)
+    }
+
+    /// Attaches `token` unsealed, as given, in `x-mcpvault-token`: the server receives the
+    /// secret that attenuates it. Only for servers that must attenuate on your behalf.
+    ///
+    /// # Errors
+    ///
+    /// [`SignError::Token`] if the token does not decode.
+    pub fn unsealed(token: &str) -> std::result::Result<Self, SignError> {
+        Self::unsealed_with_header(HeaderName::from_static(DEFAULT_TOKEN_HEADER), token)
+    }
+
+    /// Attaches `token` unsealed, as given, in `header`. See [`TokenMiddleware::unsealed`]: only
+    /// for servers that must attenuate on your behalf.
+    ///
+    /// # Errors
+    ///
+    /// [`SignError::Token`] if the token does not decode.
+    pub fn unsealed_with_header(
+        header: HeaderName,
+        token: &str,
+    ) -> std::result::Result<Self, SignError> {
+        Self::attach(header, &decode(token)?)
+    }
+
+    fn attach(header: HeaderName, token: &Token) -> std::result::Result<Self, SignError> {
+        // Decoding is canonical, so this is the text the token was given as (or its sealed form).
+        let mut value = HeaderValue::from_str(&token.to_base64()).map_err(|_| {
+            SignError::Token(vouch_token::Error::InvalidInput(
+                "token is not a header value",
+            ))
+        })?;
         value.set_sensitive(true);
         Ok(Self { header, value })
     }
+
+    /// The header the token travels in.
+    pub fn header_name(&self) -> &HeaderName {
+        &self.header
+    }
+
+    /// The token as sent (sealed unless built with [`TokenMiddleware::unsealed`]), marked
+    /// sensitive.
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.value
+    }
+}
+
+fn decode(token: &str) -> std::result::Result<Token, SignError> {
+    Token::from_base64(token.trim()).map_err(SignError::Token)
 }
 
 impl std::fmt::Debug for TokenMiddleware {

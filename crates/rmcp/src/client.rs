@@ -16,8 +16,8 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpResponseLimits,
 };
 use sse_stream::Sse;
-use vouch_httpsig::{DEFAULT_TOKEN_HEADER, SigningKey};
-use vouch_reqwest::{SignError, SigningMiddleware};
+use vouch_httpsig::SigningKey;
+use vouch_reqwest::{SignError, SigningMiddleware, TokenMiddleware};
 
 type Headers = HashMap<HeaderName, HeaderValue>;
 
@@ -37,6 +37,11 @@ const SIGNED_HEADERS: [&str; 3] = ["content-digest", "signature-input", "signatu
 /// Composes with rmcp's OAuth client: `AuthClient::new(SigningClient::new(..), manager)` hands
 /// the bearer token to this client, which covers the `Authorization` header with the signature.
 ///
+/// The capability token is sent [sealed](vouch_token::Token::seal): an unsealed token carries the
+/// secret that attenuates it, which the server (and anyone the server logs to) would receive.
+/// Keep your unsealed token to attenuate it yourself; the client never sends it, unless built
+/// with [`SigningClient::with_unsealed_token`].
+///
 /// ```no_run
 /// # fn demo(key: vouch_httpsig::SigningKey, token: &str) -> Result<(), Box<dyn std::error::Error>> {
 /// use rmcp::transport::StreamableHttpClientTransport;
@@ -55,7 +60,7 @@ const SIGNED_HEADERS: [&str; 3] = ["content-digest", "signature-input", "signatu
 pub struct SigningClient<C = reqwest::Client> {
     inner: C,
     signer: Arc<SigningMiddleware>,
-    token: Option<(HeaderName, HeaderValue)>,
+    token: Option<TokenMiddleware>,
 }
 
 impl<C> SigningClient<C> {
@@ -68,29 +73,43 @@ impl<C> SigningClient<C> {
         }
     }
 
-    /// Attaches `token` (base64url) in `x-mcpvault-token` on every request.
+    /// Attaches `token` (base64url), sealed, in `x-mcpvault-token` on every request. An unsealed
+    /// token is sealed once, here; a sealed one is sent as it is.
     ///
     /// # Errors
     ///
-    /// If the token is not a valid header value.
+    /// [`SignError::Token`] if the token does not decode or cannot be sealed.
     pub fn with_token(self, token: &str) -> Result<Self, SignError> {
-        self.with_token_header(HeaderName::from_static(DEFAULT_TOKEN_HEADER), token)
+        Ok(self.attach(TokenMiddleware::new(token)?))
     }
 
-    /// Attaches `token` in `header` on every request.
+    /// Attaches `token`, sealed, in `header` on every request.
     ///
     /// # Errors
     ///
-    /// If the token is not a valid header value.
-    pub fn with_token_header(mut self, header: HeaderName, token: &str) -> Result<Self, SignError> {
-        let mut value = HeaderValue::from_str(token)
-            .map_err(|_| SignError::BadUrl("the token is not a header value".into()))?;
-        value.set_sensitive(true);
+    /// [`SignError::Token`] if the token does not decode or cannot be sealed.
+    pub fn with_token_header(self, header: HeaderName, token: &str) -> Result<Self, SignError> {
+        Ok(self.attach(TokenMiddleware::with_header(header, token)?))
+    }
+
+    /// Attaches `token` unsealed, as given, in `x-mcpvault-token` on every request: the server
+    /// receives the secret that attenuates it. Only for servers that must attenuate on your
+    /// behalf; otherwise use [`SigningClient::with_token`].
+    ///
+    /// # Errors
+    ///
+    /// [`SignError::Token`] if the token does not decode.
+    pub fn with_unsealed_token(self, token: &str) -> Result<Self, SignError> {
+        Ok(self.attach(TokenMiddleware::unsealed(token)?))
+    }
+
+    fn attach(mut self, token: TokenMiddleware) -> Self {
         self.signer = Arc::new(
-            SigningMiddleware::clone(&self.signer).token_header(header.as_str().to_owned()),
+            SigningMiddleware::clone(&self.signer)
+                .token_header(token.header_name().as_str().to_owned()),
         );
-        self.token = Some((header, value));
-        Ok(self)
+        self.token = Some(token);
+        self
     }
 
     /// The wrapped client.
@@ -121,9 +140,10 @@ impl<C> SigningClient<C> {
         for (name, value) in headers.iter() {
             map.insert(name.clone(), value.clone());
         }
-        if let Some((name, value)) = &self.token
-            && !map.contains_key(name)
+        if let Some(token) = &self.token
+            && !map.contains_key(token.header_name())
         {
+            let (name, value) = (token.header_name(), token.header_value());
             map.insert(name.clone(), value.clone());
             headers.insert(name.clone(), value.clone());
         }
@@ -173,7 +193,10 @@ impl<C> std::fmt::Debug for SigningClient<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SigningClient")
             .field("signer", &self.signer)
-            .field("token", &self.token.as_ref().map(|(h, _)| h))
+            .field(
+                "token",
+                &self.token.as_ref().map(TokenMiddleware::header_name),
+            )
             .finish_non_exhaustive()
     }
 }

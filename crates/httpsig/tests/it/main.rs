@@ -16,3 +16,4 @@ mod head_first;
 mod rejections;
 mod support;
 mod vectors;
+mod weak_keys;

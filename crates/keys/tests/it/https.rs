@@ -72,6 +72,11 @@ async fn route(path: &str) -> (&'static str, String) {
             ]
         }).to_string()),
         "/agents/bot@localhost" => ("200 OK", jwk(9).to_string()),
+        "/weak/jwk" => ("200 OK", public_jwk(&weak_key()).to_string()),
+        "/weak/.well-known/http-message-signatures-directory" => (
+            "200 OK",
+            json!({"keys": [public_jwk(&weak_key()), jwk(5)]}).to_string(),
+        ),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(10)).await;
             ("200 OK", jwk(1).to_string())
@@ -81,6 +86,11 @@ async fn route(path: &str) -> (&'static str, String) {
         "/rsa" => ("200 OK", json!({"kty": "RSA", "n": "AQAB", "e": "AQAB"}).to_string()),
         _ => ("404 Not Found", "{}".to_owned()),
     }
+}
+
+/// The identity point: a key under which `R = identity, S = 0` verifies for any message.
+fn weak_key() -> PublicKey {
+    crate::weak_keys::weak()[0].0
 }
 
 fn resolver(config: HttpsConfig) -> HttpsResolver {
@@ -148,6 +158,35 @@ async fn every_document_shape_resolves() {
     assert_eq!(
         dir.resolve("not-a-url-or-thumbprint").await.unwrap_err(),
         ResolveError::Unknown
+    );
+}
+
+#[tokio::test]
+async fn weak_keys_in_fetched_documents_and_directories_are_refused() {
+    let s = serve().await;
+    let r = resolver(HttpsConfig::loopback_testing());
+    let refused = |r: Result<ResolvedKey, ResolveError>| match r {
+        Err(ResolveError::Refused(why)) => assert!(why.contains("of small order"), "{why}"),
+        other => panic!("{other:?}"),
+    };
+    refused(r.resolve(&format!("{}/weak/jwk", s.base)).await);
+    refused(r.resolve(&did_key(&weak_key())).await);
+
+    let dir = resolver(HttpsConfig::loopback_testing())
+        .with_directory(&format!(
+            "{}/weak/.well-known/http-message-signatures-directory",
+            s.base
+        ))
+        .unwrap();
+    refused(dir.resolve(&jwk_thumbprint(&weak_key())).await);
+    // The good key next to it still resolves.
+    assert_eq!(
+        dir.resolve(&jwk_thumbprint(&public(5)))
+            .await
+            .unwrap()
+            .key()
+            .public_bytes(),
+        public(5).as_bytes()
     );
 }
 

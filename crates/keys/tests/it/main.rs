@@ -16,3 +16,4 @@ mod redis;
 mod replay;
 mod resolve;
 mod support;
+mod weak_keys;

@@ -173,7 +173,7 @@ mod order {
     }
 
     fn resolved(seed: u8) -> ResolvedKey {
-        ResolvedKey::ed25519(&KeyPair::from_seed(&[seed; 32]).unwrap().public_key())
+        ResolvedKey::ed25519(&KeyPair::from_seed(&[seed; 32]).unwrap().public_key()).unwrap()
     }
 
     fn check(

@@ -20,9 +20,9 @@ use rmcp::transport::streamable_http_client::{
 use sse_stream::Sse;
 use vouch_httpsig::{RequestView, Verifier, VerifyPolicy, VerifyingKey};
 use vouch_rmcp::SigningClient;
-use vouch_token::KeyPair;
+use vouch_token::{Access, KeyPair, Token};
 
-use crate::support::{WORKER, seed_of, signing_key};
+use crate::support::{WORKER, seed_of, signing_key, verifier, worker_token};
 
 /// One request as the wrapped client would have sent it.
 #[derive(Debug, Clone)]
@@ -182,9 +182,15 @@ fn custom() -> HashMap<HeaderName, HeaderValue> {
 #[tokio::test]
 async fn every_request_rmcp_makes_is_signed_over_what_is_sent() {
     let recorder = Recorder::default();
+    let held = worker_token(WORKER);
     let client = SigningClient::new(recorder.clone(), signing_key(WORKER), WORKER)
-        .with_token("dG9rZW4")
+        .with_token(&held)
         .unwrap();
+    let sealed = Token::from_base64(&held)
+        .unwrap()
+        .seal()
+        .unwrap()
+        .to_base64();
     let uri: Arc<str> = Arc::from("http://127.0.0.1:9/mcp");
     let session: Arc<str> = Arc::from("s-1");
     let limits = StreamableHttpResponseLimits::default();
@@ -256,7 +262,7 @@ async fn every_request_rmcp_makes_is_signed_over_what_is_sent() {
     );
     for s in &sent {
         let covered = verify(s).unwrap_or_else(|e| panic!("{} not verified: {e}", s.method));
-        assert_eq!(s.headers["x-mcpvault-token"], "dG9rZW4");
+        assert_eq!(s.headers["x-mcpvault-token"], sealed.as_str());
         assert!(
             covered.contains(&"\"x-mcpvault-token\"".to_owned()),
             "{covered:?}"
@@ -310,6 +316,98 @@ async fn a_changed_body_or_bearer_breaks_the_signature() {
         .headers
         .insert("authorization", "Bearer stolen".parse().unwrap());
     assert!(verify(&other_bearer).is_err());
+}
+
+/// Sends one message through `client` and returns the token header the server would receive.
+async fn sent_token(client: SigningClient<Recorder>, recorder: &Recorder) -> String {
+    client
+        .post_message(
+            Arc::from("http://127.0.0.1:9/mcp"),
+            message(),
+            None,
+            None,
+            custom(),
+        )
+        .await
+        .unwrap();
+    let sent = recorder.sent.lock().unwrap().pop().unwrap();
+    verify(&sent).unwrap();
+    sent.headers["x-mcpvault-token"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn facts(token: &Token) -> vouch_token::Facts {
+    verifier()
+        .verify(token, &Access::now().caller(WORKER).tool("db_query"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_token_is_sent_sealed_and_grants_the_same() {
+    let held = worker_token(WORKER);
+    let recorder = Recorder::default();
+    let client = SigningClient::new(recorder.clone(), signing_key(WORKER), WORKER)
+        .with_token(&held)
+        .unwrap();
+    let sent = sent_token(client, &recorder).await;
+    assert_ne!(sent, held);
+
+    // Decoded as the server decodes it: sealed, and it verifies and grants what the held one does.
+    let sent = Token::from_base64(&sent).unwrap();
+    let held = Token::from_base64(&held).unwrap();
+    assert!(sent.is_sealed(), "the server gets no attenuation secret");
+    assert!(!held.is_sealed());
+    assert_eq!(facts(&sent), facts(&held));
+    assert_eq!(facts(&sent).limit("db_query", "max_rows"), Some(10));
+    assert!(sent.attenuate(vouch_token::Restriction::new()).is_err());
+
+    // Another header: sealed too. A sealed token: sent as it is.
+    let client = SigningClient::new(recorder.clone(), signing_key(WORKER), WORKER)
+        .with_token_header(
+            HeaderName::from_static("x-mcpvault-token"),
+            &held.to_base64(),
+        )
+        .unwrap();
+    assert_eq!(sent_token(client, &recorder).await, sent.to_base64());
+    let client = SigningClient::new(recorder.clone(), signing_key(WORKER), WORKER)
+        .with_token(&sent.to_base64())
+        .unwrap();
+    assert_eq!(sent_token(client, &recorder).await, sent.to_base64());
+}
+
+#[tokio::test]
+async fn the_unsealed_opt_out_sends_the_token_as_given() {
+    let held = worker_token(WORKER);
+    let recorder = Recorder::default();
+    let client = SigningClient::new(recorder.clone(), signing_key(WORKER), WORKER)
+        .with_unsealed_token(&held)
+        .unwrap();
+    let sent = sent_token(client, &recorder).await;
+    assert_eq!(sent, held);
+    assert!(!Token::from_base64(&sent).unwrap().is_sealed());
+    assert_eq!(
+        facts(&Token::from_base64(&sent).unwrap()),
+        facts(&Token::from_base64(&held).unwrap())
+    );
+}
+
+#[test]
+fn a_token_that_does_not_parse_is_refused_at_configuration() {
+    let client = || SigningClient::new(Recorder::default(), signing_key(WORKER), WORKER);
+    for garbage in ["dG9rZW4", "", "not a token"] {
+        for result in [
+            client().with_token(garbage),
+            client().with_token_header(HeaderName::from_static("x-token"), garbage),
+            client().with_unsealed_token(garbage),
+        ] {
+            assert!(
+                matches!(result, Err(vouch_reqwest::SignError::Token(_))),
+                "{garbage:?}: {result:?}"
+            );
+        }
+    }
 }
 
 /// rmcp's OAuth client wraps any `StreamableHttpClient`, the signing one included; it hands its
