@@ -12,6 +12,7 @@
 mod demo;
 mod end_to_end;
 mod guard;
+mod guard_methods;
 mod sessions;
 mod signing_client;
 mod support;
