@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 use crate::codec::truncated_sha256;
 use crate::error::Error;
 use crate::hex;
+use crate::point;
 
 const ROOT_KEY_ID_DST: &[u8] = b"vouch-token/v1/root-key-id\0";
 
@@ -93,7 +94,8 @@ impl fmt::Debug for KeyPair {
 pub struct PublicKey(pub(crate) [u8; 32]);
 
 impl PublicKey {
-    /// Wraps 32 raw bytes. Whether they are a valid curve point is checked when verifying.
+    /// Wraps 32 raw bytes. Nothing is checked here: a weak key (see [`PublicKey::weakness`]) is
+    /// refused where it would become trusted.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
@@ -117,6 +119,22 @@ impl PublicKey {
     /// Lowercase hexadecimal.
     pub fn to_hex(&self) -> String {
         hex::encode(&self.0)
+    }
+
+    /// Why this key must not be trusted to verify anything, or `None` if it is fit: it must be
+    /// the canonical encoding of a curve point in the prime-order subgroup, other than the
+    /// identity. The reasons are "not a curve point", "not canonically encoded", "of small
+    /// order" and "not in the prime-order subgroup".
+    ///
+    /// No [`KeyPair`] has a weak public key; one can only be made from bytes. ring verifies
+    /// under weak keys, and under the identity point the signature `R = identity, S = 0`
+    /// verifies for every message, so vouch checks this wherever a key becomes trusted: a root
+    /// key when a [`Verifier`](crate::Verifier) looks it up (and when [`RootKeySet::insert`]
+    /// adds it), a block's next key when the token is decoded and checked.
+    ///
+    /// This decodes the point and multiplies it by the group order: tens of microseconds.
+    pub fn weakness(&self) -> Option<&'static str> {
+        point::weakness(&self.0).map(point::Weakness::reason)
     }
 
     /// The id a token uses to name this key as its root.
@@ -170,7 +188,8 @@ impl fmt::Display for RootKeyId {
 /// Where a verifier finds the root public key a token names.
 ///
 /// Implemented for a single [`PublicKey`], for [`RootKeySet`] (several keys, for rotation), and
-/// through `Arc` for shared providers.
+/// through `Arc` for shared providers. A verifier never trusts a weak key (see
+/// [`PublicKey::weakness`]) a provider returns.
 pub trait RootKeys: Send + Sync {
     /// The public key with this id, if trusted.
     fn root_key(&self, id: &RootKeyId) -> Option<PublicKey>;
@@ -191,6 +210,16 @@ impl<T: RootKeys + ?Sized> RootKeys for Arc<T> {
 /// A set of trusted root public keys, looked up by [`RootKeyId`].
 ///
 /// Hold the old and the new key during a rotation: tokens minted under either verify.
+///
+/// ```
+/// use vouch_token::{KeyPair, RootKeySet, Verifier};
+/// # fn main() -> Result<(), vouch_token::Error> {
+/// let (old, new) = (KeyPair::generate()?, KeyPair::generate()?);
+/// let mut roots = RootKeySet::new();
+/// roots.insert(old.public_key())?.insert(new.public_key())?;
+/// let verifier = Verifier::new(roots);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct RootKeySet {
     keys: BTreeMap<RootKeyId, PublicKey>,
@@ -202,15 +231,54 @@ impl RootKeySet {
         Self::default()
     }
 
-    /// Adds a trusted key.
-    pub fn insert(&mut self, key: PublicKey) -> &mut Self {
-        self.keys.insert(key.root_key_id(), key);
-        self
+    /// A set of these keys.
+    ///
+    /// # Errors
+    ///
+    /// As [`RootKeySet::insert`], for the first key refused.
+    pub fn from_keys(keys: impl IntoIterator<Item = PublicKey>) -> Result<Self, Error> {
+        let mut set = Self::new();
+        for key in keys {
+            set.insert(key)?;
+        }
+        Ok(set)
     }
 
-    /// Removes a key; tokens minted under it stop verifying.
+    /// Adds a trusted key. Adding a key the set already holds changes nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidInput`] if the key is weak (see [`PublicKey::weakness`]), or if another
+    /// key in the set has the same [`RootKeyId`]: tokens name their root by this 8-byte id, so
+    /// two keys under one id cannot both be trusted, and the set keeps the one it had.
+    pub fn insert(&mut self, key: PublicKey) -> Result<&mut Self, Error> {
+        self.insert_as(key.root_key_id(), key)
+    }
+
+    /// Adds a key under a given id: tests use it to make two keys collide.
+    pub(crate) fn insert_as(&mut self, id: RootKeyId, key: PublicKey) -> Result<&mut Self, Error> {
+        if key.weakness().is_some() {
+            return Err(Error::InvalidInput("root key is a weak ed25519 public key"));
+        }
+        match self.keys.get(&id) {
+            Some(held) if *held != key => Err(Error::InvalidInput(
+                "root key id collides with another key in the set",
+            )),
+            Some(_) => Ok(self),
+            None => {
+                self.keys.insert(id, key);
+                Ok(self)
+            }
+        }
+    }
+
+    /// Removes a key; tokens minted under it stop verifying. False if the set does not hold it.
     pub fn remove(&mut self, key: &PublicKey) -> bool {
-        self.keys.remove(&key.root_key_id()).is_some()
+        let id = key.root_key_id();
+        if self.keys.get(&id) != Some(key) {
+            return false;
+        }
+        self.keys.remove(&id).is_some()
     }
 
     /// Number of keys.
@@ -224,18 +292,11 @@ impl RootKeySet {
     }
 }
 
-impl FromIterator<PublicKey> for RootKeySet {
-    fn from_iter<I: IntoIterator<Item = PublicKey>>(iter: I) -> Self {
-        let mut set = Self::new();
-        for key in iter {
-            set.insert(key);
-        }
-        set
-    }
-}
-
 impl RootKeys for RootKeySet {
     fn root_key(&self, id: &RootKeyId) -> Option<PublicKey> {
         self.keys.get(id).copied()
     }
 }
+
+#[cfg(test)]
+mod tests;

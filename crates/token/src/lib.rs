@@ -61,6 +61,7 @@ mod hex;
 mod inspect;
 mod key;
 mod op;
+mod point;
 mod revocation;
 mod rights;
 mod token;
@@ -78,7 +79,10 @@ pub use verify::{Access, Facts, VerifiedToken, Verifier};
 /// Hooks for fuzzing and for generating golden samples. Not part of the stable API.
 #[doc(hidden)]
 pub mod internal {
-    use crate::{Access, Error, KeyPair, Restriction, Token, Verifier};
+    use zeroize::Zeroizing;
+
+    use crate::token::Proof;
+    use crate::{Access, Error, KeyPair, PublicKey, Restriction, Token, Verifier};
 
     /// Mints with a chosen next key, so that the output is deterministic.
     ///
@@ -108,6 +112,44 @@ pub mod internal {
         next: &KeyPair,
     ) -> Result<Token, Error> {
         token.attenuate_with(restriction, now, next)
+    }
+
+    /// Appends a block signed with the token's proof key, skipping every attenuation check, as
+    /// any holder can by hand; the new block names `next`'s public key and the proof is `next`'s
+    /// seed. The result is decoded from its bytes, as a verifier would receive it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Refused`] for a sealed token, [`Error::InvalidInput`] for a bad name,
+    /// [`Error::Malformed`] if the block does not decode (an empty operation list).
+    pub fn hand_sign(
+        token: &Token,
+        restriction: Restriction,
+        now: u64,
+        next: &KeyPair,
+    ) -> Result<Token, Error> {
+        let proof = Proof::Secret(Zeroizing::new(*next.seed()));
+        let forged = token.append_unchecked(restriction, now, next.public_key(), proof)?;
+        Token::from_bytes(&forged.to_bytes())
+    }
+
+    /// The bytes of `token` with one more hand-signed block (as [`hand_sign`]) that names any 32
+    /// bytes as its next key, sealed with `seal` taken as given. Not decoded: for next keys and
+    /// seals that no key pair makes.
+    ///
+    /// # Errors
+    ///
+    /// As [`hand_sign`], but for [`Error::Malformed`].
+    pub fn hand_signed_bytes(
+        token: &Token,
+        restriction: Restriction,
+        now: u64,
+        next_key: [u8; 32],
+        seal: [u8; 64],
+    ) -> Result<Vec<u8>, Error> {
+        let next = PublicKey::from_bytes(next_key);
+        let forged = token.append_unchecked(restriction, now, next, Proof::Sealed(seal))?;
+        Ok(forged.to_bytes())
     }
 
     /// Fuzz entry point: decode arbitrary bytes; whatever decodes must re-encode to the same

@@ -1,6 +1,7 @@
 //! Restrictions (what a block says) and rights (what a chain of blocks adds up to).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::block::{Body, Caveats, MAX_DEPTH};
 use crate::codec::MAX_STR;
@@ -162,15 +163,85 @@ impl Restriction {
     }
 }
 
+/// Which tools, and which operations on them, a chain grants.
+///
+/// [`Grants::decide`] is the one place that answers "may this tool, this operation, be used":
+/// the verifier asks it for each request, and [`Facts`](crate::Facts) for `grants_tool` and
+/// `allows`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Grants {
+    /// `None` grants every tool.
+    pub(crate) tools: Option<BTreeSet<String>>,
+    /// Tools without an entry allow every operation. An empty entry (the lists of two blocks
+    /// with nothing in common; only a hand-signed block makes one) allows none, so the tool is
+    /// not granted at all.
+    pub(crate) operations: BTreeMap<String, BTreeSet<Op>>,
+}
+
+/// Why [`Grants::decide`] refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Denied {
+    /// The tool is not granted.
+    Tool,
+    /// The tool is granted, the operation on it is not.
+    Operation,
+}
+
+impl Grants {
+    /// Whether `tool` (and, if given, `operation` on it) is granted.
+    pub(crate) fn decide(&self, tool: &str, operation: Option<&str>) -> Result<(), Denied> {
+        if self.tools.as_ref().is_some_and(|t| !t.contains(tool)) {
+            return Err(Denied::Tool);
+        }
+        match self.operations.get(tool) {
+            Some(ops) if ops.is_empty() => Err(Denied::Tool),
+            Some(ops) if operation.is_some_and(|op| !ops.iter().any(|o| o.as_str() == op)) => {
+                Err(Denied::Operation)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `tool` is granted (with at least one operation).
+    pub(crate) fn grants_tool(&self, tool: &str) -> bool {
+        self.decide(tool, None).is_ok()
+    }
+
+    /// True if the operations on some tool intersect to nothing.
+    pub(crate) fn has_empty_operations(&self) -> bool {
+        self.operations.values().any(BTreeSet::is_empty)
+    }
+
+    /// These grants as the facts shape can state them: a tool list (or every tool) and
+    /// operations per listed tool. A tool whose operations are empty is dropped from a tool
+    /// list; under a wildcard it cannot be (the shape has no "every tool but this one"), so
+    /// then no tool is granted. Either way the result grants nothing these grants do not.
+    pub(crate) fn expressible(self: &Arc<Self>) -> Arc<Self> {
+        if !self.has_empty_operations() {
+            return Arc::clone(self);
+        }
+        let tools = match &self.tools {
+            None => BTreeSet::new(),
+            Some(listed) => listed
+                .iter()
+                .filter(|t| self.grants_tool(t))
+                .cloned()
+                .collect(),
+        };
+        Arc::new(Self {
+            tools: Some(tools),
+            operations: self.operations.clone(),
+        })
+    }
+}
+
 /// The effective rights of a chain of blocks: the intersection of what every block allows.
 #[derive(Debug, Clone)]
 pub(crate) struct Rights {
     pub(crate) issuer: String,
     pub(crate) subject: String,
-    /// `None` grants every tool.
-    pub(crate) tools: Option<BTreeSet<String>>,
-    /// Tools without an entry allow every operation.
-    pub(crate) operations: BTreeMap<String, BTreeSet<Op>>,
+    /// Tools and operations; shared with the [`Facts`](crate::Facts) made from these rights.
+    pub(crate) grants: Arc<Grants>,
     pub(crate) limits: BTreeMap<(String, String), u64>,
     pub(crate) expires_at: u64,
     pub(crate) not_before: Option<u64>,
@@ -199,8 +270,10 @@ impl Rights {
         let mut rights = Self {
             issuer,
             subject,
-            tools: c.tools.clone(),
-            operations: c.operations.clone(),
+            grants: Arc::new(Grants {
+                tools: c.tools.clone(),
+                operations: c.operations.clone(),
+            }),
             limits: c.limits.clone(),
             expires_at,
             not_before: c.not_before,
@@ -218,17 +291,19 @@ impl Rights {
 
     /// Intersects these rights with one more block's caveats.
     fn narrow(&mut self, c: &Caveats) {
+        // While the chain is folded, nothing else holds the grants: this does not copy.
+        let grants = Arc::make_mut(&mut self.grants);
         if let Some(tools) = &c.tools {
-            self.tools = Some(match self.tools.take() {
+            grants.tools = Some(match grants.tools.take() {
                 None => tools.clone(),
                 Some(prev) => prev.intersection(tools).cloned().collect(),
             });
         }
         for (tool, ops) in &c.operations {
-            match self.operations.get_mut(tool) {
+            match grants.operations.get_mut(tool) {
                 Some(prev) => prev.retain(|op| ops.contains(op)),
                 None => {
-                    self.operations.insert(tool.clone(), ops.clone());
+                    grants.operations.insert(tool.clone(), ops.clone());
                 }
             }
         }
@@ -259,7 +334,7 @@ impl Rights {
     }
 
     pub(crate) fn grants_tool(&self, tool: &str) -> bool {
-        self.tools.as_ref().is_none_or(|t| t.contains(tool))
+        self.grants.grants_tool(tool)
     }
 
     /// Checks that `c`, added as the next block, only narrows these rights and can be satisfied.
@@ -290,7 +365,7 @@ impl Rights {
             if ops.is_empty() {
                 return Err(Refusal::EmptyOperations(tool.clone()));
             }
-            if let Some(parent_ops) = self.operations.get(tool)
+            if let Some(parent_ops) = self.grants.operations.get(tool)
                 && let Some(op) = ops.iter().find(|op| !parent_ops.contains(op))
             {
                 return Err(Refusal::OperationNotInParent {

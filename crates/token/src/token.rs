@@ -9,6 +9,7 @@ use crate::block::{Body, MAX_DEPTH};
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Malformed, Refusal};
 use crate::key::{KeyPair, PublicKey, RootKeyId};
+use crate::point;
 use crate::revocation::RevocationId;
 use crate::rights::{self, DEFAULT_MAX_DEPTH, Restriction, Rights};
 
@@ -218,6 +219,40 @@ impl Token {
         Ok(token)
     }
 
+    /// Appends a block signed with the proof key and skips every attenuation check: what any
+    /// holder can do by hand. For tests and fuzzing only (see `internal`); the result is not
+    /// checked in any way, and may not even decode.
+    pub(crate) fn append_unchecked(
+        &self,
+        restriction: Restriction,
+        now: u64,
+        next_key: PublicKey,
+        proof: Proof,
+    ) -> Result<Self, Error> {
+        let signer = self.proof_key()?;
+        let body = Body {
+            issuer: None,
+            subject: None,
+            caveats: restriction.resolve(now)?,
+        };
+        let prev = self.blocks.last().map(|b| &b.signature);
+        let block = Block::sign(
+            &signer,
+            self.root_key_id,
+            self.blocks.len(),
+            prev,
+            body,
+            next_key,
+        );
+        let mut blocks = self.blocks.clone();
+        blocks.push(block);
+        Ok(Self {
+            root_key_id: self.root_key_id,
+            blocks,
+            proof,
+        })
+    }
+
     /// Replaces the proof with a final signature, so that nobody can attenuate the token further.
     ///
     /// # Errors
@@ -329,6 +364,12 @@ impl Token {
             let payload = r.take(len)?.to_vec();
             let body = Body::decode(&payload, i == 0)?;
             let next_key = PublicKey(r.array()?);
+            // The byte-level half of the key check; the rest is done once a signature vouches
+            // for the key (`check_signatures`), so that no curve arithmetic runs on bytes nobody
+            // signed.
+            if let Some(weak) = point::obviously_weak(next_key.as_bytes()) {
+                return Err(Malformed(weak.next_key_reason()).into());
+            }
             let signature = r.array()?;
             blocks.push(Block {
                 payload,
@@ -391,7 +432,8 @@ impl Token {
         KeyPair::from_seed_checked(seed, &last.next_key).ok_or(Error::BadSignature)
     }
 
-    /// Checks every signature and the proof against the root key.
+    /// Checks every signature and the proof against the root key (which the caller checked is
+    /// not weak), and that every next key that verifies something is not weak.
     pub(crate) fn check_signatures(&self, root: &PublicKey) -> Result<(), Error> {
         let mut signer = *root;
         let mut prev: Option<&[u8; 64]> = None;
@@ -399,6 +441,15 @@ impl Token {
             let msg = block_message(self.root_key_id, i, prev, &b.payload, &b.next_key);
             if !signer.verify(&msg, &b.signature) {
                 return Err(Error::BadSignature);
+            }
+            // The signature just checked vouches for the next key; check the key before it
+            // verifies anything. A seed proof needs no check: the key it matches is derived
+            // from a seed, so it is a multiple of the base point.
+            let last = i + 1 == self.blocks.len();
+            if !(last && matches!(self.proof, Proof::Secret(_)))
+                && let Some(weak) = point::weakness(b.next_key.as_bytes())
+            {
+                return Err(Malformed(weak.next_key_reason()).into());
             }
             signer = b.next_key;
             prev = Some(&b.signature);

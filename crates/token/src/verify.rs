@@ -5,21 +5,21 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::error::{Error, Malformed};
 use crate::key::{PublicKey, RootKeyId, RootKeys};
 use crate::revocation::{RevocationId, Revocations};
-use crate::rights::Rights;
+use crate::rights::{Denied, Grants, Rights};
 use crate::token::{Token, unix_now};
 
-/// One trusted root key with its id derived once.
+/// One root key with its id derived and its point checked once: `None` if the key is weak.
 struct OneRoot {
     id: RootKeyId,
-    key: PublicKey,
+    key: Option<PublicKey>,
 }
 
 impl RootKeys for OneRoot {
     fn root_key(&self, id: &RootKeyId) -> Option<PublicKey> {
-        (self.id == *id).then_some(self.key)
+        self.key.filter(|_| self.id == *id)
     }
 }
 
@@ -40,24 +40,42 @@ impl RootKeys for OneRoot {
 #[derive(Clone)]
 pub struct Verifier {
     roots: Arc<dyn RootKeys>,
+    /// True when `roots` never returns a weak key (checked when the keys were added), so that
+    /// [`Verifier::check`] need not check the key it gets.
+    roots_checked: bool,
     audience: Option<String>,
     revocations: Arc<dyn Revocations>,
 }
 
 impl Verifier {
     /// A verifier that trusts these root keys, has no audience and revokes nothing.
+    ///
+    /// A weak root key (see [`PublicKey::weakness`]) is never trusted, however it is given:
+    /// tokens that name it fail with [`Error::UnknownRootKey`]. The check happens where the
+    /// verifier looks a token's root key up ([`Verifier::check`]); for a single [`PublicKey`]
+    /// it is done once, here, and a [`RootKeySet`](crate::RootKeySet) refuses weak keys when
+    /// they are inserted.
     pub fn new(roots: impl RootKeys + 'static) -> Self {
-        // A single key is the common case: derive its id once, not on every request.
         let any: &dyn core::any::Any = &roots;
-        let roots: Arc<dyn RootKeys> = match any.downcast_ref::<PublicKey>() {
-            Some(key) => Arc::new(OneRoot {
-                id: key.root_key_id(),
-                key: *key,
-            }),
-            None => Arc::new(roots),
-        };
+        let (roots, roots_checked): (Arc<dyn RootKeys>, bool) =
+            match any.downcast_ref::<PublicKey>() {
+                // A single key is the common case: derive its id and check its point once, not
+                // on every request.
+                Some(key) => (
+                    Arc::new(OneRoot {
+                        id: key.root_key_id(),
+                        key: key.weakness().is_none().then_some(*key),
+                    }),
+                    true,
+                ),
+                None => {
+                    let set = any.is::<crate::RootKeySet>();
+                    (Arc::new(roots), set)
+                }
+            };
         Self {
             roots,
+            roots_checked,
             audience: None,
             revocations: Arc::new(BTreeSet::<RevocationId>::new()),
         }
@@ -98,17 +116,32 @@ impl Verifier {
     /// the proof. The result can be cached (it depends only on the token's bytes and this
     /// verifier's root keys); [`Verifier::authorize`] then decides each request without crypto.
     ///
+    /// A weak root key (see [`PublicKey::weakness`]) is not trusted ([`Error::UnknownRootKey`]),
+    /// nor is a weak next key in any block ([`Error::Malformed`]).
+    ///
+    /// A chain whose operations on some tool intersect to nothing (two blocks name disjoint
+    /// operation lists for it) is refused here as [`Error::Malformed`]: `attenuate` never makes
+    /// one, only a block signed by hand does, and the facts a verifier reports could not state
+    /// its rights under a tool wildcard.
+    ///
     /// # Errors
     ///
     /// [`Error::UnknownRootKey`], [`Error::BadSignature`], [`Error::Malformed`].
     pub fn check(&self, token: &Token) -> Result<VerifiedToken, Error> {
+        // Every root key a token is verified with passes through here: a weak one is not
+        // trusted (providers other than a single key or a `RootKeySet` are checked each time).
         let root = self
             .roots
             .root_key(&token.root_key_id)
+            .filter(|key| self.roots_checked || key.weakness().is_none())
             .ok_or(Error::UnknownRootKey)?;
         token.check_signatures(&root)?;
+        let rights = token.rights()?;
+        if rights.grants.has_empty_operations() {
+            return Err(Malformed("the operations on a tool intersect to nothing").into());
+        }
         Ok(VerifiedToken {
-            rights: token.rights()?,
+            rights,
             revocation_ids: token.revocation_ids(),
             root_key_id: token.root_key_id,
         })
@@ -158,16 +191,15 @@ impl Verifier {
             }
         }
         if let Some(tool) = access.tool {
-            if !rights.grants_tool(tool) {
-                return Err(Error::ToolNotGranted(tool.to_owned()));
-            }
-            if let (Some(op), Some(allowed)) = (access.operation, rights.operations.get(tool))
-                && !allowed.iter().any(|a| a.as_str() == op)
-            {
-                return Err(Error::OperationNotGranted {
-                    tool: tool.to_owned(),
-                    operation: op.to_owned(),
-                });
+            match rights.grants.decide(tool, access.operation) {
+                Ok(()) => {}
+                Err(Denied::Tool) => return Err(Error::ToolNotGranted(tool.to_owned())),
+                Err(Denied::Operation) => {
+                    return Err(Error::OperationNotGranted {
+                        tool: tool.to_owned(),
+                        operation: access.operation.unwrap_or_default().to_owned(),
+                    });
+                }
             }
         }
         Ok(Facts::new(rights, token.revocation_ids.clone()))
@@ -251,6 +283,11 @@ impl<'a> Access<'a> {
 /// `[tool, op]` pairs, `resource_limits` as `[tool, key, value]` triples, `delegation_depth`,
 /// `issuer`, `subject` — followed by `expires_at`, `not_before`, `audience`, `holder` and
 /// `revocation_ids`.
+///
+/// [`Facts::grants_tool`] and [`Facts::allows`] answer exactly as [`Verifier::authorize`] does
+/// (they ask the same function), and the serialized form says the same: a tool is granted when
+/// `tool_wildcard` is true or `tools` names it, and an operation on it when `operations` has no
+/// pair for the tool or has this pair.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Facts {
     tools: Vec<String>,
@@ -265,15 +302,28 @@ pub struct Facts {
     audience: Option<Vec<String>>,
     holder: Option<String>,
     revocation_ids: Vec<RevocationId>,
+    /// What `grants_tool` and `allows` ask; the fields above are its serialized form.
+    #[serde(skip)]
+    grants: Arc<Grants>,
 }
 
 impl Facts {
     pub(crate) fn new(rights: &Rights, revocation_ids: Vec<RevocationId>) -> Self {
-        let granted = |tool: &str| rights.grants_tool(tool);
+        // The same as the rights' grants for every token `Verifier::check` accepts; narrower
+        // for a chain it refuses (an empty operation set), so that an inspection of one never
+        // shows a right the chain does not give.
+        let grants = rights.grants.expressible();
+        let granted = |tool: &str| grants.grants_tool(tool);
         Self {
-            tools: rights.tools.iter().flatten().cloned().collect(),
-            tool_wildcard: rights.tools.is_none(),
-            operations: rights
+            tools: grants
+                .tools
+                .iter()
+                .flatten()
+                .filter(|t| granted(t))
+                .cloned()
+                .collect(),
+            tool_wildcard: grants.tools.is_none(),
+            operations: grants
                 .operations
                 .iter()
                 .filter(|(tool, _)| granted(tool))
@@ -298,10 +348,12 @@ impl Facts {
                 .then(|| rights.holders.first().cloned())
                 .flatten(),
             revocation_ids,
+            grants,
         }
     }
 
-    /// The granted tools, sorted; empty when [`Facts::tool_wildcard`] is true.
+    /// The granted tools, sorted; empty when [`Facts::tool_wildcard`] is true. A tool whose
+    /// operations intersect to nothing is not granted, so not listed.
     pub fn tools(&self) -> &[String] {
         &self.tools
     }
@@ -311,7 +363,8 @@ impl Facts {
         self.tool_wildcard
     }
 
-    /// `(tool, operation)` pairs for the tools whose operations are restricted.
+    /// `(tool, operation)` pairs for the granted tools whose operations are restricted; a
+    /// granted tool without a pair allows every operation.
     pub fn operations(&self) -> &[(String, String)] {
         &self.operations
     }
@@ -361,26 +414,16 @@ impl Facts {
         &self.revocation_ids
     }
 
-    /// True if the tool is granted.
+    /// True if the tool is granted: [`Verifier::authorize`] accepts a request for it that names
+    /// no operation.
     pub fn grants_tool(&self, tool: &str) -> bool {
-        self.tool_wildcard || self.tools.iter().any(|t| t == tool)
+        self.grants.grants_tool(tool)
     }
 
-    /// True if `operation` on `tool` is granted.
+    /// True if `operation` on `tool` is granted: [`Verifier::authorize`] accepts a request for
+    /// it.
     pub fn allows(&self, tool: &str, operation: &str) -> bool {
-        if !self.grants_tool(tool) {
-            return false;
-        }
-        let mut restricted = false;
-        for (t, op) in &self.operations {
-            if t == tool {
-                restricted = true;
-                if op == operation {
-                    return true;
-                }
-            }
-        }
-        !restricted
+        self.grants.decide(tool, Some(operation)).is_ok()
     }
 
     /// The resource limit `key` on `tool`, if the token sets one.

@@ -10,6 +10,9 @@ use crate::verify::{Access, Verifier};
 
 const NOW: u64 = 1_700_000_000;
 
+/// The refusal of a chain whose operations on a tool intersect to nothing.
+const EMPTY_OPERATIONS: &str = "the operations on a tool intersect to nothing";
+
 fn key(b: u8) -> KeyPair {
     KeyPair::from_seed(&[b; 32]).unwrap()
 }
@@ -126,6 +129,10 @@ fn hand_signed_holder_rebinding_locks_everyone_out() {
     }
 }
 
+/// Block 0 allows `db_query: {read}`, a hand-signed block 1 `db_query: {write}`: the operations on
+/// `db_query` intersect to nothing. Only a hand-signed block makes such a chain (`attenuate`
+/// refuses it), and a verifier refuses the whole token rather than report facts whose shape
+/// cannot say "every tool but this one".
 #[test]
 fn hand_signed_disjoint_operations_grant_none() {
     let ops = BTreeMap::from([("db_query".to_owned(), BTreeSet::from([Op::Write]))]);
@@ -137,25 +144,66 @@ fn hand_signed_disjoint_operations_grant_none() {
         },
     );
     let v = verifier();
-    for op in ["read", "write"] {
-        let access = Access::at(NOW)
-            .caller("agent-a")
-            .tool("db_query")
-            .operation(op);
-        assert!(
-            v.verify(&forged, &access).unwrap_err().is_forbidden(),
-            "{op}"
-        );
+    let empty = Err(Error::Malformed(crate::error::Malformed(EMPTY_OPERATIONS)));
+    assert_eq!(v.check(&forged).map(|_| ()), empty);
+    for (tool, op) in [
+        ("db_query", "read"),
+        ("db_query", "write"),
+        ("search", "write"),
+    ] {
+        let access = Access::at(NOW).caller("agent-a").tool(tool).operation(op);
+        assert_eq!(v.verify(&forged, &access).map(|_| ()), empty, "{tool}.{op}");
     }
-    // Other tools are unaffected.
-    v.verify(
-        &forged,
-        &Access::at(NOW)
-            .caller("agent-a")
-            .tool("search")
-            .operation("write"),
-    )
-    .unwrap();
+    // What the blocks add up to, unverified: db_query is not granted, search still is.
+    let facts = forged.inspect().unwrap().effective;
+    for op in ["read", "write", "other"] {
+        assert!(!facts.allows("db_query", op), "{op}");
+        assert!(facts.allows("search", op), "{op}");
+    }
+    assert!(!facts.grants_tool("db_query"));
+    assert_eq!(facts.tools(), ["search"]);
+    assert!(facts.operations().is_empty());
+    let json = serde_json::to_value(&facts).unwrap();
+    assert_eq!(json["tools"], serde_json::json!(["search"]));
+    assert_eq!(json["operations"], serde_json::json!([]));
+    assert_eq!(json["resource_limits"], serde_json::json!([]));
+}
+
+/// The same under a wildcard root: the facts shape has no way to say "every tool but db_query",
+/// so the inspection reports no tool at all rather than every tool.
+#[test]
+fn hand_signed_disjoint_operations_under_a_wildcard_grant_nothing() {
+    let r = Restriction::new().operations("db_query", ["read"]).ttl(60);
+    let root = Token::mint_with(&key(1), "iss".into(), "sub".into(), r, NOW, &key(2)).unwrap();
+    let forged = forge(
+        &root,
+        Caveats {
+            operations: BTreeMap::from([("db_query".to_owned(), BTreeSet::from([Op::Write]))]),
+            ..Caveats::default()
+        },
+    );
+    let empty = Err(Error::Malformed(crate::error::Malformed(EMPTY_OPERATIONS)));
+    let v = Verifier::new(key(1).public_key());
+    assert_eq!(v.check(&forged).map(|_| ()), empty);
+    let access = Access::at(NOW).tool("search").operation("read");
+    assert_eq!(v.verify(&forged, &access).map(|_| ()), empty);
+    let facts = forged.inspect().unwrap().effective;
+    assert!(!facts.tool_wildcard());
+    assert!(facts.tools().is_empty());
+    for tool in ["db_query", "search"] {
+        assert!(!facts.grants_tool(tool), "{tool}");
+        for op in ["read", "write"] {
+            assert!(!facts.allows(tool, op), "{tool}.{op}");
+        }
+    }
+    let json = serde_json::to_value(&facts).unwrap();
+    assert_eq!(json["tool_wildcard"], serde_json::json!(false));
+    assert_eq!(json["tools"], serde_json::json!([]));
+    assert_eq!(json["operations"], serde_json::json!([]));
+    // Without the hand-signed block, the same root is a plain wildcard.
+    let facts = root.inspect().unwrap().effective;
+    assert!(facts.tool_wildcard() && facts.grants_tool("search"));
+    assert!(facts.allows("db_query", "read") && !facts.allows("db_query", "write"));
 }
 
 #[test]

@@ -354,9 +354,7 @@ fn unknown_root_and_rotation() {
         Verifier::new(key(2).public_key()).verify(&token, &Access::at(NOW)),
         Err(Error::UnknownRootKey)
     );
-    let rotated: RootKeySet = [key(2).public_key(), key(1).public_key()]
-        .into_iter()
-        .collect();
+    let rotated = RootKeySet::from_keys([key(2).public_key(), key(1).public_key()]).unwrap();
     Verifier::new(rotated)
         .verify(&token, &Access::at(NOW))
         .unwrap();

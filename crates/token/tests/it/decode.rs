@@ -4,8 +4,9 @@ use vouch_token::{Error, Token};
 
 use crate::support::{NOW, key, mint, reference_root};
 
-/// Assembles raw token bytes around the given block payloads, with zero keys and signatures.
-/// Decoding never checks signatures, so these exercise the structural rules alone.
+/// Assembles raw token bytes around the given block payloads, with a real next key and zero
+/// signatures. Decoding never checks signatures, so these exercise the structural rules alone.
+/// (A zero key would not do: it is a point of small order, which decoding refuses.)
 fn raw(version: u8, payloads: &[&[u8]], proof: &[u8]) -> Vec<u8> {
     let mut out = vec![version];
     out.extend_from_slice(&[0u8; 8]);
@@ -14,7 +15,8 @@ fn raw(version: u8, payloads: &[&[u8]], proof: &[u8]) -> Vec<u8> {
         assert!(p.len() < 128);
         out.push(u8::try_from(p.len()).unwrap());
         out.extend_from_slice(p);
-        out.extend_from_slice(&[0u8; 32 + 64]);
+        out.extend_from_slice(key(2).public_key().as_bytes());
+        out.extend_from_slice(&[0u8; 64]);
     }
     out.extend_from_slice(proof);
     out

@@ -14,3 +14,4 @@ mod decode;
 mod props;
 mod samples;
 mod support;
+mod weak_keys;

@@ -1,6 +1,10 @@
 //! Property tests: round trips, the narrowing guarantee, tamper and splice resistance.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use proptest::prelude::*;
+use serde_json::Value;
+use vouch_token::internal::hand_sign;
 use vouch_token::{Access, Error, Facts, KeyPair, Restriction, Token, Verifier};
 
 use crate::support::{NOW, flip, key};
@@ -429,4 +433,202 @@ fn dropping_reordering_and_splicing_blocks_is_rejected() {
     for (name, bytes) in forgeries {
         assert!(rejected(&verifier, &bytes), "{name} accepted");
     }
+}
+
+/// The tool and operation restrictions of one block, as generated.
+#[derive(Debug, Clone)]
+struct GrantBlock {
+    tools: Option<Vec<&'static str>>,
+    operations: Vec<(usize, Vec<&'static str>)>,
+}
+
+impl GrantBlock {
+    fn restriction(&self) -> Restriction {
+        let mut r = Restriction::new();
+        if let Some(t) = &self.tools {
+            r = r.tools(t.iter().copied());
+        }
+        for (t, ops) in &self.operations {
+            r = r.operations(TOOLS[*t], ops.iter().copied());
+        }
+        r
+    }
+
+    /// This block's operations per tool (entries for the same tool add up, as in `Restriction`).
+    fn operations(&self) -> BTreeMap<&'static str, BTreeSet<&'static str>> {
+        let mut out: BTreeMap<_, BTreeSet<_>> = BTreeMap::new();
+        for (t, ops) in &self.operations {
+            out.entry(TOOLS[*t])
+                .or_default()
+                .extend(ops.iter().copied());
+        }
+        out
+    }
+}
+
+fn grant_block() -> impl Strategy<Value = GrantBlock> {
+    (
+        proptest::option::weighted(0.3, subset(&TOOLS)),
+        proptest::collection::vec(
+            (
+                0..TOOLS.len(),
+                proptest::sample::subsequence(OPS.to_vec(), 1..=2),
+            ),
+            0..3,
+        ),
+    )
+        .prop_map(|(tools, operations)| GrantBlock { tools, operations })
+}
+
+/// The tool and operation rights of a chain, computed here from the blocks alone: a tool is
+/// granted if every tool list names it and, on every block that lists operations for it, at least
+/// one operation is common to all those lists; an operation is allowed if every such list has it.
+struct Model(Vec<GrantBlock>);
+
+impl Model {
+    fn operations(&self, tool: &str) -> Option<BTreeSet<&'static str>> {
+        let mut lists = self.0.iter().filter_map(|b| b.operations().remove(tool));
+        let first = lists.next()?;
+        Some(lists.fold(first, |acc, l| acc.intersection(&l).copied().collect()))
+    }
+
+    /// Some tool's operations intersect to nothing: a verifier refuses such a chain.
+    fn unsatisfiable(&self) -> bool {
+        TOOLS
+            .iter()
+            .any(|t| self.operations(t).is_some_and(|ops| ops.is_empty()))
+    }
+
+    fn grants_tool(&self, tool: &str) -> bool {
+        let listed = self
+            .0
+            .iter()
+            .all(|b| b.tools.as_ref().is_none_or(|t| t.contains(&tool)));
+        listed && self.operations(tool).is_none_or(|ops| !ops.is_empty())
+    }
+
+    fn allows(&self, tool: &str, op: &str) -> bool {
+        self.grants_tool(tool) && self.operations(tool).is_none_or(|ops| ops.contains(op))
+    }
+}
+
+/// What a reader of the facts JSON (the seed's shape) concludes: granted tools are `tools`, or
+/// all of them when `tool_wildcard`; a granted tool with no `operations` pair is unrestricted.
+fn json_allows(json: &Value, tool: &str, op: Option<&str>) -> bool {
+    let listed = json["tool_wildcard"] == Value::Bool(true)
+        || json["tools"].as_array().unwrap().iter().any(|t| t == tool);
+    let pairs: Vec<&str> = json["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p[0] == tool)
+        .map(|p| p[1].as_str().unwrap())
+        .collect();
+    listed && op.is_none_or(|op| pairs.is_empty() || pairs.contains(&op))
+}
+
+/// A chain can hold hand-signed blocks (any holder can sign one with the proof key, bypassing
+/// `attenuate`). Whatever the blocks, the facts a verifier reports (their methods and their JSON)
+/// answer every (tool, operation) question exactly as `Verifier::authorize` does, and as the
+/// intersection of the blocks says; a chain whose operations on a tool intersect to nothing is
+/// refused, and its inspection never shows a right the blocks do not give.
+#[test]
+fn facts_agree_with_authorize_on_hand_signed_chains() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (verified, refused) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let root = key(1);
+    let verifier = Verifier::new(root.public_key());
+    let strategy = (
+        grant_block(),
+        proptest::collection::vec((any::<bool>(), grant_block()), 1..5),
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 128,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(&strategy, |(authority, steps)| {
+            let Ok(mut token) = Token::mint_at(
+                &root,
+                "auth-server",
+                "agent-a",
+                authority.restriction().max_depth(15).expires_at(NOW + 60),
+                NOW,
+            ) else {
+                // Operations on a tool outside the root's own tool list.
+                return Ok(());
+            };
+            let mut blocks = vec![authority];
+            for (i, (by_hand, block)) in steps.into_iter().enumerate() {
+                let next = if by_hand {
+                    hand_sign(&token, block.restriction(), NOW, &key(20 + i as u8))
+                } else {
+                    token.attenuate_at(block.restriction(), NOW)
+                };
+                if let Ok(next) = next {
+                    token = next;
+                    blocks.push(block);
+                }
+            }
+            let model = Model(blocks);
+            let inspected = token.inspect().unwrap().effective;
+            let inspected_json = serde_json::to_value(&inspected).unwrap();
+            let probe_tools = TOOLS.iter().chain(&["unknown"]);
+            let checked = match verifier.check(&token) {
+                Ok(checked) => checked,
+                Err(e) => {
+                    refused.fetch_add(1, Ordering::Relaxed);
+                    prop_assert!(model.unsatisfiable(), "refused: {e}");
+                    prop_assert!(e.is_invalid_token());
+                    for tool in probe_tools {
+                        prop_assert!(!inspected.grants_tool(tool) || model.grants_tool(tool));
+                        prop_assert!(
+                            !json_allows(&inspected_json, tool, None) || model.grants_tool(tool)
+                        );
+                        for op in OPS.iter().chain(&["other"]) {
+                            prop_assert!(!inspected.allows(tool, op) || model.allows(tool, op));
+                            prop_assert!(
+                                !json_allows(&inspected_json, tool, Some(op))
+                                    || model.allows(tool, op),
+                                "inspection shows {tool}.{op}"
+                            );
+                        }
+                    }
+                    return Ok(());
+                }
+            };
+            verified.fetch_add(1, Ordering::Relaxed);
+            prop_assert!(!model.unsatisfiable(), "accepted an unsatisfiable chain");
+            let facts = verifier.authorize(&checked, &Access::at(NOW)).unwrap();
+            prop_assert_eq!(&facts, &inspected);
+            let json = serde_json::to_value(&facts).unwrap();
+            for tool in probe_tools {
+                let granted = verifier
+                    .authorize(&checked, &Access::at(NOW).tool(tool))
+                    .is_ok();
+                prop_assert_eq!(granted, facts.grants_tool(tool), "grants_tool({})", tool);
+                prop_assert_eq!(granted, json_allows(&json, tool, None), "JSON {}", tool);
+                prop_assert_eq!(granted, model.grants_tool(tool), "model {}", tool);
+                for op in OPS.iter().chain(&["other"]) {
+                    let access = Access::at(NOW).tool(tool).operation(op);
+                    let ok = verifier.authorize(&checked, &access).is_ok();
+                    prop_assert_eq!(ok, facts.allows(tool, op), "allows({}, {})", tool, op);
+                    prop_assert_eq!(
+                        ok,
+                        json_allows(&json, tool, Some(op)),
+                        "JSON {}.{}",
+                        tool,
+                        op
+                    );
+                    prop_assert_eq!(ok, model.allows(tool, op), "model {}.{}", tool, op);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let (verified, refused) = (verified.into_inner(), refused.into_inner());
+    assert!(
+        verified >= 30 && refused >= 10,
+        "verified {verified}, refused {refused}: the generator misses a branch"
+    );
 }
