@@ -137,7 +137,8 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
 /// The key `check` verifies with: Ed25519 in any format vouch reads, or an RSA or ECDSA PEM.
 fn verifying_key(arg: &str, alg: Option<Algorithm>) -> Result<VerifyingKey, Failure> {
     let key = match input::public_key(arg) {
-        Ok(ed25519) => VerifyingKey::ed25519(*ed25519.as_bytes()),
+        Ok(ed25519) => VerifyingKey::try_ed25519(*ed25519.as_bytes())
+            .map_err(|e| Failure::usage(format!("public key: {arg}: {e}")))?,
         Err(ed25519_error) => {
             let text = std::fs::read_to_string(arg).map_err(|_| ed25519_error)?;
             if !text.trim_start().starts_with("-----BEGIN") {

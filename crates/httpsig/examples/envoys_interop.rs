@@ -71,7 +71,7 @@ fn verify(path: &str) -> Fallible<bool> {
     let public: [u8; 32] = hex(input["public_key_hex"].as_str().ok_or("public_key_hex")?)
         .try_into()
         .map_err(|_| "public key is not 32 bytes")?;
-    let key = VerifyingKey::ed25519(public);
+    let key = VerifyingKey::try_ed25519(public)?;
     let guard = MemoryReplayGuard::new(1024);
     let mut all = true;
     let requests = input["requests"].as_array().ok_or("requests")?;
