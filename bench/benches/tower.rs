@@ -1,5 +1,6 @@
 //! vouch-tower: the capability check on a cached token (goal: a cache hit ≤ 2 µs) next to the
-//! same check on a cold token.
+//! same check on a cold token, and an insert into a full token cache (the cost a flood of
+//! distinct tokens pays, which must not grow with the cache).
 
 #![allow(
     missing_docs,
@@ -10,11 +11,12 @@
 )]
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use vouch_token::{KeyPair, Restriction, Token, Verifier};
-use vouch_tower::CapabilityPipeline;
+use vouch_tower::{CapabilityPipeline, TokenCache};
 
 fn bench(c: &mut Criterion) {
     let root = KeyPair::from_seed(&[11; 32]).unwrap();
@@ -104,6 +106,42 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+
+    // The flood's cost: one insert into a cache full of others' live tokens (100 identities
+    // holding 100 each), which must evict. Every entry shares one verified token: only the
+    // cache's bookkeeping is measured.
+    let verified = Arc::new(
+        Verifier::new(root.public_key())
+            .check(&Token::from_base64(&token).unwrap())
+            .unwrap(),
+    );
+    let cache = TokenCache::new(10_000);
+    let identities: Vec<String> = (0..100)
+        .map(|i| format!("agent-{i}@agents.example"))
+        .collect();
+    // Twice over: every shard full.
+    for i in 0..20_000usize {
+        let who = identities[i % identities.len()].as_str();
+        cache.insert_unchecked(Some(who), &format!("{token}.{i}"), verified.clone(), now);
+    }
+    assert_eq!(cache.len(), 10_000);
+    let mut next = 20_000usize;
+    g.bench_function("token_cache_insert_full", |b| {
+        b.iter_batched(
+            || {
+                next += 1;
+                (
+                    identities[next % identities.len()].as_str(),
+                    format!("{token}.{next}"),
+                )
+            },
+            |(who, text)| {
+                cache.insert_unchecked(Some(who), black_box(&text), verified.clone(), now)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    assert_eq!(cache.len(), 10_000);
     g.finish();
 
     full_request(c, &root);

@@ -13,6 +13,7 @@ mod audit;
 mod capability;
 mod jsonrpc;
 mod signature;
+mod token_cache;
 
 /// The origin the tests' requests are addressed to (`Host: mcp.example`, over http).
 pub(crate) fn origin() -> vouch_tower::Origin {
