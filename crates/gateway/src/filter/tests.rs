@@ -1,0 +1,66 @@
+#![allow(clippy::unwrap_used, reason = "tests")]
+
+use super::*;
+use vouch_token::{Access, KeyPair, Restriction, Token, Verifier};
+
+fn lister() -> Lister {
+    let root = KeyPair::from_seed(&[7; 32]).unwrap();
+    let token = Token::mint(
+        &root,
+        "auth",
+        "agent",
+        Restriction::new().tools(["search"]).ttl(600),
+    )
+    .unwrap();
+    let facts = Verifier::new(root.public_key())
+        .verify(&token, &Access::now())
+        .unwrap();
+    Lister {
+        id: Value::from(3),
+        facts,
+        operations: Arc::new(BTreeMap::new()),
+    }
+}
+
+const LIST: &str =
+    r#"{"jsonrpc":"2.0","id":3,"result":{"tools":[{"name":"search"},{"name":"drop"}]}}"#;
+
+#[test]
+fn events_end_at_a_blank_line_in_every_line_ending() {
+    assert_eq!(event_end(b"data: x\n\nrest", false), Some(9));
+    assert_eq!(event_end(b"data: x\r\n\r\nrest", false), Some(11));
+    assert_eq!(event_end(b"data: x\r\rrest", false), Some(9));
+    assert_eq!(event_end(b"data: x\r\n", false), None);
+    assert_eq!(event_end(b"data: x\r", false), None);
+    assert_eq!(event_end(b"data: x\r\r", false), None);
+    assert_eq!(event_end(b"data: x\r\r", true), Some(9));
+}
+
+#[test]
+fn the_listing_event_is_filtered_and_others_pass_unchanged() {
+    let l = lister();
+    let event = Bytes::from(format!("event: message\r\nid: 7\r\ndata: {LIST}\r\n\r\n"));
+    let out = l.filter_event(event);
+    let text = std::str::from_utf8(&out).unwrap();
+    assert!(text.starts_with("event: message\nid: 7\ndata: "), "{text}");
+    assert!(text.ends_with("\n\n"));
+    assert!(text.contains("search") && !text.contains("drop"), "{text}");
+
+    let other = Bytes::from_static(
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"tools\":[{\"name\":\"drop\"}]}}\n\n",
+    );
+    assert_eq!(l.filter_event(other.clone()), other);
+    let comment = Bytes::from_static(b": keep-alive\n\n");
+    assert_eq!(l.filter_event(comment.clone()), comment);
+}
+
+#[test]
+fn json_bodies_are_filtered() {
+    let out = lister().filter_json(LIST.as_bytes()).unwrap();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v["result"]["tools"],
+        serde_json::json!([{"name": "search"}])
+    );
+    assert!(lister().filter_json(b"not json").is_err());
+}

@@ -1,0 +1,217 @@
+//! The innermost service: one verified, authorized request forwarded to the upstream, and its
+//! response streamed back.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::Body;
+use base64ct::{Base64UrlUnpadded, Encoding as _};
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt as _, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use tower_service::Service;
+use vouch_tower::{Grants, VerifiedCaller};
+
+use crate::filter::{Lister, SseFilter};
+use crate::headers::{
+    GRANTS_HEADER, IDENTITY_HEADER, KEYID_HEADER, scrub_request, strip_hop_by_hop,
+};
+use crate::response::error;
+
+/// Where requests go: an `http://` URL, split once.
+#[derive(Clone, Debug)]
+pub(crate) struct Upstream {
+    pub(crate) authority: Authority,
+    pub(crate) path: PathAndQuery,
+}
+
+impl Upstream {
+    /// The upstream URL for a request with `query` (the upstream's own query wins if it has
+    /// one).
+    fn uri(&self, query: Option<&str>) -> Result<Uri, http::Error> {
+        let path_and_query = match (self.path.query(), query) {
+            (None, Some(q)) => PathAndQuery::try_from(format!("{}?{q}", self.path.path()))?,
+            _ => self.path.clone(),
+        };
+        Uri::builder()
+            .scheme(Scheme::HTTP)
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+}
+
+/// Everything the forwarding service needs, configured once.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) upstream: Upstream,
+    pub(crate) token_header: HeaderName,
+    pub(crate) forward_token: bool,
+    pub(crate) head_timeout: Duration,
+    pub(crate) operations: Arc<BTreeMap<String, String>>,
+    pub(crate) max_filtered_bytes: usize,
+}
+
+/// The forwarding service.
+#[derive(Clone, Debug)]
+pub(crate) struct Forward {
+    config: Arc<Config>,
+    client: Client<HttpConnector, Body>,
+}
+
+impl Forward {
+    pub(crate) fn new(config: Config) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        Self {
+            config: Arc::new(config),
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+}
+
+impl Service<Request<Body>> for Forward {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { Ok(this.forward(request).await) })
+    }
+}
+
+/// The id of a `tools/list` request, if the body is one.
+fn listing_id(body: &[u8]) -> Option<Value> {
+    let message: Value = serde_json::from_slice(body).ok()?;
+    if message.get("method")?.as_str()? != "tools/list" {
+        return None;
+    }
+    message.get("id").cloned()
+}
+
+/// The value of `X-Vouch-Grants`: base64url without padding of the facts' JSON.
+fn grants_value(grants: &Grants) -> Option<HeaderValue> {
+    let json = serde_json::to_vec(grants.facts()).ok()?;
+    HeaderValue::from_str(&Base64UrlUnpadded::encode_string(&json)).ok()
+}
+
+fn is_media_type(headers: &http::HeaderMap, wanted: &str) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case(wanted))
+}
+
+impl Forward {
+    async fn forward(self, request: Request<Body>) -> Response<Body> {
+        let config = &self.config;
+        let (parts, body) = request.into_parts();
+        let (Some(caller), Some(grants)) = (
+            parts.extensions.get::<VerifiedCaller>(),
+            parts.extensions.get::<Grants>(),
+        ) else {
+            // The router always puts both layers in front; without them, nothing is forwarded.
+            tracing::error!("request reached the forwarder without a verified caller and grants");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal");
+        };
+        // The signature layer has read the body into memory, bounded: collecting is a move.
+        let Ok(collected) = body.collect().await else {
+            return error(StatusCode::BAD_REQUEST, "unreadable_body");
+        };
+        let bytes: Bytes = collected.to_bytes();
+        let lister = listing_id(&bytes).map(|id| Lister {
+            id,
+            facts: grants.facts().clone(),
+            operations: config.operations.clone(),
+        });
+
+        let mut headers = parts.headers;
+        scrub_request(&mut headers, &config.token_header, config.forward_token);
+        let (Ok(identity), Ok(keyid), Some(facts), Ok(host)) = (
+            HeaderValue::from_str(&caller.identity),
+            HeaderValue::from_str(&caller.keyid),
+            grants_value(grants),
+            HeaderValue::from_str(config.upstream.authority.as_str()),
+        ) else {
+            tracing::error!("verified caller or grants do not fit in a header");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal");
+        };
+        headers.insert(HOST, host);
+        headers.insert(IDENTITY_HEADER, identity);
+        headers.insert(KEYID_HEADER, keyid);
+        headers.insert(GRANTS_HEADER, facts);
+        headers.remove(CONTENT_LENGTH);
+        if !bytes.is_empty() {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        }
+        let Ok(uri) = config.upstream.uri(parts.uri.query()) else {
+            return error(StatusCode::BAD_REQUEST, "bad_request");
+        };
+        let mut upstream_request = Request::new(Body::from(bytes));
+        *upstream_request.method_mut() = parts.method;
+        *upstream_request.uri_mut() = uri;
+        *upstream_request.headers_mut() = headers;
+
+        let sent = tokio::time::timeout(config.head_timeout, self.client.request(upstream_request));
+        let response = match sent.await {
+            Err(_) => {
+                tracing::warn!("upstream did not answer in time");
+                return error(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout");
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "upstream unavailable");
+                return error(StatusCode::BAD_GATEWAY, "upstream_unavailable");
+            }
+            Ok(Ok(response)) => response,
+        };
+        let (mut parts, body) = response.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let Some(lister) = lister else {
+            return Response::from_parts(parts, Body::new(body));
+        };
+        if is_media_type(&parts.headers, "text/event-stream") {
+            parts.headers.remove(CONTENT_LENGTH);
+            let filtered = SseFilter::new(body, lister, config.max_filtered_bytes);
+            return Response::from_parts(parts, Body::new(filtered));
+        }
+        if is_media_type(&parts.headers, "application/json") {
+            let read = Limited::new(body, config.max_filtered_bytes).collect();
+            let filtered = match tokio::time::timeout(config.head_timeout, read).await {
+                Ok(Ok(all)) => lister.filter_json(&all.to_bytes()),
+                _ => {
+                    tracing::warn!("tools/list response not read");
+                    return error(StatusCode::BAD_GATEWAY, "upstream_unavailable");
+                }
+            };
+            let Ok(filtered) = filtered else {
+                tracing::warn!("tools/list response is not JSON");
+                return error(StatusCode::BAD_GATEWAY, "upstream_invalid");
+            };
+            parts.headers.remove(CONTENT_LENGTH);
+            return Response::from_parts(parts, Body::from(filtered));
+        }
+        if !parts.status.is_success() {
+            return Response::from_parts(parts, Body::new(body));
+        }
+        // A listing in a form the gateway cannot filter is not passed on.
+        tracing::warn!("tools/list response neither JSON nor SSE");
+        error(StatusCode::BAD_GATEWAY, "upstream_invalid")
+    }
+}

@@ -1,0 +1,294 @@
+//! `vouch gateway`: vouch's signatures and capability tokens in front of any MCP server.
+//!
+//! A [`Gateway`] is a reverse proxy for one MCP endpoint. Every request to the gateway's path is
+//! verified by vouch-tower's layers, outermost first: [`SignatureLayer`]
+//! (RFC 9421, built with the gateway's public [`Origin`](vouch_tower::Origin)), a per-identity
+//! [`RateLimitLayer`], the [`CapabilityLayer`] (a `tools/call`
+//! outside the token's grants is answered 403 without contacting the upstream); only then is it
+//! forwarded to the upstream, with the verified identity, keyid and grants in
+//! [`X-Vouch-*` headers](IDENTITY_HEADER) and without the client's signature, token or
+//! hop-by-hop fields. Responses stream back as they arrive; `tools/list` results are narrowed
+//! to the tools the token grants (JSON and SSE). `GET /healthz` answers `{"status":"ok"}`
+//! without a signature.
+//!
+//! ```no_run
+//! use vouch_gateway::Gateway;
+//! use vouch_keys::{ShardedReplayStore, StaticResolver};
+//! use vouch_token::{KeyPair, Verifier};
+//! use vouch_tower::{CapabilityPipeline, Origin, ServeConfig, SignaturePipeline};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # let root = KeyPair::generate()?;
+//! # let agent = KeyPair::generate()?;
+//! // How clients address the gateway: requests for any other authority are refused (421).
+//! let origin: Origin = "https://gateway.example".parse()?;
+//! let resolver = StaticResolver::new()
+//!     .with_ed25519("https://agents.example/worker", &agent.public_key());
+//! let app = Gateway::new(
+//!     "http://127.0.0.1:8000/mcp", // the MCP server behind it (FastMCP, say)
+//!     SignaturePipeline::new(origin, resolver, ShardedReplayStore::new(100_000)),
+//!     CapabilityPipeline::new(Verifier::new(root.public_key())),
+//! )?
+//! .into_router();
+//! let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
+//! vouch_tower::serve(listener, app, ServeConfig::default()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The header contract with the upstream is in `docs/gateway.md`.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod filter;
+mod forward;
+mod headers;
+mod response;
+
+use std::collections::BTreeMap;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use http::header::CONTENT_TYPE;
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderName, Uri};
+use tower_layer::Layer as _;
+use vouch_tower::{
+    CapabilityLayer, CapabilityPipeline, RateLimitLayer, SignatureLayer, SignaturePipeline,
+    TOKEN_HEADER,
+};
+
+pub use headers::{GRANTS_HEADER, IDENTITY_HEADER, KEYID_HEADER};
+
+use forward::{Config, Forward, Upstream};
+
+/// The path the gateway serves unless told otherwise.
+pub const DEFAULT_PATH: &str = "/mcp";
+
+/// The health path, served without a signature.
+pub const HEALTH_PATH: &str = "/healthz";
+
+/// How long the upstream may take to answer with a response head unless configured otherwise.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Requests per second each identity may make unless configured otherwise.
+pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
+
+/// The burst each identity may make unless configured otherwise.
+pub const DEFAULT_RATE_BURST: u32 = 100;
+
+/// The largest `tools/list` response (JSON) or SSE event the gateway holds to filter: 8 MiB.
+pub const DEFAULT_MAX_FILTERED_BYTES: usize = 8 << 20;
+
+/// Why a gateway could not be built.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// The upstream is not an absolute `http://` URL with a host (`https://` upstreams are not
+    /// supported yet).
+    Upstream(String),
+    /// The gateway's path does not start with `/`, or is the health path.
+    Path(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Upstream(why) => write!(f, "invalid upstream: {why}"),
+            Self::Path(path) => write!(f, "invalid gateway path: {path:?}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A reverse proxy for one MCP endpoint, behind vouch's layers; [`into_router`](Self::into_router)
+/// makes the axum [`Router`] to serve with [`vouch_tower::serve`].
+pub struct Gateway {
+    upstream: Upstream,
+    path: String,
+    signature: SignaturePipeline,
+    capability: CapabilityPipeline,
+    rate_limit: RateLimitLayer,
+    token_header: HeaderName,
+    forward_token: bool,
+    head_timeout: Duration,
+    operations: BTreeMap<String, String>,
+    max_filtered_bytes: usize,
+    tune_signature: Option<Box<dyn FnOnce(SignatureLayer) -> SignatureLayer + Send>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("upstream", &self.upstream)
+            .field("path", &self.path)
+            .field("token_header", &self.token_header)
+            .field("forward_token", &self.forward_token)
+            .field("head_timeout", &self.head_timeout)
+            .field("operations", &self.operations)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// A gateway forwarding to `upstream` (an `http://` URL, e.g.
+    /// `http://127.0.0.1:8000/mcp`), with requests verified by `signature` (built with the
+    /// gateway's public origin: how clients address the gateway, not the upstream) and
+    /// authorized by `capability`. Serves [`DEFAULT_PATH`]; each identity may make
+    /// [`DEFAULT_RATE_PER_SECOND`] requests a second (bursts of [`DEFAULT_RATE_BURST`]); the
+    /// upstream has [`DEFAULT_UPSTREAM_TIMEOUT`] to answer; the token is not forwarded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Upstream`] if `upstream` is not an absolute `http://` URL with a host.
+    pub fn new(
+        upstream: &str,
+        signature: SignaturePipeline,
+        capability: CapabilityPipeline,
+    ) -> Result<Self, Error> {
+        let uri: Uri = upstream
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| Error::Upstream(e.to_string()))?;
+        if uri.scheme() != Some(&Scheme::HTTP) {
+            return Err(Error::Upstream("the scheme must be http".into()));
+        }
+        let Some(authority) = uri.authority().cloned() else {
+            return Err(Error::Upstream("no host".into()));
+        };
+        if authority.as_str().contains('@') {
+            return Err(Error::Upstream("userinfo is not supported".into()));
+        }
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        Ok(Self {
+            upstream: Upstream { authority, path },
+            path: DEFAULT_PATH.to_owned(),
+            signature,
+            capability,
+            rate_limit: RateLimitLayer::per_second(
+                NonZeroU32::new(DEFAULT_RATE_PER_SECOND).unwrap_or(NonZeroU32::MIN),
+                NonZeroU32::new(DEFAULT_RATE_BURST).unwrap_or(NonZeroU32::MIN),
+            ),
+            token_header: TOKEN_HEADER,
+            forward_token: false,
+            head_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            operations: BTreeMap::new(),
+            max_filtered_bytes: DEFAULT_MAX_FILTERED_BYTES,
+            tune_signature: None,
+        })
+    }
+
+    /// The path the gateway serves (exactly; default [`DEFAULT_PATH`]). Requests to it are
+    /// forwarded to the upstream URL, with their query string if the upstream URL has none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Path`] if `path` does not start with `/` or is [`HEALTH_PATH`].
+    pub fn path(mut self, path: impl Into<String>) -> Result<Self, Error> {
+        let path = path.into();
+        if !path.starts_with('/') || path == HEALTH_PATH {
+            return Err(Error::Path(path));
+        }
+        self.path = path;
+        Ok(self)
+    }
+
+    /// Forwards the token header to the upstream (default: removed; the MCP authorization spec
+    /// forbids passing tokens through). A token in `params._meta.token` is part of the body and
+    /// always reaches the upstream.
+    #[must_use]
+    pub fn forward_token(mut self, forward: bool) -> Self {
+        self.forward_token = forward;
+        self
+    }
+
+    /// The header carrying the token, for the capability check and for stripping (default
+    /// [`TOKEN_HEADER`]). Set it here rather than on the [`CapabilityPipeline`], so both agree.
+    #[must_use]
+    pub fn token_header(mut self, header: HeaderName) -> Self {
+        self.capability = self.capability.header(header.clone());
+        self.token_header = header;
+        self
+    }
+
+    /// The operation a call to `tool` performs (default `execute`), for the capability check
+    /// and for filtering `tools/list`. Set it here rather than on the [`CapabilityPipeline`], so
+    /// both agree.
+    #[must_use]
+    pub fn operation(mut self, tool: impl Into<String>, operation: impl Into<String>) -> Self {
+        let (tool, operation) = (tool.into(), operation.into());
+        self.capability = self.capability.operation(tool.clone(), operation.clone());
+        self.operations.insert(tool, operation);
+        self
+    }
+
+    /// How long the upstream may take to answer with a response head (default
+    /// [`DEFAULT_UPSTREAM_TIMEOUT`]); later it is answered 504. A `tools/list` JSON body must
+    /// also arrive within it. Streamed bodies have no time limit.
+    #[must_use]
+    pub fn upstream_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = timeout;
+        self
+    }
+
+    /// The per-identity rate limit (default: [`DEFAULT_RATE_PER_SECOND`], bursts of
+    /// [`DEFAULT_RATE_BURST`]).
+    #[must_use]
+    pub fn rate_limit(mut self, layer: RateLimitLayer) -> Self {
+        self.rate_limit = layer;
+        self
+    }
+
+    /// The largest `tools/list` JSON response or SSE event held to be filtered (default
+    /// [`DEFAULT_MAX_FILTERED_BYTES`]); a larger one ends the response.
+    #[must_use]
+    pub fn max_filtered_bytes(mut self, max: usize) -> Self {
+        self.max_filtered_bytes = max;
+        self
+    }
+
+    /// Adjusts the signature layer (body cap and timeout, audit hook) before it is used; the
+    /// health path is exempted after `tune` runs (in place of any exempt paths it set).
+    #[must_use]
+    pub fn tune_signature_layer(
+        mut self,
+        tune: impl FnOnce(SignatureLayer) -> SignatureLayer + Send + 'static,
+    ) -> Self {
+        self.tune_signature = Some(Box::new(tune));
+        self
+    }
+
+    /// The axum router: the gateway's path behind the layers, forwarded; [`HEALTH_PATH`]
+    /// without a signature. Serve it with [`vouch_tower::serve`].
+    pub fn into_router(self) -> Router {
+        let forward = Forward::new(Config {
+            upstream: self.upstream,
+            token_header: self.token_header,
+            forward_token: self.forward_token,
+            head_timeout: self.head_timeout,
+            operations: Arc::new(self.operations),
+            max_filtered_bytes: self.max_filtered_bytes,
+        });
+        let proxied = self
+            .rate_limit
+            .layer(CapabilityLayer::new(self.capability).layer(forward));
+        let mut signature = SignatureLayer::new(self.signature);
+        if let Some(tune) = self.tune_signature {
+            signature = tune(signature);
+        }
+        Router::new()
+            .route_service(&self.path, proxied)
+            .route(
+                HEALTH_PATH,
+                get(|| async { ([(CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#) }),
+            )
+            .layer(signature.exempt_paths([HEALTH_PATH]))
+    }
+}
