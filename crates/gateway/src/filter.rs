@@ -18,7 +18,8 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// performs (the same operation the capability layer asks for).
 #[derive(Clone, Debug)]
 pub(crate) struct Lister {
-    /// The id of the `tools/list` request whose result is filtered.
+    /// The id of the `tools/list` request (for the logs: every tools list result in its
+    /// response is filtered).
     pub(crate) id: Value,
     pub(crate) facts: Facts,
     pub(crate) operations: Arc<BTreeMap<String, String>>,
@@ -33,10 +34,14 @@ impl Lister {
         self.facts.allows(name, operation)
     }
 
-    /// Filters `message` if it is the result of the listing request; true if it is.
+    /// Filters `message` if it carries a tools list result; true if it does.
+    ///
+    /// Any result with a `tools` array in the response to a `tools/list` request is filtered,
+    /// whatever its id: an upstream that echoed the id in another form (`"7"` for `7`) must
+    /// not get an unfiltered list past the gateway.
     fn filter(&self, message: &mut Value) -> bool {
         if message.get("id") != Some(&self.id) {
-            return false;
+            tracing::debug!("tools list result under another id: filtered all the same");
         }
         let Some(tools) = message
             .get_mut("result")

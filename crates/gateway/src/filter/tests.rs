@@ -47,9 +47,15 @@ fn the_listing_event_is_filtered_and_others_pass_unchanged() {
     assert!(text.contains("search") && !text.contains("drop"), "{text}");
 
     let other = Bytes::from_static(
-        b"data: {\"jsonrpc\":\"2.0\",\"id\":4,\"result\":{\"tools\":[{\"name\":\"drop\"}]}}\n\n",
+        b"data: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n",
     );
     assert_eq!(l.filter_event(other.clone()), other);
+    // A result under another id (a string for a number) is filtered all the same.
+    let renamed = Bytes::from_static(
+        b"data: {\"jsonrpc\":\"2.0\",\"id\":\"3\",\"result\":{\"tools\":[{\"name\":\"drop\"}]}}\n\n",
+    );
+    let out = l.filter_event(renamed);
+    assert!(!std::str::from_utf8(&out).unwrap().contains("drop"));
     let comment = Bytes::from_static(b": keep-alive\n\n");
     assert_eq!(l.filter_event(comment.clone()), comment);
 }

@@ -132,3 +132,28 @@ async fn tools_list_is_filtered_by_the_configured_operation() {
     .await;
     assert_status(&refused, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn a_listing_the_gateway_cannot_filter_is_not_passed_on() {
+    let up = upstream().await;
+    let gw = gateway(&up.url("/text"), |g| g).await;
+    let listing = send(signed(
+        gw,
+        &message("tools/list", None),
+        Some(&token()),
+        &[],
+    ))
+    .await;
+    assert_status(&listing, StatusCode::BAD_GATEWAY);
+    assert_eq!(error_code(listing).await, "upstream_invalid");
+    // Other answers in that form pass.
+    let call = send(signed(
+        gw,
+        &message("tools/call", Some("search")),
+        Some(&token()),
+        &[],
+    ))
+    .await;
+    assert_status(&call, StatusCode::OK);
+    assert_eq!(up.calls(), 2);
+}

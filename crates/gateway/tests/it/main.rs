@@ -166,12 +166,22 @@ async fn sse_route(State(up): State<Upstream>, headers: HeaderMap, body: Bytes) 
         .unwrap()
 }
 
+async fn text_route(State(up): State<Upstream>, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    record(&up, headers);
+    let message: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    Response::builder()
+        .header("content-type", "text/plain")
+        .body(Body::from(answer(&message).to_string()))
+        .unwrap()
+}
+
 async fn hang_route(State(up): State<Upstream>, headers: HeaderMap) -> Response<Body> {
     record(&up, headers);
     std::future::pending().await
 }
 
-/// The upstream MCP server: `/mcp` (JSON), `/sse` (streamed), `/hang` (never answers).
+/// The upstream MCP server: `/mcp` (JSON), `/sse` (streamed), `/hang` (never answers),
+/// `/text` (JSON labelled `text/plain`).
 pub(crate) async fn upstream() -> Upstream {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up = Upstream {
@@ -182,6 +192,7 @@ pub(crate) async fn upstream() -> Upstream {
         .route("/mcp", post(json_route))
         .route("/sse", post(sse_route))
         .route("/hang", post(hang_route))
+        .route("/text", post(text_route))
         .with_state(up.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     up
