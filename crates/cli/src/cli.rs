@@ -174,6 +174,22 @@ Examples:
     /// Operator actions on a key pin store.
     #[command(subcommand)]
     Pin(PinCommand),
+    /// Runs a reverse proxy that verifies signatures and tokens in front of an MCP server.
+    #[command(after_help = "\
+Serves /mcp (and /healthz unsigned) on --listen and forwards verified requests to --upstream,
+with the verified identity in X-Vouch-Identity. Every flag can also be set in --config (TOML,
+keys named as the flags without the leading dashes); flags override the file. Exit status 2
+on a configuration error, 0 after SIGTERM or SIGINT.
+
+Not available yet (exit 2): running without --root, more than one --audience,
+--sign-upstream, --metrics, --log-format json.
+
+Examples:
+  vouch gateway --upstream http://127.0.0.1:8000/mcp --root root.pub \\
+      --agent https://agents.example/a=agent.pub --op db_query:read
+  vouch gateway --config gateway.toml --listen 0.0.0.0:8080 \\
+      --origin https://gateway.example")]
+    Gateway(Box<GatewayArgs>),
     /// Runs the end-to-end demo: a real rmcp server behind vouch, allowed and rejected calls.
     #[command(after_help = "\
 Example:
@@ -285,6 +301,78 @@ pub(crate) struct CheckArgs {
     pub(crate) request: String,
 }
 
+/// `vouch gateway`: every field optional here, so that `--config` can supply it.
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    /// The MCP endpoint to forward to: an http:// URL (required, here or in --config).
+    #[arg(long, value_name = "URL")]
+    pub(crate) upstream: Option<String>,
+    /// The address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    /// How clients address the gateway (repeatable) [default: http://<listen address>].
+    #[arg(long = "origin", value_name = "URL")]
+    pub(crate) origins: Vec<String>,
+    /// A TOML file with the same settings; flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// A signer's key (repeatable): KEYID=PUBKEY, the key as hex, did:key or a key file.
+    #[arg(long = "agent", value_name = "KEYID=PUBKEY")]
+    pub(crate) agents: Vec<String>,
+    /// Resolve other keyids over HTTPS (cached).
+    #[arg(long)]
+    pub(crate) resolve_https: bool,
+    /// Admit only identities matching this pattern (repeatable; `*` matches any run of
+    /// characters). Without any, every verified signer is admitted.
+    #[arg(long = "allow", value_name = "PATTERN")]
+    pub(crate) allows: Vec<String>,
+    /// A trusted token root public key (repeatable): hex, did:key or a key file.
+    #[arg(long = "root", value_name = "PUBKEY")]
+    pub(crate) roots: Vec<String>,
+    /// This gateway's audience, for tokens restricted to audiences (one for now).
+    #[arg(long = "audience", value_name = "A")]
+    pub(crate) audiences: Vec<String>,
+    /// The header carrying the token [default: X-MCPVault-Token].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) token_header: Option<String>,
+    /// The operation a call to a tool performs (repeatable): TOOL:OP [default: execute].
+    #[arg(long = "op", value_name = "TOOL:OP")]
+    pub(crate) ops: Vec<String>,
+    /// The signature verification profile [default: mcp].
+    #[arg(long, value_enum)]
+    pub(crate) profile: Option<Profile>,
+    /// The replay store: memory, memory:N (N nonces) or a redis:// URL [default: memory].
+    #[arg(long, value_name = "memory[:N]|REDIS_URL")]
+    pub(crate) replay: Option<String>,
+    /// Pin each identity's first key: a pin store file or a redis:// URL.
+    #[arg(long, value_name = "FILE|REDIS_URL")]
+    pub(crate) pins: Option<String>,
+    /// Requests per second per identity, bursts of twice as many [default: 50, bursts of 100].
+    #[arg(long, value_name = "N")]
+    pub(crate) rate: Option<u32>,
+    /// Sign forwarded requests with this key (not available yet).
+    #[arg(long, value_name = "KEYFILE", requires = "upstream_keyid")]
+    pub(crate) sign_upstream: Option<PathBuf>,
+    /// The keyid for --sign-upstream (not available yet).
+    #[arg(long, value_name = "KEYID", requires = "sign_upstream")]
+    pub(crate) upstream_keyid: Option<String>,
+    /// Serve metrics on this address (not available yet).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) metrics: Option<String>,
+    /// The log format (only text for now) [default: text].
+    #[arg(long, value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Plain text.
+    Text,
+    /// JSON lines (not available yet).
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 pub(crate) enum PinCommand {
     /// Removes an identity's key pin, so that its next verified key is pinned anew.
@@ -334,7 +422,8 @@ pub(crate) enum DigestArg {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum Profile {
     /// vouch's MCP profile.
     Mcp,

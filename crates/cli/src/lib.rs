@@ -20,6 +20,8 @@ use clap::Parser as _;
 
 mod cli;
 mod failure;
+#[cfg(feature = "gateway")]
+mod gateway;
 mod input;
 mod pins;
 mod raw;
@@ -95,8 +97,21 @@ fn run(command: Command) -> Output {
         Command::Sign(args) => sigs::sign(&args),
         Command::Check(args) => sigs::check(&args),
         Command::Pin(PinCommand::Reset { store, identity }) => pins::reset(&store, &identity),
+        Command::Gateway(args) => gateway(*args),
         Command::Demo => demo(),
     }
+}
+
+#[cfg(feature = "gateway")]
+fn gateway(args: cli::GatewayArgs) -> Output {
+    gateway::run(args)
+}
+
+#[cfg(not(feature = "gateway"))]
+fn gateway(_: cli::GatewayArgs) -> Output {
+    Err(Failure::usage(
+        "this vouch was built without the gateway feature",
+    ))
 }
 
 #[cfg(feature = "demo")]

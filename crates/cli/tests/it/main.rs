@@ -10,6 +10,8 @@
 
 #[cfg(feature = "demo")]
 mod demo;
+#[cfg(feature = "gateway")]
+mod gateway;
 mod keys_and_pins;
 mod requests;
 mod support;

@@ -1,0 +1,480 @@
+//! `vouch gateway`: the built binary in front of an upstream this test runs.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::support::Scratch;
+
+/// A free port on 127.0.0.1 (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// An MCP server stand-in: answers every request 200 with a JSON-RPC result and records each
+/// request head it received (lowercased).
+struct Upstream {
+    port: u16,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Upstream {
+    fn start() -> Self {
+        Self::start_slow(Duration::ZERO)
+    }
+
+    /// Answers each request after `delay`.
+    fn start_slow(delay: Duration) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&heads);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let seen = Arc::clone(&seen);
+                std::thread::spawn(move || answer(stream, &seen, delay));
+            }
+        });
+        Self { port, heads }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/mcp", self.port)
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn answer(stream: TcpStream, seen: &Mutex<Vec<String>>, delay: Duration) {
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        if line == "\r\n" || line == "\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    seen.lock().unwrap().push(head);
+    std::thread::sleep(delay);
+    let json = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#;
+    let response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{json}",
+        json.len()
+    );
+    let _ = reader.get_mut().write_all(response.as_bytes());
+}
+
+/// A running `vouch gateway`; killed when dropped.
+struct Running {
+    child: Child,
+    port: u16,
+}
+
+impl Running {
+    /// Starts the gateway and waits for its startup line.
+    fn start(s: &Scratch, args: &[&str]) -> Self {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vouch"))
+            .arg("gateway")
+            .args(["--listen", &listen])
+            .args(args)
+            .current_dir(s.path(""))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stderr.as_mut().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let running = Self { child, port };
+        assert!(
+            line.contains(&format!("http://{listen}/mcp")) && line.contains("upstream"),
+            "startup line: {line:?}"
+        );
+        running
+    }
+
+    /// Sends raw request bytes; returns the status code and the whole response.
+    fn send(&self, request: &[u8]) -> (u16, String) {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        let response = String::from_utf8_lossy(&response).into_owned();
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+        (status, response)
+    }
+
+    /// Waits up to `limit` for the process to exit; its status code.
+    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Keys, an agent and a token granting `echo`; returns (root hex, agent flag, token).
+fn setup(s: &Scratch) -> (String, String, String) {
+    let root = s.keygen("root.pem");
+    let agent = s.keygen("agent.pem");
+    let token = s
+        .run(&["mint", "--key", "root.pem", "--tools", "echo"])
+        .ok()
+        .trim()
+        .to_owned();
+    (root, format!("agent-a={agent}"), token)
+}
+
+/// A raw `tools/call` of `tool` to the gateway at `port`, with `token`, signed by agent-a.
+fn signed_call(s: &Scratch, port: u16, tool: &str, token: &str) -> Vec<u8> {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+    );
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nX-MCPVault-Token: {token}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let file = s.write("call.http", request);
+    let run = s.run(&[
+        "sign",
+        "--key",
+        "agent.pem",
+        "--keyid",
+        "agent-a",
+        "--scheme",
+        "http",
+        &file,
+    ]);
+    assert_eq!(run.status, 0, "{run:?}");
+    run.stdout
+}
+
+#[test]
+fn a_signed_call_within_the_token_reaches_the_upstream_with_the_identity() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let upstream = Upstream::start();
+    let gateway = Running::start(
+        &s,
+        &[
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+        ],
+    );
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &token));
+    assert_eq!(status, 200, "{response}");
+    let heads = upstream.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(heads[0].contains("x-vouch-identity: agent-a"), "{heads:?}");
+    assert!(
+        !heads[0].contains("x-mcpvault-token"),
+        "the token is not forwarded"
+    );
+}
+
+#[test]
+fn unsigned_is_401_and_outside_the_grants_is_403_without_reaching_the_upstream() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let upstream = Upstream::start();
+    let gateway = Running::start(
+        &s,
+        &[
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+        ],
+    );
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let unsigned = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        gateway.port,
+        body.len()
+    );
+    let (status, response) = gateway.send(unsigned.as_bytes());
+    assert_eq!(status, 401, "{response}");
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "drop_db", &token));
+    assert_eq!(status, 403, "{response}");
+    assert!(upstream.heads().is_empty(), "{:?}", upstream.heads());
+}
+
+#[test]
+fn an_allowlist_refuses_other_identities() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let upstream = Upstream::start();
+    let gateway = Running::start(
+        &s,
+        &[
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+            "--allow",
+            "*@agents.example",
+        ],
+    );
+    // vouch-tower answers an identity outside the allowlist 401 (not_allowed).
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &token));
+    assert_eq!(status, 401, "{response}");
+    assert!(response.contains("not_allowed"), "{response}");
+    assert!(upstream.heads().is_empty());
+    drop(gateway);
+
+    let gateway = Running::start(
+        &s,
+        &[
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+            "--allow",
+            "*@agents.example",
+            "--allow",
+            "agent-*",
+        ],
+    );
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &token));
+    assert_eq!(status, 200, "{response}");
+}
+
+#[test]
+fn an_upstream_that_is_down_is_502() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let down = format!("http://127.0.0.1:{}/mcp", free_port());
+    let gateway = Running::start(
+        &s,
+        &["--upstream", &down, "--root", &root, "--agent", &agent],
+    );
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &token));
+    assert_eq!(status, 502, "{response}");
+}
+
+#[test]
+fn the_config_file_sets_what_flags_do_and_flags_override_it() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let upstream = Upstream::start();
+    let config = s.write(
+        "gateway.toml",
+        format!(
+            "upstream = \"http://127.0.0.1:1/mcp\"\nroot = [\"{root}\"]\nagent = [\"{agent}\"]\nreplay = \"memory:1000\"\nrate = 5\n"
+        ),
+    );
+    let gateway = Running::start(&s, &["--config", &config, "--upstream", &upstream.url()]);
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &token));
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(upstream.heads().len(), 1);
+}
+
+#[test]
+fn configuration_errors_exit_2_naming_the_field() {
+    let s = Scratch::new();
+    let root = s.keygen("root.pem");
+    let config = s.write(
+        "gateway.toml",
+        "upstream = \"http://127.0.0.1:1/mcp\"\nbogus_key = 1\n",
+    );
+    s.run(&["gateway", "--config", &config, "--root", &root])
+        .usage("bogus_key");
+    s.run(&["gateway", "--root", &root]).usage("--upstream");
+    let config = s.write(
+        "typo.toml",
+        "upstream = \"http://127.0.0.1:1/mcp\"\nrate = \"fast\"\n",
+    );
+    s.run(&["gateway", "--config", &config, "--root", &root])
+        .usage("key \"rate\"");
+    let up = "http://127.0.0.1:1/mcp";
+    s.run(&["gateway", "--upstream", up])
+        .usage("--root is required (identity-only mode is not available yet)");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        up,
+        "--root",
+        &root,
+        "--metrics",
+        "127.0.0.1:9090",
+    ])
+    .usage("--metrics is not available yet");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        up,
+        "--root",
+        &root,
+        "--sign-upstream",
+        "root.pem",
+        "--upstream-keyid",
+        "gw",
+    ])
+    .usage("--sign-upstream is not available yet");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        up,
+        "--root",
+        &root,
+        "--audience",
+        "a",
+        "--audience",
+        "b",
+    ])
+    .usage("--audience");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        up,
+        "--root",
+        &root,
+        "--log-format",
+        "json",
+    ])
+    .usage("--log-format json");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        "https://127.0.0.1/mcp",
+        "--root",
+        &root,
+    ])
+    .usage("--upstream");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        up,
+        "--root",
+        &root,
+        "--agent",
+        "no-equals",
+    ])
+    .usage("--agent");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        up,
+        "--root",
+        &root,
+        "--replay",
+        "memory:0",
+    ])
+    .usage("--replay");
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_stops_the_gateway_with_status_0() {
+    let s = Scratch::new();
+    let root = s.keygen("root.pem");
+    let mut gateway = Running::start(
+        &s,
+        &["--upstream", "http://127.0.0.1:1/mcp", "--root", &root],
+    );
+    let killed = Command::new("kill")
+        .args(["-TERM", &gateway.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(gateway.wait_exit(Duration::from_secs(15)), Some(0));
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_lets_a_request_in_flight_finish() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let upstream = Upstream::start_slow(Duration::from_secs(1));
+    let mut gateway = Running::start(
+        &s,
+        &[
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+        ],
+    );
+    let request = signed_call(&s, gateway.port, "echo", &token);
+    let port = gateway.port;
+    let in_flight = std::thread::spawn(move || {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream.write_all(&request).unwrap();
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).unwrap();
+        String::from_utf8_lossy(&response).into_owned()
+    });
+    // Wait until the upstream has the request, then ask the gateway to stop.
+    let start = Instant::now();
+    while upstream.heads().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the request never arrived"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &gateway.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let response = in_flight.join().unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert_eq!(gateway.wait_exit(Duration::from_secs(15)), Some(0));
+}
