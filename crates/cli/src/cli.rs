@@ -182,7 +182,7 @@ keys named as the flags without the leading dashes); flags override the file. Ex
 on a configuration error, 0 after SIGTERM or SIGINT.
 
 Not available yet (exit 2): running without --root, more than one --audience,
---sign-upstream, --metrics, --log-format json.
+--sign-upstream, --log-format json.
 
 Examples:
   vouch gateway --upstream http://127.0.0.1:8000/mcp --root root.pub \\
@@ -356,7 +356,7 @@ pub(crate) struct GatewayArgs {
     /// The keyid for --sign-upstream (not available yet).
     #[arg(long, value_name = "KEYID", requires = "sign_upstream")]
     pub(crate) upstream_keyid: Option<String>,
-    /// Serve metrics on this address (not available yet).
+    /// Serve Prometheus metrics at GET /metrics on this address (a second listener).
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<String>,
     /// The log format (only text for now) [default: text].

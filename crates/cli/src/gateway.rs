@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use http::HeaderName;
 use serde::Deserialize;
-use vouch_gateway::Gateway;
-use vouch_httpsig::VerifyPolicy;
+use vouch_gateway::{Gateway, Metrics};
+use vouch_httpsig::{ReplayFuture, ReplayGuard, ReplayKey, VerifyPolicy};
 use vouch_keys::{
     CacheConfig, CachingResolver, FilePinStore, HttpsConfig, HttpsResolver, KeyResolver,
     RedisPinStore, RedisReplayStore, ResolveError, ResolveFuture, ShardedReplayStore,
@@ -120,6 +120,7 @@ struct Settings {
     replay: ReplaySetting,
     pins: Option<String>,
     rate: Option<NonZeroU32>,
+    metrics: Option<SocketAddr>,
 }
 
 enum ReplaySetting {
@@ -147,9 +148,13 @@ impl Settings {
         if args.upstream_keyid.is_some() || file.upstream_keyid.is_some() {
             return Err(not_yet("--upstream-keyid"));
         }
-        if args.metrics.is_some() || file.metrics.is_some() {
-            return Err(not_yet("--metrics"));
-        }
+        let metrics = match args.metrics.or(file.metrics) {
+            Some(addr) => Some(
+                addr.parse::<SocketAddr>()
+                    .map_err(|e| Failure::usage(format!("--metrics {addr:?}: {e}")))?,
+            ),
+            None => None,
+        };
         if args.log_format.or(file.log_format) == Some(LogFormat::Json) {
             return Err(Failure::usage(
                 "--log-format json is not available yet (only text)",
@@ -274,6 +279,7 @@ impl Settings {
             replay,
             pins: args.pins.or(file.pins),
             rate,
+            metrics,
         })
     }
 }
@@ -350,12 +356,13 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
     let Some(first) = origins.next() else {
         return Err(Failure::usage("--origin: none given"));
     };
+    let mut metrics = settings.metrics.map(|_| Metrics::new());
     let mut signature = match &settings.replay {
-        ReplaySetting::Memory(n) => SignaturePipeline::new(
-            first.clone(),
-            settings.resolver,
-            ShardedReplayStore::new(*n),
-        ),
+        ReplaySetting::Memory(n) => {
+            let store = Arc::new(ShardedReplayStore::new(*n));
+            metrics = metrics.map(|m| replay_gauges(m, &store));
+            SignaturePipeline::new(first.clone(), settings.resolver, SharedReplay(store))
+        }
         ReplaySetting::Redis(url) => SignaturePipeline::new(
             first.clone(),
             settings.resolver,
@@ -405,6 +412,23 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
         let burst = NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate);
         gateway = gateway.rate_limit(RateLimitLayer::per_second(rate, burst));
     }
+    let mut metrics_at = None;
+    if let (Some(addr), Some(metrics)) = (settings.metrics, &metrics) {
+        gateway = gateway.metrics(metrics.clone());
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::usage(format!("--metrics {addr}: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| Failure::usage(format!("--metrics {addr}: {e}")))?;
+        let router = metrics.router();
+        tokio::spawn(async move {
+            if let Err(e) = vouch_tower::serve(listener, router, ServeConfig::default()).await {
+                eprintln!("vouch gateway: metrics listener stopped: {e}");
+            }
+        });
+        metrics_at = Some(local);
+    }
     let in_flight = InFlight {
         inner: gateway.into_router(),
         count: Arc::new(AtomicUsize::new(0)),
@@ -417,6 +441,12 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
         origins.join(", "),
         settings.upstream
     );
+    if let Some(local) = metrics_at {
+        eprintln!(
+            "vouch gateway: metrics on http://{local}{}",
+            vouch_gateway::METRICS_PATH
+        );
+    }
 
     tokio::select! {
         served = vouch_tower::serve(listener, in_flight, ServeConfig::default()) => {
@@ -435,6 +465,37 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
     tokio::time::sleep(FLUSH_GRACE).await;
     eprintln!("vouch gateway: stopped");
     Ok(())
+}
+
+/// The in-memory replay store, shared with the metrics that read its size.
+struct SharedReplay(Arc<ShardedReplayStore>);
+
+impl ReplayGuard for SharedReplay {
+    fn check_and_insert<'a>(
+        &'a self,
+        key: ReplayKey,
+        owner: &'a str,
+        keep_until: u64,
+        now: u64,
+    ) -> ReplayFuture<'a> {
+        self.0.check_and_insert(key, owner, keep_until, now)
+    }
+}
+
+/// Adds the replay store's entries and bytes to `metrics`, read at each scrape.
+fn replay_gauges(metrics: Metrics, store: &Arc<ShardedReplayStore>) -> Metrics {
+    let (entries, bytes) = (Arc::clone(store), Arc::clone(store));
+    metrics
+        .gauge_fn(
+            "vouch_gateway_replay_entries",
+            "Signatures held by the in-memory replay store",
+            move || i64::try_from(entries.len()).unwrap_or(i64::MAX),
+        )
+        .gauge_fn(
+            "vouch_gateway_replay_bytes",
+            "Approximate memory held by the in-memory replay store, in bytes",
+            move || i64::try_from(bytes.bytes()).unwrap_or(i64::MAX),
+        )
 }
 
 /// Resolves on SIGTERM or SIGINT.

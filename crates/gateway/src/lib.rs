@@ -44,6 +44,7 @@
 mod filter;
 mod forward;
 mod headers;
+mod metrics;
 mod response;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,7 @@ use vouch_tower::{
 };
 
 pub use headers::{GRANTS_HEADER, IDENTITY_HEADER, KEYID_HEADER};
+pub use metrics::{METRICS_CONTENT_TYPE, METRICS_PATH, Metrics};
 
 use forward::{Config, Forward, Upstream};
 
@@ -120,6 +122,8 @@ pub struct Gateway {
     operations: BTreeMap<String, String>,
     max_filtered_bytes: usize,
     tune_signature: Option<Box<dyn FnOnce(SignatureLayer) -> SignatureLayer + Send>>,
+    metrics: Option<Metrics>,
+    audit: Option<Arc<dyn vouch_tower::AuditHook>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -182,6 +186,8 @@ impl Gateway {
             operations: BTreeMap::new(),
             max_filtered_bytes: DEFAULT_MAX_FILTERED_BYTES,
             tune_signature: None,
+            metrics: None,
+            audit: None,
         })
     }
 
@@ -254,6 +260,25 @@ impl Gateway {
         self
     }
 
+    /// Records the gateway's metrics in `metrics` (see [`Metrics`]): the decisions of the
+    /// signature and capability layers, the latency of requests to the gateway's path, and its
+    /// own upstream errors. The layers' audit hooks are the gateway's, set in
+    /// [`into_router`](Self::into_router): use [`audit`](Self::audit) rather than
+    /// [`tune_signature_layer`](Self::tune_signature_layer) to see the decisions too.
+    #[must_use]
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Reports every decision of the signature and capability layers to `hook` (a log line,
+    /// say), besides the [`metrics`](Self::metrics) if set.
+    #[must_use]
+    pub fn audit(mut self, hook: impl vouch_tower::AuditHook + 'static) -> Self {
+        self.audit = Some(Arc::new(hook));
+        self
+    }
+
     /// Adjusts the signature layer (body cap and timeout, audit hook) before it is used; the
     /// health path is exempted after `tune` runs (in place of any exempt paths it set).
     #[must_use]
@@ -276,19 +301,38 @@ impl Gateway {
             operations: Arc::new(self.operations),
             max_filtered_bytes: self.max_filtered_bytes,
         });
-        let proxied = self
-            .rate_limit
-            .layer(CapabilityLayer::new(self.capability).layer(forward));
+        let hook: Option<Arc<dyn vouch_tower::AuditHook>> = match (self.metrics.clone(), self.audit)
+        {
+            (Some(m), Some(a)) => Some(Arc::new(metrics::Both(m, a))),
+            (Some(m), None) => Some(Arc::new(m)),
+            (None, a) => a,
+        };
+        let mut capability = CapabilityLayer::new(self.capability);
+        if let Some(hook) = &hook {
+            capability = capability.audit(hook.clone());
+        }
+        let proxied = self.rate_limit.layer(capability.layer(forward));
         let mut signature = SignatureLayer::new(self.signature);
         if let Some(tune) = self.tune_signature {
             signature = tune(signature);
         }
-        Router::new()
+        if let Some(hook) = hook {
+            signature = signature.audit(hook);
+        }
+        let timing = self.metrics.map(|metrics| metrics::TimingLayer {
+            metrics,
+            path: Arc::from(self.path.as_str()),
+        });
+        let router = Router::new()
             .route_service(&self.path, proxied)
             .route(
                 HEALTH_PATH,
                 get(|| async { ([(CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#) }),
             )
-            .layer(signature.exempt_paths([HEALTH_PATH]))
+            .layer(signature.exempt_paths([HEALTH_PATH]));
+        match timing {
+            Some(timing) => router.layer(timing),
+            None => router,
+        }
     }
 }

@@ -307,6 +307,59 @@ fn an_upstream_that_is_down_is_502() {
 }
 
 #[test]
+fn metrics_are_served_on_their_own_listener() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let upstream = Upstream::start();
+    let metrics_port = free_port();
+    let metrics = format!("127.0.0.1:{metrics_port}");
+    let gateway = Running::start(
+        &s,
+        &[
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+            "--metrics",
+            &metrics,
+        ],
+    );
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &token));
+    assert_eq!(status, 200, "{response}");
+
+    let mut stream = TcpStream::connect(("127.0.0.1", metrics_port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let mut scraped = String::new();
+    stream.read_to_string(&mut scraped).unwrap();
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(
+        scraped
+            .to_ascii_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{scraped}"
+    );
+    for expected in [
+        r#"vouch_gateway_decisions_total{layer="signature",outcome="accepted",reason="ok"} 1"#,
+        r#"vouch_gateway_decisions_total{layer="capability",outcome="accepted",reason="ok"} 1"#,
+        "vouch_gateway_request_duration_seconds_count 1",
+        "vouch_gateway_replay_entries 1",
+        "vouch_gateway_replay_bytes ",
+    ] {
+        assert!(scraped.contains(expected), "{expected} not in:\n{scraped}");
+    }
+}
+
+#[test]
 fn the_config_file_sets_what_flags_do_and_flags_override_it() {
     let s = Scratch::new();
     let (root, agent, token) = setup(&s);
@@ -350,9 +403,9 @@ fn configuration_errors_exit_2_naming_the_field() {
         "--root",
         &root,
         "--metrics",
-        "127.0.0.1:9090",
+        "not-an-address",
     ])
-    .usage("--metrics is not available yet");
+    .usage("--metrics \"not-an-address\"");
     s.run(&[
         "gateway",
         "--upstream",

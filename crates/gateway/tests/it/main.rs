@@ -12,6 +12,7 @@
 
 mod forward;
 mod listing;
+mod metrics;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

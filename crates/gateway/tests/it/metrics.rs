@@ -1,0 +1,138 @@
+//! Metrics: decisions, latency, the replay gauge and upstream errors, scraped as text.
+
+use std::sync::Arc;
+
+use http::StatusCode;
+use http::header::CONTENT_TYPE;
+use vouch_gateway::{METRICS_CONTENT_TYPE, Metrics};
+use vouch_httpsig::{ReplayFuture, ReplayGuard, ReplayKey};
+
+use crate::*;
+
+/// The sharded store behind an `Arc`, so the test can read its size while the gateway uses it.
+struct Shared(Arc<ShardedReplayStore>);
+
+impl ReplayGuard for Shared {
+    fn check_and_insert<'a>(
+        &'a self,
+        key: ReplayKey,
+        owner: &'a str,
+        keep_until: u64,
+        now: u64,
+    ) -> ReplayFuture<'a> {
+        self.0.check_and_insert(key, owner, keep_until, now)
+    }
+}
+
+/// `GET /metrics` from `metrics`' own router on its own listener: the content type and text.
+async fn scrape(metrics: &Metrics) -> (String, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = metrics.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let request = Request::get(format!("http://{addr}/metrics"))
+        .body(Vec::new())
+        .unwrap();
+    let response = send(request).await;
+    assert_status(&response, StatusCode::OK);
+    let content_type = response.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (content_type, text(response).await)
+}
+
+#[tokio::test]
+async fn decisions_latency_and_replay_entries_are_exposed() {
+    let up = upstream().await;
+    let store = Arc::new(ShardedReplayStore::new(10_000));
+    let held = store.clone();
+    let metrics = Metrics::new().gauge_fn(
+        "vouch_gateway_replay_entries",
+        "Entries in the replay store",
+        move || i64::try_from(held.len()).unwrap_or(i64::MAX),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = listener.local_addr().unwrap();
+    let agent = KeyPair::from_seed(&[1; 32]).unwrap().public_key();
+    let app = Gateway::new(
+        &up.url("/mcp"),
+        SignaturePipeline::new(
+            Origin::http(gw),
+            StaticResolver::new().with_ed25519(AGENT, &agent),
+            Shared(store),
+        ),
+        CapabilityPipeline::new(Verifier::new(root().public_key())),
+    )
+    .unwrap()
+    .metrics(metrics.clone())
+    .into_router();
+    tokio::spawn(async move {
+        vouch_tower::serve(listener, app, ServeConfig::default())
+            .await
+            .unwrap()
+    });
+
+    let body = message("tools/call", Some("search"));
+    let allowed = send(signed(gw, &body, Some(&token()), &[])).await;
+    assert_status(&allowed, StatusCode::OK);
+    let mut unsigned = signed(gw, &body, Some(&token()), &[]);
+    unsigned.headers_mut().remove("signature");
+    unsigned.headers_mut().remove("signature-input");
+    let refused = send(unsigned).await;
+    assert_status(&refused, StatusCode::UNAUTHORIZED);
+
+    let (content_type, text) = scrape(&metrics).await;
+    assert_eq!(content_type, METRICS_CONTENT_TYPE);
+    let lines: Vec<&str> = text.lines().collect();
+    for expected in [
+        r#"vouch_gateway_decisions_total{layer="signature",outcome="accepted",reason="ok"} 1"#,
+        r#"vouch_gateway_decisions_total{layer="capability",outcome="accepted",reason="ok"} 1"#,
+        "vouch_gateway_request_duration_seconds_count 2",
+        "vouch_gateway_replay_entries 1",
+    ] {
+        assert!(lines.contains(&expected), "{expected} not in:\n{text}");
+    }
+    let refusals: Vec<&&str> = lines
+        .iter()
+        .filter(|l| {
+            l.starts_with(r#"vouch_gateway_decisions_total{layer="signature",outcome="refused","#)
+        })
+        .collect();
+    assert_eq!(refusals.len(), 1, "{text}");
+    assert!(refusals[0].ends_with("} 1"), "{text}");
+    assert!(
+        !text.contains("capability\",outcome=\"refused"),
+        "the refused request never reached the capability layer:\n{text}"
+    );
+    assert!(
+        !text.contains(AGENT) && !text.contains("search"),
+        "no identity or tool in labels:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn upstream_down_counts_an_upstream_error() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = listener.local_addr().unwrap();
+    drop(listener);
+    let metrics = Metrics::new();
+    let gw = gateway(&format!("http://{dead}/mcp"), |g| {
+        g.metrics(metrics.clone())
+    })
+    .await;
+    let response = send(signed(
+        gw,
+        &message("tools/call", Some("search")),
+        Some(&token()),
+        &[],
+    ))
+    .await;
+    assert_status(&response, StatusCode::BAD_GATEWAY);
+    let text = metrics.encode().unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l == r#"vouch_gateway_upstream_errors_total{kind="unavailable"} 1"#),
+        "{text}"
+    );
+}
