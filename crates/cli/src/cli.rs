@@ -182,7 +182,7 @@ keys named as the flags without the leading dashes); flags override the file. Ex
 on a configuration error, 0 after SIGTERM or SIGINT.
 
 Not available yet (exit 2): running without --root, more than one --audience,
---sign-upstream, --log-format json.
+--sign-upstream.
 
 Examples:
   vouch gateway --upstream http://127.0.0.1:8000/mcp --root root.pub \\
@@ -359,7 +359,7 @@ pub(crate) struct GatewayArgs {
     /// Serve Prometheus metrics at GET /metrics on this address (a second listener).
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<String>,
-    /// The log format (only text for now) [default: text].
+    /// The log format on stderr: one line per decision and per warning [default: text].
     #[arg(long, value_enum)]
     pub(crate) log_format: Option<LogFormat>,
 }
@@ -369,7 +369,7 @@ pub(crate) struct GatewayArgs {
 pub(crate) enum LogFormat {
     /// Plain text.
     Text,
-    /// JSON lines (not available yet).
+    /// JSON lines.
     Json,
 }
 

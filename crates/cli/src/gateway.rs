@@ -20,7 +20,9 @@ use vouch_keys::{
     StaticResolver,
 };
 use vouch_token::{RootKeySet, Verifier};
-use vouch_tower::{CapabilityPipeline, Origin, RateLimitLayer, ServeConfig, SignaturePipeline};
+use vouch_tower::{
+    CapabilityPipeline, Decision, Origin, RateLimitLayer, ServeConfig, SignaturePipeline,
+};
 
 use crate::cli::{GatewayArgs, LogFormat, Profile};
 use crate::failure::{Failure, Output};
@@ -121,6 +123,7 @@ struct Settings {
     pins: Option<String>,
     rate: Option<NonZeroU32>,
     metrics: Option<SocketAddr>,
+    log_format: LogFormat,
 }
 
 enum ReplaySetting {
@@ -155,11 +158,10 @@ impl Settings {
             ),
             None => None,
         };
-        if args.log_format.or(file.log_format) == Some(LogFormat::Json) {
-            return Err(Failure::usage(
-                "--log-format json is not available yet (only text)",
-            ));
-        }
+        let log_format = args
+            .log_format
+            .or(file.log_format)
+            .unwrap_or(LogFormat::Text);
 
         let upstream = args
             .upstream
@@ -280,6 +282,7 @@ impl Settings {
             pins: args.pins.or(file.pins),
             rate,
             metrics,
+            log_format,
         })
     }
 }
@@ -327,6 +330,7 @@ fn glob(pattern: &str, identity: &str) -> bool {
 /// Runs the gateway until SIGTERM or SIGINT.
 pub(crate) fn run(args: GatewayArgs) -> Output {
     let settings = Settings::from_args(args)?;
+    init_logging(settings.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -412,6 +416,7 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
         let burst = NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate);
         gateway = gateway.rate_limit(RateLimitLayer::per_second(rate, burst));
     }
+    gateway = gateway.audit(log_decision);
     let mut metrics_at = None;
     if let (Some(addr), Some(metrics)) = (settings.metrics, &metrics) {
         gateway = gateway.metrics(metrics.clone());
@@ -434,6 +439,9 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
         count: Arc::new(AtomicUsize::new(0)),
     };
     let count = Arc::clone(&in_flight.count);
+    // Listen for the signals before the startup line: a SIGTERM sent as soon as it is read
+    // must stop the gateway cleanly, not kill it.
+    let stop = shutdown_signal()?;
     let origins: Vec<String> = settings.origins.iter().map(ToString::to_string).collect();
     eprintln!(
         "vouch gateway: listening on http://{local}{}, origin {}, upstream {}",
@@ -452,7 +460,7 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
         served = vouch_tower::serve(listener, in_flight, ServeConfig::default()) => {
             served.map_err(|e| Failure::usage(format!("serving: {e}")))?;
         }
-        signal = shutdown_signal() => {
+        signal = stop => {
             signal?;
         }
     }
@@ -465,6 +473,35 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
     tokio::time::sleep(FLUSH_GRACE).await;
     eprintln!("vouch gateway: stopped");
     Ok(())
+}
+
+/// Logs to stderr at level info and above, as text or JSON lines. A subscriber already set (a
+/// test harness) is kept.
+fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_target(true);
+    // `try_init` fails only if a global subscriber is already set: keep that one.
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// One log line per decision of the signature and capability layers. The values are fields,
+/// escaped by the formatter: a tool name from the network cannot forge a line.
+fn log_decision(d: &Decision<'_>) {
+    tracing::info!(
+        target: "vouch::audit",
+        layer = d.layer,
+        accepted = d.accepted,
+        reason = d.reason,
+        identity = d.identity,
+        method = d.method,
+        tool = d.tool,
+        "decision"
+    );
 }
 
 /// The in-memory replay store, shared with the metrics that read its size.
@@ -498,23 +535,30 @@ fn replay_gauges(metrics: Metrics, store: &Arc<ShardedReplayStore>) -> Metrics {
         )
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() -> Result<(), Failure> {
+/// Resolves when the gateway should stop.
+type Stop = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
+
+/// Starts listening for SIGTERM and SIGINT now; the future resolves on either.
+fn shutdown_signal() -> Result<Stop, Failure> {
     let cannot = |e: std::io::Error| Failure::usage(format!("cannot listen for signals: {e}"));
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate()).map_err(cannot)?;
         let mut int = signal(SignalKind::interrupt()).map_err(cannot)?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        Ok(())
+        Ok(Box::pin(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            Ok(())
+        }))
     }
     #[cfg(not(unix))]
     {
-        tokio::signal::ctrl_c().await.map_err(cannot)
+        Ok(Box::pin(async move {
+            tokio::signal::ctrl_c().await.map_err(cannot)
+        }))
     }
 }
 

@@ -360,6 +360,49 @@ fn metrics_are_served_on_their_own_listener() {
 }
 
 #[test]
+fn json_logs_have_one_line_per_decision() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let upstream = Upstream::start();
+    let mut gateway = Running::start(
+        &s,
+        &[
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+            "--log-format",
+            "json",
+        ],
+    );
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &token));
+    assert_eq!(status, 200, "{response}");
+    gateway.child.kill().unwrap();
+    let mut rest = String::new();
+    gateway
+        .child
+        .stderr
+        .as_mut()
+        .unwrap()
+        .read_to_string(&mut rest)
+        .unwrap();
+    let decisions: Vec<serde_json::Value> = rest
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["message"] == "decision")
+        .collect();
+    assert_eq!(decisions.len(), 2, "{rest}");
+    assert_eq!(decisions[0]["layer"], "signature", "{rest}");
+    assert_eq!(decisions[0]["accepted"], true, "{rest}");
+    assert_eq!(decisions[0]["reason"], "ok", "{rest}");
+    assert_eq!(decisions[1]["layer"], "capability", "{rest}");
+    assert_eq!(decisions[1]["tool"], "echo", "{rest}");
+    assert_eq!(decisions[1]["target"], "vouch::audit", "{rest}");
+}
+
+#[test]
 fn the_config_file_sets_what_flags_do_and_flags_override_it() {
     let s = Scratch::new();
     let (root, agent, token) = setup(&s);
@@ -430,22 +473,15 @@ fn configuration_errors_exit_2_naming_the_field() {
         "b",
     ])
     .usage("--audience");
-    s.run(&[
-        "gateway",
-        "--upstream",
-        up,
-        "--root",
-        &root,
-        "--log-format",
-        "json",
-    ])
-    .usage("--log-format json");
+    // The upstream is checked after the listener is bound: bind any free port.
     s.run(&[
         "gateway",
         "--upstream",
         "https://127.0.0.1/mcp",
         "--root",
         &root,
+        "--listen",
+        "127.0.0.1:0",
     ])
     .usage("--upstream");
     s.run(&[
