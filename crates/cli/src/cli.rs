@@ -181,8 +181,11 @@ with the verified identity in X-Vouch-Identity. Every flag can also be set in --
 keys named as the flags without the leading dashes); flags override the file. Exit status 2
 on a configuration error, 0 after SIGTERM or SIGINT.
 
-Not available yet (exit 2): running without --root, more than one --audience,
---sign-upstream.
+With --sign-upstream KEYFILE --upstream-keyid KEYID (both or neither) the gateway signs each
+forwarded request with its own key, so that a vouch-protected upstream can verify it; add
+--forward-token if the upstream checks tokens too.
+
+Not available yet (exit 2): running without --root, more than one --audience.
 
 Examples:
   vouch gateway --upstream http://127.0.0.1:8000/mcp --root root.pub \\
@@ -350,12 +353,17 @@ pub(crate) struct GatewayArgs {
     /// Requests per second per identity, bursts of twice as many [default: 50, bursts of 100].
     #[arg(long, value_name = "N")]
     pub(crate) rate: Option<u32>,
-    /// Sign forwarded requests with this key (not available yet).
-    #[arg(long, value_name = "KEYFILE", requires = "upstream_keyid")]
+    /// Sign every forwarded request with this private key (vouch's MCP profile, for the
+    /// upstream's URL, covering the X-Vouch-* fields); needs --upstream-keyid.
+    #[arg(long, value_name = "KEYFILE")]
     pub(crate) sign_upstream: Option<PathBuf>,
-    /// The keyid for --sign-upstream (not available yet).
-    #[arg(long, value_name = "KEYID", requires = "sign_upstream")]
+    /// The keyid the upstream knows --sign-upstream's key by; needs --sign-upstream.
+    #[arg(long, value_name = "KEYID")]
     pub(crate) upstream_keyid: Option<String>,
+    /// Forward the token header to the upstream (default: removed), for an upstream that checks
+    /// tokens itself, e.g. a vouch-protected server behind --sign-upstream.
+    #[arg(long)]
+    pub(crate) forward_token: bool,
     /// Serve Prometheus metrics at GET /metrics on this address (a second listener).
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<String>,

@@ -13,11 +13,11 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 use vouch_gateway::{Gateway, Metrics};
-use vouch_httpsig::{ReplayFuture, ReplayGuard, ReplayKey, VerifyPolicy};
+use vouch_httpsig::{ReplayFuture, ReplayGuard, ReplayKey, SigningKey, VerifyPolicy};
 use vouch_keys::{
     CacheConfig, CachingResolver, FilePinStore, HttpsConfig, HttpsResolver, KeyResolver,
     RedisPinStore, RedisReplayStore, ResolveError, ResolveFuture, ShardedReplayStore,
-    StaticResolver,
+    StaticResolver, load_private,
 };
 use vouch_token::{RootKeySet, Verifier};
 use vouch_tower::{
@@ -71,6 +71,8 @@ struct FileConfig {
     rate: Option<u32>,
     sign_upstream: Option<PathBuf>,
     upstream_keyid: Option<String>,
+    #[serde(default)]
+    forward_token: bool,
     metrics: Option<String>,
     log_format: Option<LogFormat>,
 }
@@ -124,6 +126,9 @@ struct Settings {
     rate: Option<NonZeroU32>,
     metrics: Option<SocketAddr>,
     log_format: LogFormat,
+    /// `--sign-upstream` and `--upstream-keyid`.
+    sign_upstream: Option<(SigningKey, String)>,
+    forward_token: bool,
 }
 
 enum ReplaySetting {
@@ -135,22 +140,39 @@ fn is_redis_url(s: &str) -> bool {
     s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://")
 }
 
-fn not_yet(flag: &str) -> Failure {
-    Failure::usage(format!("{flag} is not available yet"))
-}
-
 impl Settings {
     fn from_args(args: GatewayArgs) -> Result<Self, Failure> {
         let file = match &args.config {
             Some(path) => load_config(path)?,
             None => FileConfig::default(),
         };
-        if args.sign_upstream.is_some() || file.sign_upstream.is_some() {
-            return Err(not_yet("--sign-upstream"));
-        }
-        if args.upstream_keyid.is_some() || file.upstream_keyid.is_some() {
-            return Err(not_yet("--upstream-keyid"));
-        }
+        let sign_upstream = match (
+            args.sign_upstream.or(file.sign_upstream),
+            args.upstream_keyid.or(file.upstream_keyid),
+        ) {
+            (None, None) => None,
+            (Some(path), Some(keyid)) => {
+                if keyid.is_empty() {
+                    return Err(Failure::usage("--upstream-keyid: empty keyid"));
+                }
+                // The key file in any format vouch reads, as `vouch sign --key` loads it.
+                let key = load_private(&path)
+                    .map_err(|e| Failure::usage(format!("--sign-upstream: {e}")))?;
+                let key = SigningKey::ed25519_from_seed(key.seed())
+                    .map_err(|e| Failure::usage(format!("--sign-upstream: {e}")))?;
+                Some((key, keyid))
+            }
+            (Some(_), None) => {
+                return Err(Failure::usage(
+                    "--sign-upstream needs --upstream-keyid (both or neither)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Failure::usage(
+                    "--upstream-keyid needs --sign-upstream (both or neither)",
+                ));
+            }
+        };
         let metrics = match args.metrics.or(file.metrics) {
             Some(addr) => Some(
                 addr.parse::<SocketAddr>()
@@ -283,6 +305,8 @@ impl Settings {
             rate,
             metrics,
             log_format,
+            sign_upstream,
+            forward_token: args.forward_token || file.forward_token,
         })
     }
 }
@@ -412,6 +436,10 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
     for (tool, op) in settings.ops {
         gateway = gateway.operation(tool, op);
     }
+    if let Some((key, keyid)) = settings.sign_upstream {
+        gateway = gateway.sign_upstream(key, keyid);
+    }
+    gateway = gateway.forward_token(settings.forward_token);
     if let Some(rate) = settings.rate {
         let burst = NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate);
         gateway = gateway.rate_limit(RateLimitLayer::per_second(rate, burst));

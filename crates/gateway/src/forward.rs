@@ -21,6 +21,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower_service::Service;
+use vouch_httpsig::{Component, RequestView, SigningKey, mcp_content_digest, mcp_spec, sign};
 use vouch_tower::{Grants, VerifiedCaller};
 
 use crate::filter::{Lister, SseFilter};
@@ -52,6 +53,56 @@ impl Upstream {
     }
 }
 
+const CONTENT_DIGEST: HeaderName = HeaderName::from_static("content-digest");
+
+/// The gateway's own key, to sign forwarded requests for the upstream.
+pub(crate) struct UpstreamSigner {
+    pub(crate) key: SigningKey,
+    pub(crate) keyid: String,
+}
+
+impl std::fmt::Debug for UpstreamSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamSigner")
+            .field("keyid", &self.keyid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamSigner {
+    /// Signs `request` (absolute upstream URI, final fields, the exact body) in place: a fresh
+    /// `Content-Digest` when there is a body, then `Signature-Input` and `Signature`.
+    fn sign(
+        &self,
+        request: &mut Request<Body>,
+        body: &[u8],
+        token_header: &HeaderName,
+    ) -> Result<(), vouch_httpsig::Error> {
+        if !body.is_empty() || request.headers().contains_key(CONTENT_DIGEST) {
+            let digest = HeaderValue::from_str(&mcp_content_digest(body))
+                .map_err(|_| vouch_httpsig::Error::Malformed("content-digest"))?;
+            request.headers_mut().insert(CONTENT_DIGEST, digest);
+        }
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let view =
+            RequestView::from_parts(request.method(), request.uri(), request.headers(), body);
+        let mut spec = mcp_spec(
+            &view,
+            &self.key,
+            &self.keyid,
+            Some(token_header.as_str()),
+            created,
+        )?;
+        for name in [IDENTITY_HEADER, KEYID_HEADER, GRANTS_HEADER] {
+            spec = spec.cover(Component::new(name.as_str())?);
+        }
+        let signature = sign(view, &spec, &self.key)?;
+        signature.apply(request.headers_mut())
+    }
+}
+
 /// Everything the forwarding service needs, configured once.
 #[derive(Debug)]
 pub(crate) struct Config {
@@ -61,6 +112,7 @@ pub(crate) struct Config {
     pub(crate) head_timeout: Duration,
     pub(crate) operations: Arc<BTreeMap<String, String>>,
     pub(crate) max_filtered_bytes: usize,
+    pub(crate) signer: Option<UpstreamSigner>,
 }
 
 /// The forwarding service.
@@ -164,10 +216,16 @@ impl Forward {
         let Ok(uri) = config.upstream.uri(parts.uri.query()) else {
             return error(StatusCode::BAD_REQUEST, "bad_request");
         };
-        let mut upstream_request = Request::new(Body::from(bytes));
+        let mut upstream_request = Request::new(Body::from(bytes.clone()));
         *upstream_request.method_mut() = parts.method;
         *upstream_request.uri_mut() = uri;
         *upstream_request.headers_mut() = headers;
+        if let Some(signer) = &config.signer
+            && let Err(e) = signer.sign(&mut upstream_request, &bytes, &config.token_header)
+        {
+            tracing::error!(error = %e, "forwarded request not signed");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal");
+        }
 
         let sent = tokio::time::timeout(config.head_timeout, self.client.request(upstream_request));
         let response = match sent.await {

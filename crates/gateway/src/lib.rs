@@ -66,7 +66,7 @@ use vouch_tower::{
 pub use headers::{GRANTS_HEADER, IDENTITY_HEADER, KEYID_HEADER};
 pub use metrics::{METRICS_CONTENT_TYPE, METRICS_PATH, Metrics};
 
-use forward::{Config, Forward, Upstream};
+use forward::{Config, Forward, Upstream, UpstreamSigner};
 
 /// The path the gateway serves unless told otherwise.
 pub const DEFAULT_PATH: &str = "/mcp";
@@ -121,6 +121,7 @@ pub struct Gateway {
     head_timeout: Duration,
     operations: BTreeMap<String, String>,
     max_filtered_bytes: usize,
+    sign_upstream: Option<UpstreamSigner>,
     tune_signature: Option<Box<dyn FnOnce(SignatureLayer) -> SignatureLayer + Send>>,
     metrics: Option<Metrics>,
     audit: Option<Arc<dyn vouch_tower::AuditHook>>,
@@ -135,6 +136,7 @@ impl std::fmt::Debug for Gateway {
             .field("forward_token", &self.forward_token)
             .field("head_timeout", &self.head_timeout)
             .field("operations", &self.operations)
+            .field("sign_upstream", &self.sign_upstream)
             .finish_non_exhaustive()
     }
 }
@@ -185,6 +187,7 @@ impl Gateway {
             head_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             operations: BTreeMap::new(),
             max_filtered_bytes: DEFAULT_MAX_FILTERED_BYTES,
+            sign_upstream: None,
             tune_signature: None,
             metrics: None,
             audit: None,
@@ -279,6 +282,29 @@ impl Gateway {
         self
     }
 
+    /// Signs every forwarded request with `key` as `keyid` (default: forwarded unsigned), so
+    /// that the upstream can verify that it came through the gateway and that the `X-Vouch-*`
+    /// fields were not altered on the way: vouch's MCP profile
+    /// ([`mcp_spec`](vouch_httpsig::mcp_spec)) for the upstream URL (`@target-uri` has the
+    /// upstream's authority), with a fresh `created` and `nonce`, covering `content-digest`
+    /// (recomputed over the forwarded body) whenever there is a body, `authorization`,
+    /// `mcp-session-id`, `mcp-protocol-version` and the token header when forwarded, and
+    /// [`IDENTITY_HEADER`], [`KEYID_HEADER`] and [`GRANTS_HEADER`]. A vouch-protected upstream
+    /// verifies it with a `SignaturePipeline` built for the upstream's origin that resolves
+    /// `keyid` to this key's public key.
+    #[must_use]
+    pub fn sign_upstream(
+        mut self,
+        key: vouch_httpsig::SigningKey,
+        keyid: impl Into<String>,
+    ) -> Self {
+        self.sign_upstream = Some(UpstreamSigner {
+            key,
+            keyid: keyid.into(),
+        });
+        self
+    }
+
     /// Adjusts the signature layer (body cap and timeout, audit hook) before it is used; the
     /// health path is exempted after `tune` runs (in place of any exempt paths it set).
     #[must_use]
@@ -300,6 +326,7 @@ impl Gateway {
             head_timeout: self.head_timeout,
             operations: Arc::new(self.operations),
             max_filtered_bytes: self.max_filtered_bytes,
+            signer: self.sign_upstream,
         });
         let hook: Option<Arc<dyn vouch_tower::AuditHook>> = match (self.metrics.clone(), self.audit)
         {

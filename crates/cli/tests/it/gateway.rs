@@ -420,6 +420,63 @@ fn the_config_file_sets_what_flags_do_and_flags_override_it() {
 }
 
 #[test]
+fn sign_upstream_signs_forwarded_requests_covering_the_vouch_fields() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    s.keygen("gw.pem");
+    let upstream = Upstream::start();
+    // The key from the file, the keyid from the flag: both or neither, after merging.
+    let config = s.write(
+        "gateway.toml",
+        "sign-upstream = \"gw.pem\"\nforward-token = true\n",
+    );
+    let gateway = Running::start(
+        &s,
+        &[
+            "--config",
+            &config,
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+            "--upstream-keyid",
+            "https://gateway.example/gw",
+        ],
+    );
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &token));
+    assert_eq!(status, 200, "{response}");
+    let heads = upstream.heads();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    let input = heads[0]
+        .lines()
+        .find_map(|l| l.strip_prefix("signature-input: "))
+        .unwrap_or_else(|| panic!("no signature-input: {heads:?}"));
+    // The gateway's own signature (names lowercased by the stand-in), not the client's.
+    assert!(
+        input.contains("keyid=\"https://gateway.example/gw\""),
+        "{input}"
+    );
+    for covered in [
+        "\"@method\"",
+        "\"@target-uri\"",
+        "\"content-digest\"",
+        "\"x-mcpvault-token\"",
+        "\"x-vouch-identity\"",
+        "\"x-vouch-keyid\"",
+        "\"x-vouch-grants\"",
+    ] {
+        assert!(input.contains(covered), "{covered} not in {input}");
+    }
+    assert!(heads[0].contains("\nsignature: sig1=:"), "{heads:?}");
+    assert!(
+        heads[0].contains(&format!("x-mcpvault-token: {}", token.to_ascii_lowercase())),
+        "{heads:?}"
+    );
+}
+
+#[test]
 fn configuration_errors_exit_2_naming_the_field() {
     let s = Scratch::new();
     let root = s.keygen("root.pem");
@@ -457,10 +514,30 @@ fn configuration_errors_exit_2_naming_the_field() {
         &root,
         "--sign-upstream",
         "root.pem",
+    ])
+    .usage("--sign-upstream needs --upstream-keyid");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        up,
+        "--root",
+        &root,
         "--upstream-keyid",
         "gw",
     ])
-    .usage("--sign-upstream is not available yet");
+    .usage("--upstream-keyid needs --sign-upstream");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        up,
+        "--root",
+        &root,
+        "--sign-upstream",
+        "missing.pem",
+        "--upstream-keyid",
+        "gw",
+    ])
+    .usage("--sign-upstream");
     s.run(&[
         "gateway",
         "--upstream",

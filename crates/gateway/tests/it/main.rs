@@ -13,6 +13,7 @@
 mod forward;
 mod listing;
 mod metrics;
+mod sign_upstream;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
