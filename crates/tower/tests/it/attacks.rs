@@ -41,7 +41,7 @@ struct Server {
 /// Builds the pipeline for a server at `addr` (both servers of the relay test trust the same
 /// agent keys) and serves it with `serve`.
 async fn spawn_with(
-    tune: impl FnOnce(SignaturePipeline) -> SignaturePipeline,
+    store: ShardedReplayStore,
     layer: impl FnOnce(SignatureLayer) -> SignatureLayer,
     config: ServeConfig,
 ) -> Server {
@@ -54,11 +54,7 @@ async fn spawn_with(
             &KeyPair::from_seed(&seed_of(keyid)).unwrap().public_key(),
         );
     }
-    let pipeline = tune(SignaturePipeline::new(
-        Origin::http(addr),
-        resolver,
-        ShardedReplayStore::new(100_000),
-    ));
+    let pipeline = SignaturePipeline::new(Origin::http(addr), resolver, store);
     let app = Router::new()
         .route(
             "/mcp",
@@ -72,7 +68,12 @@ async fn spawn_with(
 }
 
 async fn spawn() -> Server {
-    spawn_with(|p| p, |l| l, ServeConfig::default()).await
+    spawn_with(
+        ShardedReplayStore::new(100_000),
+        |l| l,
+        ServeConfig::default(),
+    )
+    .await
 }
 
 /// A request signed as `keyid` for `http://{authority}/mcp`, with `extra` fields added before
@@ -301,7 +302,12 @@ async fn unsigned_clients_with_partial_bodies_are_answered_at_once_and_hold_no_m
 
 #[tokio::test]
 async fn a_declared_body_over_the_cap_is_refused_before_anything_else() {
-    let a = spawn_with(|p| p, |l| l.max_body_bytes(1024), ServeConfig::default()).await;
+    let a = spawn_with(
+        ShardedReplayStore::new(100_000),
+        |l| l.max_body_bytes(1024),
+        ServeConfig::default(),
+    )
+    .await;
     let mut stream = TcpStream::connect(a.addr).await.unwrap();
     let head = format!(
         "POST /mcp HTTP/1.1\r\nhost: {}\r\ncontent-length: 1048576\r\n\r\n",
@@ -315,7 +321,7 @@ async fn a_declared_body_over_the_cap_is_refused_before_anything_else() {
 #[tokio::test]
 async fn a_signed_slow_body_is_cut_at_the_body_timeout() {
     let a = spawn_with(
-        |p| p,
+        ShardedReplayStore::new(100_000),
         |l| l.body_timeout(Duration::from_millis(300)),
         ServeConfig::default(),
     )
@@ -340,7 +346,7 @@ async fn a_signed_slow_body_is_cut_at_the_body_timeout() {
 #[tokio::test]
 async fn a_partial_head_is_dropped_at_the_header_read_timeout() {
     let a = spawn_with(
-        |p| p,
+        ShardedReplayStore::new(100_000),
         |l| l,
         ServeConfig::default().header_read_timeout(Duration::from_millis(300)),
     )
@@ -355,7 +361,12 @@ async fn a_partial_head_is_dropped_at_the_header_read_timeout() {
 
 #[tokio::test]
 async fn connections_over_the_per_address_cap_are_closed_at_once_and_others_still_served() {
-    let a = spawn_with(|p| p, |l| l, ServeConfig::default().max_connections(100, 4)).await;
+    let a = spawn_with(
+        ShardedReplayStore::new(100_000),
+        |l| l,
+        ServeConfig::default().max_connections(100, 4),
+    )
+    .await;
     let mut held = Vec::new();
     for _ in 0..4 {
         let s = TcpStream::connect(a.addr).await.unwrap();
@@ -401,26 +412,9 @@ async fn connections_over_the_per_address_cap_are_closed_at_once_and_others_stil
 #[tokio::test]
 async fn one_identity_filling_its_replay_share_does_not_lock_out_another() {
     // A store of 100 live entries; each identity may hold at most 10.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut resolver = StaticResolver::new();
-    for keyid in [AGENT, OTHER] {
-        resolver = resolver.with_ed25519(
-            keyid,
-            &KeyPair::from_seed(&seed_of(keyid)).unwrap().public_key(),
-        );
-    }
     let store =
         ShardedReplayStore::with_config(vouch_keys::ReplayConfig::new(100).identity_share(10));
-    let app = Router::new()
-        .route("/mcp", post(|| async { "ok" }))
-        .layer(SignatureLayer::new(SignaturePipeline::new(
-            Origin::http(addr),
-            resolver,
-            store,
-        )));
-    tokio::spawn(async move { serve(listener, app, ServeConfig::default()).await.unwrap() });
-
+    let addr = spawn_with(store, |l| l, ServeConfig::default()).await.addr;
     let mut refused = None;
     for i in 0..100 {
         let (status, body) = exchange(addr, &raw_signed(AGENT, &addr.to_string(), BODY, &[])).await;
