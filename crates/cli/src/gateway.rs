@@ -13,7 +13,7 @@ use std::time::Duration;
 use http::HeaderName;
 use serde::Deserialize;
 use vouch_gateway::{Gateway, Metrics};
-use vouch_httpsig::{ReplayFuture, ReplayGuard, ReplayKey, SigningKey, VerifyPolicy};
+use vouch_httpsig::{SigningKey, VerifyPolicy};
 use vouch_keys::{
     CacheConfig, CachingResolver, FilePinStore, HttpsConfig, HttpsResolver, KeyResolver,
     RedisPinStore, RedisReplayStore, ResolveError, ResolveFuture, ShardedReplayStore,
@@ -389,7 +389,7 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
         ReplaySetting::Memory(n) => {
             let store = Arc::new(ShardedReplayStore::new(*n));
             metrics = metrics.map(|m| replay_gauges(m, &store));
-            SignaturePipeline::new(first.clone(), settings.resolver, SharedReplay(store))
+            SignaturePipeline::new(first.clone(), settings.resolver, store)
         }
         ReplaySetting::Redis(url) => SignaturePipeline::new(
             first.clone(),
@@ -530,21 +530,6 @@ fn log_decision(d: &Decision<'_>) {
         tool = d.tool,
         "decision"
     );
-}
-
-/// The in-memory replay store, shared with the metrics that read its size.
-struct SharedReplay(Arc<ShardedReplayStore>);
-
-impl ReplayGuard for SharedReplay {
-    fn check_and_insert<'a>(
-        &'a self,
-        key: ReplayKey,
-        owner: &'a str,
-        keep_until: u64,
-        now: u64,
-    ) -> ReplayFuture<'a> {
-        self.0.check_and_insert(key, owner, keep_until, now)
-    }
 }
 
 /// Adds the replay store's entries and bytes to `metrics`, read at each scrape.

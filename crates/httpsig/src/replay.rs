@@ -77,6 +77,19 @@ pub trait ReplayGuard: Send + Sync {
     ) -> ReplayFuture<'a>;
 }
 
+/// A shared store: the server uses it while something else (metrics, tests) reads its size.
+impl<T: ReplayGuard + ?Sized> ReplayGuard for std::sync::Arc<T> {
+    fn check_and_insert<'a>(
+        &'a self,
+        key: ReplayKey,
+        owner: &'a str,
+        keep_until: u64,
+        now: u64,
+    ) -> ReplayFuture<'a> {
+        (**self).check_and_insert(key, owner, keep_until, now)
+    }
+}
+
 /// A simple bounded in-memory replay store (one lock), with a share per identity. For tests and
 /// single small processes; vouch-keys has the sharded and Redis stores.
 ///

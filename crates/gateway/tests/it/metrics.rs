@@ -5,24 +5,8 @@ use std::sync::Arc;
 use http::StatusCode;
 use http::header::CONTENT_TYPE;
 use vouch_gateway::{METRICS_CONTENT_TYPE, Metrics};
-use vouch_httpsig::{ReplayFuture, ReplayGuard, ReplayKey};
 
 use crate::*;
-
-/// The sharded store behind an `Arc`, so the test can read its size while the gateway uses it.
-struct Shared(Arc<ShardedReplayStore>);
-
-impl ReplayGuard for Shared {
-    fn check_and_insert<'a>(
-        &'a self,
-        key: ReplayKey,
-        owner: &'a str,
-        keep_until: u64,
-        now: u64,
-    ) -> ReplayFuture<'a> {
-        self.0.check_and_insert(key, owner, keep_until, now)
-    }
-}
 
 /// `GET /metrics` from `metrics`' own router on its own listener: the content type and text.
 async fn scrape(metrics: &Metrics) -> (String, String) {
@@ -60,7 +44,7 @@ async fn decisions_latency_and_replay_entries_are_exposed() {
         SignaturePipeline::new(
             Origin::http(gw),
             StaticResolver::new().with_ed25519(AGENT, &agent),
-            Shared(store),
+            store,
         ),
         CapabilityPipeline::new(Verifier::new(root().public_key())),
     )
