@@ -48,7 +48,6 @@ mod metrics;
 mod response;
 
 use std::collections::BTreeMap;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,11 +76,8 @@ pub const HEALTH_PATH: &str = "/healthz";
 /// How long the upstream may take to answer with a response head unless configured otherwise.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Requests per second each identity may make unless configured otherwise.
-pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
-
-/// The burst each identity may make unless configured otherwise.
-pub const DEFAULT_RATE_BURST: u32 = 100;
+/// The per-identity rate limit the gateway applies by default (defined in vouch-tower).
+pub use vouch_tower::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND};
 
 /// The largest `tools/list` response (JSON) or SSE event the gateway holds to filter: 8 MiB.
 pub const DEFAULT_MAX_FILTERED_BYTES: usize = 8 << 20;
@@ -178,10 +174,7 @@ impl Gateway {
             path: DEFAULT_PATH.to_owned(),
             signature,
             capability,
-            rate_limit: RateLimitLayer::per_second(
-                NonZeroU32::new(DEFAULT_RATE_PER_SECOND).unwrap_or(NonZeroU32::MIN),
-                NonZeroU32::new(DEFAULT_RATE_BURST).unwrap_or(NonZeroU32::MIN),
-            ),
+            rate_limit: RateLimitLayer::default(),
             token_header: TOKEN_HEADER,
             forward_token: false,
             head_timeout: DEFAULT_UPSTREAM_TIMEOUT,

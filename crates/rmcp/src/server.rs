@@ -28,8 +28,8 @@ pub type GuardedService<H> = StreamableHttpService<GrantGuard<H>, LocalSessionMa
 ///
 /// Requests pass, in this order: the [`SignatureLayer`] (origin, RFC 9421 signature, digest,
 /// time window, replay, key, pin, allowlist; the verified caller goes into the request), the
-/// per-identity [`RateLimitLayer`] (on by default, [`DEFAULT_RATE_PER_SECOND`] requests per
-/// second with bursts of [`DEFAULT_RATE_BURST`]), the [`SessionBindingLayer`] (a session belongs to the signer that created it), the
+/// per-identity [`RateLimitLayer`] (on by default, [`DEFAULT_RATE_PER_SECOND`](crate::DEFAULT_RATE_PER_SECOND) requests per
+/// second with bursts of [`DEFAULT_RATE_BURST`](crate::DEFAULT_RATE_BURST)), the [`SessionBindingLayer`] (a session belongs to the signer that created it), the
 /// [`CapabilityLayer`] (a valid token on every request; `tools/call` of a tool or operation it
 /// does not grant is refused with 403), and rmcp. [`Protected::serve`] also wraps the handler
 /// in a [`GrantGuard`], which filters `tools/list` to the granted tools. Inside tools,
@@ -65,19 +65,6 @@ pub struct Protected {
     audit: Option<Arc<dyn AuditHook>>,
 }
 
-/// Requests per second each identity may make through [`Protected`] unless configured
-/// otherwise.
-pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
-/// The burst each identity may make through [`Protected`] unless configured otherwise.
-pub const DEFAULT_RATE_BURST: u32 = 100;
-
-fn default_rate_limit() -> RateLimitLayer {
-    RateLimitLayer::per_second(
-        std::num::NonZeroU32::new(DEFAULT_RATE_PER_SECOND).unwrap_or(std::num::NonZeroU32::MIN),
-        std::num::NonZeroU32::new(DEFAULT_RATE_BURST).unwrap_or(std::num::NonZeroU32::MIN),
-    )
-}
-
 impl std::fmt::Debug for Protected {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Protected")
@@ -109,7 +96,7 @@ impl Protected {
             session_manager: None,
             max_body_bytes: None,
             body_timeout: None,
-            rate_limit: Some(default_rate_limit()),
+            rate_limit: Some(RateLimitLayer::default()),
             audit: None,
         }
     }
@@ -126,8 +113,8 @@ impl Protected {
         self
     }
 
-    /// The per-identity rate limit (default: [`DEFAULT_RATE_PER_SECOND`] per second, bursts of
-    /// [`DEFAULT_RATE_BURST`]), or `None` to serve without one.
+    /// The per-identity rate limit (default: [`DEFAULT_RATE_PER_SECOND`](crate::DEFAULT_RATE_PER_SECOND) per second, bursts of
+    /// [`DEFAULT_RATE_BURST`](crate::DEFAULT_RATE_BURST)), or `None` to serve without one.
     #[must_use]
     pub fn rate_limit(mut self, layer: Option<RateLimitLayer>) -> Self {
         self.rate_limit = layer;

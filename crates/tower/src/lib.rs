@@ -36,7 +36,7 @@ pub use origin::{Origin, OriginError};
 pub use pipeline::{
     AllowAll, Allowlist, HeadVerified, Rejection, SignaturePipeline, VerifiedCaller,
 };
-pub use rate_limit::{RateLimit, RateLimitLayer};
+pub use rate_limit::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit, RateLimitLayer};
 pub use serve::{ServeConfig, serve};
 pub use signature::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, SignatureLayer, SignatureService,

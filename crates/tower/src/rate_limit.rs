@@ -16,6 +16,11 @@ use tower_service::Service;
 use crate::pipeline::{Rejection, VerifiedCaller};
 use crate::response::{json_response, rejection_response};
 
+/// Requests per second each identity may make through a [`RateLimitLayer::default`].
+pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
+/// The burst each identity may make through a [`RateLimitLayer::default`].
+pub const DEFAULT_RATE_BURST: u32 = 100;
+
 /// Identities tracked before idle ones are pruned.
 const PRUNE_ABOVE: usize = 100_000;
 
@@ -35,6 +40,17 @@ impl RateLimitLayer {
                 Quota::per_second(per_second).allow_burst(burst),
             )),
         }
+    }
+}
+
+impl Default for RateLimitLayer {
+    /// [`DEFAULT_RATE_PER_SECOND`] requests per identity, bursts of [`DEFAULT_RATE_BURST`]: what
+    /// vouch-rmcp's `Protected` and the gateway apply unless told otherwise.
+    fn default() -> Self {
+        Self::per_second(
+            NonZeroU32::new(DEFAULT_RATE_PER_SECOND).unwrap_or(NonZeroU32::MIN),
+            NonZeroU32::new(DEFAULT_RATE_BURST).unwrap_or(NonZeroU32::MIN),
+        )
     }
 }
 
