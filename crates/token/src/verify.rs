@@ -43,7 +43,8 @@ pub struct Verifier {
     /// True when `roots` never returns a weak key (checked when the keys were added), so that
     /// [`Verifier::check`] need not check the key it gets.
     roots_checked: bool,
-    audience: Option<String>,
+    /// The audiences this verifier answers to; empty for none.
+    audiences: BTreeSet<String>,
     revocations: Arc<dyn Revocations>,
 }
 
@@ -76,19 +77,22 @@ impl Verifier {
         Self {
             roots,
             roots_checked,
-            audience: None,
+            audiences: BTreeSet::new(),
             revocations: Arc::new(BTreeSet::<RevocationId>::new()),
         }
     }
 
-    /// This verifier's audience (for example the server's URL). A token restricted to other
-    /// audiences is rejected.
+    /// An audience of this verifier (for example the server's URL). A token restricted to
+    /// audiences of which none is this verifier's is rejected.
+    ///
+    /// Call it again for a verifier that answers to several names (a server reached at two
+    /// origins, say): a token is accepted if its audiences include any of them.
     ///
     /// Without an audience, a token that carries any audience restriction is rejected: the
     /// verifier cannot tell whether it is the one the token was meant for.
     #[must_use]
     pub fn with_audience(mut self, audience: impl Into<String>) -> Self {
-        self.audience = Some(audience.into());
+        self.audiences.insert(audience.into());
         self
     }
 
@@ -176,11 +180,10 @@ impl Verifier {
         if access.now >= rights.expires_at {
             return Err(Error::Expired);
         }
-        if let Some(allowed) = &rights.audience {
-            match &self.audience {
-                Some(mine) if allowed.contains(mine) => {}
-                _ => return Err(Error::WrongAudience),
-            }
+        if let Some(allowed) = &rights.audience
+            && allowed.is_disjoint(&self.audiences)
+        {
+            return Err(Error::WrongAudience);
         }
         if !rights.holders.is_empty() {
             let ok = access
@@ -225,7 +228,7 @@ impl VerifiedToken {
 impl core::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Verifier")
-            .field("audience", &self.audience)
+            .field("audiences", &self.audiences)
             .finish_non_exhaustive()
     }
 }

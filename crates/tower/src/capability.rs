@@ -608,8 +608,8 @@ impl CapabilityPipeline {
         }
     }
 
-    /// Sets the verifier's audience (see [`Verifier::with_audience`]): tokens restricted to
-    /// other audiences are refused. A token without any audience restriction is still accepted,
+    /// Adds an audience of the verifier (see [`Verifier::with_audience`]; call again for
+    /// several): tokens restricted to other audiences are refused. A token without any audience restriction is still accepted,
     /// so mint tokens with an audience to keep them from being valid at every server.
     #[must_use]
     pub fn audience(mut self, audience: impl Into<String>) -> Self {

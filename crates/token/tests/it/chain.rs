@@ -407,6 +407,28 @@ fn audience_rules() {
 }
 
 #[test]
+fn a_verifier_with_several_audiences_accepts_a_token_for_any_of_them_and_no_other() {
+    let both = verifier()
+        .with_audience("https://mcp.example")
+        .with_audience("https://gateway.example");
+    for aud in ["https://mcp.example", "https://gateway.example"] {
+        let token = mint(&key(1), reference_root().audience([aud]));
+        both.verify(&token, &Access::at(NOW)).unwrap();
+    }
+    let elsewhere = mint(&key(1), reference_root().audience(["https://evil.example"]));
+    assert_eq!(
+        both.verify(&elsewhere, &Access::at(NOW)),
+        Err(Error::WrongAudience)
+    );
+    // A token for two audiences, one of them this verifier's, is accepted.
+    let shared = mint(
+        &key(1),
+        reference_root().audience(["https://evil.example", "https://gateway.example"]),
+    );
+    both.verify(&shared, &Access::at(NOW)).unwrap();
+}
+
+#[test]
 fn mint_refuses_bad_inputs() {
     let root = key(1);
     let no_expiry = Token::mint_at(&root, "iss", "sub", Restriction::new(), NOW);
