@@ -2,7 +2,7 @@
 //! token, tools that see who calls and what they may do.
 //!
 //! ```text
-//! cargo run -p vouch-rmcp --example protected_server -- 127.0.0.1:8080
+//! cargo run -p vouch-examples --example protected_server -- 127.0.0.1:8080
 //! ```
 //!
 //! It trusts one root key (seed `[42; 32]`, as `signing_client` mints with) and one agent key

@@ -2,8 +2,8 @@
 //! `protected_server` example with every request signed.
 //!
 //! ```text
-//! cargo run -p vouch-rmcp --example protected_server &
-//! cargo run -p vouch-rmcp --example signing_client -- http://127.0.0.1:8080/mcp
+//! cargo run -p vouch-examples --example protected_server &
+//! cargo run -p vouch-examples --example signing_client -- http://127.0.0.1:8080/mcp
 //! ```
 
 use rmcp::ServiceExt;
