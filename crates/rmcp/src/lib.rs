@@ -29,12 +29,15 @@ pub use client::SigningClient;
 pub use grants::{DEFAULT_OPERATION, OperationMap, caller_identity, grants};
 pub use handler::{FORBIDDEN_CODE, GrantGuard, META_TOKEN_KEY, UNAUTHORIZED_CODE};
 pub use server::{GuardedService, Protected};
-pub use session::{
+pub use session::SessionBindingExt;
+/// The per-identity rate limit `Protected` applies by default (defined in vouch-tower).
+pub use vouch_tower::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND};
+/// The session binding `Protected` applies by default (defined in vouch-tower; give it rmcp's
+/// session manager with [`SessionBindingExt::session_manager`]).
+pub use vouch_tower::{
     DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_SESSIONS_PER_IDENTITY, SessionBinding,
     SessionBindingLayer,
 };
-/// The per-identity rate limit `Protected` applies by default (defined in vouch-tower).
-pub use vouch_tower::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND};
 /// Serving with a header-read timeout and connection caps (re-exported from vouch-tower):
 /// use it instead of bare `axum::serve` for a server exposed to the network.
 pub use vouch_tower::{Origin, ServeConfig, serve};

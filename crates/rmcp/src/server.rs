@@ -13,13 +13,13 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tower_layer::Layer as _;
 use tower_service::Service;
 use vouch_tower::{
-    AuditHook, CapabilityLayer, CapabilityPipeline, Decision, RateLimitLayer, SignatureLayer,
-    SignaturePipeline,
+    AuditHook, CapabilityLayer, CapabilityPipeline, Decision, RateLimitLayer, SessionBindingLayer,
+    SignatureLayer, SignaturePipeline,
 };
 
 use crate::grants::OperationMap;
 use crate::handler::GrantGuard;
-use crate::session::SessionBindingLayer;
+use crate::session::SessionBindingExt as _;
 
 /// The rmcp server type [`Protected::serve`] builds: the handler behind a [`GrantGuard`].
 pub type GuardedService<H> = StreamableHttpService<GrantGuard<H>, LocalSessionManager>;
@@ -220,7 +220,8 @@ impl Protected {
     /// The session binding closes the rmcp sessions whose binding it drops only if it was
     /// given the service's session manager: pass
     /// `SessionBindingLayer::default().session_manager(manager.clone())` (the same `Arc` the
-    /// service uses) to [`session_binding`](Self::session_binding). Otherwise those sessions
+    /// service uses; [`SessionBindingExt`](crate::SessionBindingExt) in scope) to
+    /// [`session_binding`](Self::session_binding). Otherwise those sessions
     /// are the caller's to close (rmcp's keep-alive closes them once idle).
     pub fn protect<S, ResBody>(self, service: S) -> Router
     where

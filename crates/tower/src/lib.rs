@@ -6,8 +6,10 @@
 //!
 //! The same split holds for capability tokens: [`CapabilityPipeline::authorize`] decides,
 //! [`CapabilityLayer`] wraps it, [`Grants`] is the extractor and [`require_tool`] the guard for
-//! plain routes. [`RateLimitLayer`] limits each verified identity; an [`AuditHook`] sees every
-//! decision and [`SigningStats`] counts them.
+//! plain routes. [`RateLimitLayer`] limits each verified identity; [`SessionBindingLayer`] binds
+//! each MCP session to the signer that created it and bounds the sessions each identity holds,
+//! closing them in the server through a [`SessionStore`]; an [`AuditHook`] sees every decision
+//! and [`SigningStats`] counts them.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -23,6 +25,7 @@ mod pipeline;
 mod rate_limit;
 mod response;
 mod serve;
+mod session;
 mod signature;
 
 pub use audit::{AuditHook, Decision, SigningStats, StatsSnapshot};
@@ -38,6 +41,10 @@ pub use pipeline::{
 };
 pub use rate_limit::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit, RateLimitLayer};
 pub use serve::{ServeConfig, serve};
+pub use session::{
+    DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_SESSIONS_PER_IDENTITY, SessionBinding,
+    SessionBindingLayer, SessionFuture, SessionStore,
+};
 pub use signature::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, SignatureLayer, SignatureService,
 };

@@ -13,7 +13,10 @@ use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::Value;
 use vouch_keys::{ShardedReplayStore, StaticResolver};
 use vouch_reqwest::SigningMiddleware;
-use vouch_rmcp::{DEFAULT_SESSION_IDLE, GrantGuard, OperationMap, Protected, SessionBindingLayer};
+use vouch_rmcp::{
+    DEFAULT_SESSION_IDLE, GrantGuard, OperationMap, Protected, SessionBindingExt as _,
+    SessionBindingLayer,
+};
 use vouch_token::KeyPair;
 use vouch_tower::{CapabilityPipeline, Origin, SignaturePipeline};
 
