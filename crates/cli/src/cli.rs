@@ -185,7 +185,8 @@ With --sign-upstream KEYFILE --upstream-keyid KEYID (both or neither) the gatewa
 forwarded request with its own key, so that a vouch-protected upstream can verify it; add
 --forward-token if the upstream checks tokens too.
 
-Not available yet (exit 2): running without --root, more than one --audience.
+Without --root the gateway is an identity gate only: requests must be signed by an admitted
+signer, no token is asked for, and the upstream gets X-Vouch-Identity and X-Vouch-Keyid.
 
 Examples:
   vouch gateway --upstream http://127.0.0.1:8000/mcp --root root.pub \\
@@ -329,10 +330,12 @@ pub(crate) struct GatewayArgs {
     /// characters). Without any, every verified signer is admitted.
     #[arg(long = "allow", value_name = "PATTERN")]
     pub(crate) allows: Vec<String>,
-    /// A trusted token root public key (repeatable): hex, did:key or a key file.
+    /// A trusted token root public key (repeatable): hex, did:key or a key file. Without any,
+    /// no token is checked (identity-only).
     #[arg(long = "root", value_name = "PUBKEY")]
     pub(crate) roots: Vec<String>,
-    /// This gateway's audience, for tokens restricted to audiences (one for now).
+    /// An audience of this gateway (repeatable), for tokens restricted to audiences; needs
+    /// --root.
     #[arg(long = "audience", value_name = "A")]
     pub(crate) audiences: Vec<String>,
     /// The header carrying the token [default: X-MCPVault-Token].

@@ -116,8 +116,9 @@ struct Settings {
     origins: Vec<Origin>,
     resolver: Resolver,
     allows: Vec<String>,
-    roots: RootKeySet,
-    audience: Option<String>,
+    /// `None` without `--root`: an identity gate only.
+    roots: Option<RootKeySet>,
+    audiences: Vec<String>,
     token_header: Option<HeaderName>,
     ops: Vec<(String, String)>,
     policy: VerifyPolicy,
@@ -234,21 +235,20 @@ impl Settings {
         for root in pick(args.roots, file.root) {
             keys.push(public_key(&root).map_err(|e| Failure::usage(format!("--root: {e}")))?);
         }
-        if keys.is_empty() {
+        let roots = if keys.is_empty() {
+            None
+        } else {
+            Some(RootKeySet::from_keys(keys).map_err(|e| Failure::usage(format!("--root: {e}")))?)
+        };
+        let audiences = pick(args.audiences, file.audience);
+        if roots.is_none() && !audiences.is_empty() {
             return Err(Failure::usage(
-                "--root is required (identity-only mode is not available yet)",
+                "--audience needs --root: without a token root no token is checked",
             ));
         }
-        let roots =
-            RootKeySet::from_keys(keys).map_err(|e| Failure::usage(format!("--root: {e}")))?;
-
-        let mut audiences = pick(args.audiences, file.audience);
-        if audiences.len() > 1 {
-            return Err(Failure::usage(
-                "--audience: more than one audience is not available yet",
-            ));
+        if audiences.iter().any(String::is_empty) {
+            return Err(Failure::usage("--audience: empty audience"));
         }
-        let audience = audiences.pop();
 
         let token_header = match args.token_header.or(file.token_header) {
             Some(name) => Some(
@@ -296,7 +296,7 @@ impl Settings {
             resolver: Resolver { fixed, https },
             allows: pick(args.allows, file.allow),
             roots,
-            audience,
+            audiences,
             token_header,
             ops,
             policy,
@@ -420,16 +420,21 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
                 .pins(FilePinStore::open(pins).map_err(|e| Failure::usage(format!("--pins: {e}")))?)
         };
     }
-    let mut verifier = Verifier::new(settings.roots);
-    if let Some(audience) = settings.audience {
-        verifier = verifier.with_audience(audience);
-    }
-    let mut gateway = Gateway::new(
-        &settings.upstream,
-        signature,
-        CapabilityPipeline::new(verifier),
-    )
-    .map_err(|e| Failure::usage(format!("--upstream: {e}")))?;
+    let gateway = match settings.roots {
+        Some(roots) => {
+            let verifier = settings
+                .audiences
+                .into_iter()
+                .fold(Verifier::new(roots), Verifier::with_audience);
+            Gateway::new(
+                &settings.upstream,
+                signature,
+                CapabilityPipeline::new(verifier),
+            )
+        }
+        None => Gateway::identity_only(&settings.upstream, signature),
+    };
+    let mut gateway = gateway.map_err(|e| Failure::usage(format!("--upstream: {e}")))?;
     if let Some(header) = settings.token_header {
         gateway = gateway.token_header(header);
     }

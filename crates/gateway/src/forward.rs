@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::response::IntoResponse as _;
 use base64ct::{Base64UrlUnpadded, Encoding as _};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
@@ -22,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower_service::Service;
 use vouch_httpsig::{Component, RequestView, SigningKey, mcp_content_digest, mcp_spec, sign};
-use vouch_tower::{Grants, VerifiedCaller};
+use vouch_tower::{CapabilityRejection, Grants, VerifiedCaller};
 
 use crate::filter::{Lister, SseFilter};
 use crate::headers::{
@@ -95,8 +96,11 @@ impl UpstreamSigner {
             Some(token_header.as_str()),
             created,
         )?;
+        // Every X-Vouch field sent (an identity-only gateway sends no grants).
         for name in [IDENTITY_HEADER, KEYID_HEADER, GRANTS_HEADER] {
-            spec = spec.cover(Component::new(name.as_str())?);
+            if request.headers().contains_key(&name) {
+                spec = spec.cover(Component::new(name.as_str())?);
+            }
         }
         let signature = sign(view, &spec, &self.key)?;
         signature.apply(request.headers_mut())
@@ -113,6 +117,9 @@ pub(crate) struct Config {
     pub(crate) operations: Arc<BTreeMap<String, String>>,
     pub(crate) max_filtered_bytes: usize,
     pub(crate) signer: Option<UpstreamSigner>,
+    /// No capability layer in front: no grants to forward or filter by, and the message is
+    /// checked here.
+    pub(crate) identity_only: bool,
 }
 
 /// The forwarding service.
@@ -175,11 +182,10 @@ impl Forward {
     async fn forward(self, request: Request<Body>) -> Response<Body> {
         let config = &self.config;
         let (parts, body) = request.into_parts();
-        let (Some(caller), Some(grants)) = (
-            parts.extensions.get::<VerifiedCaller>(),
-            parts.extensions.get::<Grants>(),
-        ) else {
-            // The router always puts both layers in front; without them, nothing is forwarded.
+        let caller = parts.extensions.get::<VerifiedCaller>();
+        let grants = parts.extensions.get::<Grants>();
+        let (Some(caller), true) = (caller, grants.is_some() || config.identity_only) else {
+            // The router always puts the layers in front; without them, nothing is forwarded.
             tracing::error!("request reached the forwarder without a verified caller and grants");
             return error(StatusCode::INTERNAL_SERVER_ERROR, "internal");
         };
@@ -188,18 +194,30 @@ impl Forward {
             return error(StatusCode::BAD_REQUEST, "unreadable_body");
         };
         let bytes: Bytes = collected.to_bytes();
-        let lister = listing_id(&bytes).map(|id| Lister {
-            id,
-            facts: grants.facts().clone(),
-            operations: config.operations.clone(),
+        if config.identity_only
+            && !bytes.is_empty()
+            && let Err(e) = vouch_tower::jsonrpc::parse(&bytes)
+        {
+            // The capability layer's check and answer, without a token to look at.
+            tracing::info!(identity = %caller.identity, error = %e, "ambiguous message refused");
+            return CapabilityRejection::BadRequest(e).into_response();
+        }
+        let lister = grants.and_then(|grants| {
+            listing_id(&bytes).map(|id| Lister {
+                id,
+                facts: grants.facts().clone(),
+                operations: config.operations.clone(),
+            })
         });
 
         let mut headers = parts.headers;
         scrub_request(&mut headers, &config.token_header, config.forward_token);
-        let (Ok(identity), Ok(keyid), Some(facts), Ok(host)) = (
+        // Identity-only: no grants, so no grants field.
+        let facts = grants.map(grants_value);
+        let (Ok(identity), Ok(keyid), None | Some(Some(_)), Ok(host)) = (
             HeaderValue::from_str(&caller.identity),
             HeaderValue::from_str(&caller.keyid),
-            grants_value(grants),
+            &facts,
             HeaderValue::from_str(config.upstream.authority.as_str()),
         ) else {
             tracing::error!("verified caller or grants do not fit in a header");
@@ -208,7 +226,9 @@ impl Forward {
         headers.insert(HOST, host);
         headers.insert(IDENTITY_HEADER, identity);
         headers.insert(KEYID_HEADER, keyid);
-        headers.insert(GRANTS_HEADER, facts);
+        if let Some(Some(facts)) = facts {
+            headers.insert(GRANTS_HEADER, facts);
+        }
         headers.remove(CONTENT_LENGTH);
         if !bytes.is_empty() {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));

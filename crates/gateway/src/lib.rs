@@ -56,7 +56,6 @@ use axum::routing::get;
 use http::header::CONTENT_TYPE;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderName, Uri};
-use tower_layer::Layer as _;
 use vouch_tower::{
     CapabilityLayer, CapabilityPipeline, RateLimitLayer, SignatureLayer, SignaturePipeline,
     TOKEN_HEADER,
@@ -110,7 +109,8 @@ pub struct Gateway {
     upstream: Upstream,
     path: String,
     signature: SignaturePipeline,
-    capability: CapabilityPipeline,
+    /// `None` in identity-only mode.
+    capability: Option<CapabilityPipeline>,
     rate_limit: RateLimitLayer,
     token_header: HeaderName,
     forward_token: bool,
@@ -153,6 +153,23 @@ impl Gateway {
         signature: SignaturePipeline,
         capability: CapabilityPipeline,
     ) -> Result<Self, Error> {
+        let mut gateway = Self::identity_only(upstream, signature)?;
+        gateway.capability = Some(capability.header(gateway.token_header.clone()));
+        Ok(gateway)
+    }
+
+    /// A gateway that checks who is calling but not what they may do: every request must be
+    /// signed by an admitted signer (the `signature` pipeline's resolver, allowlist and pins),
+    /// and no capability token is asked for. The upstream gets [`IDENTITY_HEADER`] and
+    /// [`KEYID_HEADER`] but no [`GRANTS_HEADER`], and `tools/list` is not filtered. Messages
+    /// are still parsed as strictly as [`new`](Self::new)'s capability layer does (one JSON-RPC
+    /// object, no duplicate keys: 400 otherwise), so the upstream never sees one the gateway
+    /// read differently; a token header, if sent, is still removed.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn identity_only(upstream: &str, signature: SignaturePipeline) -> Result<Self, Error> {
         let uri: Uri = upstream
             .parse()
             .map_err(|e: http::uri::InvalidUri| Error::Upstream(e.to_string()))?;
@@ -173,7 +190,7 @@ impl Gateway {
             upstream: Upstream { authority, path },
             path: DEFAULT_PATH.to_owned(),
             signature,
-            capability,
+            capability: None,
             rate_limit: RateLimitLayer::default(),
             token_header: TOKEN_HEADER,
             forward_token: false,
@@ -215,7 +232,7 @@ impl Gateway {
     /// [`TOKEN_HEADER`]). Set it here rather than on the [`CapabilityPipeline`], so both agree.
     #[must_use]
     pub fn token_header(mut self, header: HeaderName) -> Self {
-        self.capability = self.capability.header(header.clone());
+        self.capability = self.capability.map(|c| c.header(header.clone()));
         self.token_header = header;
         self
     }
@@ -226,7 +243,9 @@ impl Gateway {
     #[must_use]
     pub fn operation(mut self, tool: impl Into<String>, operation: impl Into<String>) -> Self {
         let (tool, operation) = (tool.into(), operation.into());
-        self.capability = self.capability.operation(tool.clone(), operation.clone());
+        self.capability = self
+            .capability
+            .map(|c| c.operation(tool.clone(), operation.clone()));
         self.operations.insert(tool, operation);
         self
     }
@@ -320,6 +339,7 @@ impl Gateway {
             operations: Arc::new(self.operations),
             max_filtered_bytes: self.max_filtered_bytes,
             signer: self.sign_upstream,
+            identity_only: self.capability.is_none(),
         });
         let hook: Option<Arc<dyn vouch_tower::AuditHook>> = match (self.metrics.clone(), self.audit)
         {
@@ -327,11 +347,16 @@ impl Gateway {
             (Some(m), None) => Some(Arc::new(m)),
             (None, a) => a,
         };
-        let mut capability = CapabilityLayer::new(self.capability);
-        if let Some(hook) = &hook {
-            capability = capability.audit(hook.clone());
+        // Innermost first: the capability check (unless identity-only), then the rate limit.
+        let mut proxied = Router::new().route_service(&self.path, forward);
+        if let Some(pipeline) = self.capability {
+            let mut capability = CapabilityLayer::new(pipeline);
+            if let Some(hook) = &hook {
+                capability = capability.audit(hook.clone());
+            }
+            proxied = proxied.route_layer(capability);
         }
-        let proxied = self.rate_limit.layer(capability.layer(forward));
+        let proxied = proxied.route_layer(self.rate_limit);
         let mut signature = SignatureLayer::new(self.signature);
         if let Some(tune) = self.tune_signature {
             signature = tune(signature);
@@ -343,8 +368,7 @@ impl Gateway {
             metrics,
             path: Arc::from(self.path.as_str()),
         });
-        let router = Router::new()
-            .route_service(&self.path, proxied)
+        let router = proxied
             .route(
                 HEALTH_PATH,
                 get(|| async { ([(CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#) }),

@@ -250,6 +250,80 @@ fn unsigned_is_401_and_outside_the_grants_is_403_without_reaching_the_upstream()
 }
 
 #[test]
+fn without_a_root_the_gateway_is_an_identity_gate() {
+    let s = Scratch::new();
+    let (_, agent, _) = setup(&s);
+    let upstream = Upstream::start();
+    let gateway = Running::start(&s, &["--upstream", &upstream.url(), "--agent", &agent]);
+    // No token (the header is empty) and a tool no token grants: the signature is enough.
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "drop_db", ""));
+    assert_eq!(status, 200, "{response}");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let unsigned = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        gateway.port,
+        body.len()
+    );
+    let (status, response) = gateway.send(unsigned.as_bytes());
+    assert_eq!(status, 401, "{response}");
+    let heads = upstream.heads();
+    assert_eq!(
+        heads.len(),
+        1,
+        "only the signed call is forwarded: {heads:?}"
+    );
+    assert!(heads[0].contains("x-vouch-identity: agent-a"), "{heads:?}");
+    assert!(!heads[0].contains("x-vouch-grants"), "{heads:?}");
+    assert!(!heads[0].contains("x-mcpvault-token"), "{heads:?}");
+}
+
+#[test]
+fn a_gateway_with_two_audiences_accepts_tokens_for_either_and_no_other() {
+    let s = Scratch::new();
+    let (root, agent, _) = setup(&s);
+    let mint = |audience: &str| {
+        s.run(&[
+            "mint",
+            "--key",
+            "root.pem",
+            "--tools",
+            "echo",
+            "--audience",
+            audience,
+        ])
+        .ok()
+        .trim()
+        .to_owned()
+    };
+    let upstream = Upstream::start();
+    let gateway = Running::start(
+        &s,
+        &[
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+            "--audience",
+            "https://a.example",
+            "--audience",
+            "https://b.example",
+        ],
+    );
+    for audience in ["https://a.example", "https://b.example"] {
+        let token = mint(audience);
+        let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &token));
+        assert_eq!(status, 200, "{audience}: {response}");
+    }
+    let elsewhere = mint("https://c.example");
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &elsewhere));
+    assert_eq!(status, 401, "{response}");
+    assert!(response.contains("invalid_token"), "{response}");
+    assert_eq!(upstream.heads().len(), 2);
+}
+
+#[test]
 fn an_allowlist_refuses_other_identities() {
     let s = Scratch::new();
     let (root, agent, token) = setup(&s);
@@ -494,8 +568,14 @@ fn configuration_errors_exit_2_naming_the_field() {
     s.run(&["gateway", "--config", &config, "--root", &root])
         .usage("key \"rate\"");
     let up = "http://127.0.0.1:1/mcp";
-    s.run(&["gateway", "--upstream", up])
-        .usage("--root is required (identity-only mode is not available yet)");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        up,
+        "--audience",
+        "https://a.example",
+    ])
+    .usage("--audience needs --root");
     s.run(&[
         "gateway",
         "--upstream",
@@ -545,11 +625,9 @@ fn configuration_errors_exit_2_naming_the_field() {
         "--root",
         &root,
         "--audience",
-        "a",
-        "--audience",
-        "b",
+        "",
     ])
-    .usage("--audience");
+    .usage("--audience: empty audience");
     // The upstream is checked after the listener is bound: bind any free port.
     s.run(&[
         "gateway",

@@ -11,6 +11,7 @@
 )]
 
 mod forward;
+mod identity_only;
 mod listing;
 mod metrics;
 mod sign_upstream;
@@ -202,21 +203,30 @@ pub(crate) async fn upstream() -> Upstream {
 
 /// A gateway at 127.0.0.1 forwarding to `upstream`, adjusted by `tune`; its address.
 pub(crate) async fn gateway(upstream: &str, tune: impl FnOnce(Gateway) -> Gateway) -> SocketAddr {
+    spawn_gateway(|signature| {
+        tune(
+            Gateway::new(
+                upstream,
+                signature,
+                CapabilityPipeline::new(Verifier::new(root().public_key())),
+            )
+            .unwrap(),
+        )
+    })
+    .await
+}
+
+/// Serves the gateway `build` makes from a signature pipeline (for its address, trusting
+/// [`AGENT`]) on 127.0.0.1.
+pub(crate) async fn spawn_gateway(build: impl FnOnce(SignaturePipeline) -> Gateway) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let agent = KeyPair::from_seed(&[1; 32]).unwrap().public_key();
-    let app = tune(
-        Gateway::new(
-            upstream,
-            SignaturePipeline::new(
-                Origin::http(addr),
-                StaticResolver::new().with_ed25519(AGENT, &agent),
-                ShardedReplayStore::new(10_000),
-            ),
-            CapabilityPipeline::new(Verifier::new(root().public_key())),
-        )
-        .unwrap(),
-    )
+    let app = build(SignaturePipeline::new(
+        Origin::http(addr),
+        StaticResolver::new().with_ed25519(AGENT, &agent),
+        ShardedReplayStore::new(10_000),
+    ))
     .into_router();
     tokio::spawn(async move {
         vouch_tower::serve(listener, app, ServeConfig::default())

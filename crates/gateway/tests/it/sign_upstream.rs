@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use vouch_gateway::Gateway;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -245,4 +246,32 @@ async fn the_upstream_refuses_vouch_fields_altered_in_transit() {
         let body: Value = serde_json::from_str(&text(response).await).unwrap();
         assert_eq!(body["detail"]["detail"], "bad_signature", "{name}: {body}");
     }
+}
+
+#[tokio::test]
+async fn an_identity_only_gateway_signs_without_a_grants_field() {
+    let upstream = protected_upstream(None).await;
+    let gw = crate::spawn_gateway(|signature| {
+        Gateway::identity_only(&format!("http://{upstream}/mcp"), signature)
+            .unwrap()
+            .sign_upstream(
+                SigningKey::ed25519_from_seed(&GATEWAY_SEED).unwrap(),
+                GATEWAY,
+            )
+            .forward_token(true)
+    })
+    .await;
+    let response = send(signed(
+        gw,
+        &message("tools/call", Some("search")),
+        Some(&token()),
+        &[],
+    ))
+    .await;
+    let status = response.status();
+    let body = text(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let seen = tool_text(&body);
+    assert_eq!(seen["keyid"], GATEWAY);
+    assert_eq!(seen["tools"], json!(["db_query", "search"]));
 }
