@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct Decision<'a> {
-    /// Which layer decided: `"signature"` or `"capability"`.
+    /// Which layer decided: `"signature"`, `"session"`, `"rate_limit"` or `"capability"`.
     pub layer: &'static str,
     /// True if the request was let through.
     pub accepted: bool,

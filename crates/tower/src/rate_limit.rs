@@ -13,6 +13,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::audit::{AuditHook, Decision};
 use crate::pipeline::{Rejection, VerifiedCaller};
 use crate::response::{json_response, rejection_response};
 
@@ -30,6 +31,7 @@ const PRUNE_ABOVE: usize = 100_000;
 #[derive(Clone)]
 pub struct RateLimitLayer {
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    audit: Option<Arc<dyn AuditHook>>,
 }
 
 impl RateLimitLayer {
@@ -39,7 +41,17 @@ impl RateLimitLayer {
             limiter: Arc::new(RateLimiter::keyed(
                 Quota::per_second(per_second).allow_burst(burst),
             )),
+            audit: None,
         }
+    }
+
+    /// Reports every refusal to `hook`, as a [`Decision`] of layer `"rate_limit"` with reason
+    /// `rate_limited` (requests let through are not reported: the signature layer has already
+    /// reported them).
+    #[must_use]
+    pub fn audit(mut self, hook: impl AuditHook + 'static) -> Self {
+        self.audit = Some(Arc::new(hook));
+        self
     }
 }
 
@@ -67,6 +79,7 @@ impl<S> Layer<S> for RateLimitLayer {
         RateLimit {
             inner,
             limiter: self.limiter.clone(),
+            audit: self.audit.clone(),
         }
     }
 }
@@ -76,6 +89,7 @@ impl<S> Layer<S> for RateLimitLayer {
 pub struct RateLimit<S> {
     inner: S,
     limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    audit: Option<Arc<dyn AuditHook>>,
 }
 
 impl<S> core::fmt::Debug for RateLimit<S> {
@@ -131,6 +145,16 @@ where
         if let Err(not_until) = self.limiter.check_key(&identity) {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             tracing::info!(%identity, wait_ms = wait.as_millis() as u64, "rate limited");
+            if let Some(hook) = &self.audit {
+                hook.record(&Decision {
+                    layer: "rate_limit",
+                    accepted: false,
+                    identity: Some(&identity),
+                    reason: "rate_limited",
+                    method: request.method().as_str(),
+                    tool: None,
+                });
+            }
             return Box::pin(std::future::ready(Ok(too_many(
                 wait.as_secs_f64().ceil() as u64
             ))));

@@ -228,16 +228,29 @@ async fn upgrade_requests_are_verified_too() {
 #[tokio::test]
 async fn each_identity_is_rate_limited_with_retry_after() {
     use std::num::NonZeroU32;
+    // The refusals the layer reports: (layer, identity, reason).
+    let refused = Arc::new(Mutex::new(Vec::<(String, String, String)>::new()));
+    let refusals = {
+        let refused = refused.clone();
+        move |d: &Decision<'_>| {
+            assert!(!d.accepted, "only refusals are reported");
+            refused.lock().unwrap().push((
+                d.layer.to_owned(),
+                d.identity.unwrap_or_default().to_owned(),
+                d.reason.to_owned(),
+            ));
+        }
+    };
     let svc = ServiceBuilder::new()
         .layer(SignatureLayer::new(SignaturePipeline::new(
             crate::origin(),
             resolver(),
             ShardedReplayStore::new(1000),
         )))
-        .layer(RateLimitLayer::per_second(
-            NonZeroU32::new(1).unwrap(),
-            NonZeroU32::new(3).unwrap(),
-        ))
+        .layer(
+            RateLimitLayer::per_second(NonZeroU32::new(1).unwrap(), NonZeroU32::new(3).unwrap())
+                .audit(refusals.clone()),
+        )
         .service(tower::service_fn(|_req: Request<Body>| async {
             Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
         }));
@@ -259,6 +272,13 @@ async fn each_identity_is_rate_limited_with_retry_after() {
         .parse()
         .unwrap();
     assert!((1..=2).contains(&retry), "{retry}");
+    {
+        let refused = refused.lock().unwrap();
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert_eq!(refused[0].0, "rate_limit");
+        assert!(!refused[0].1.is_empty());
+        assert_eq!(refused[0].2, "rate_limited");
+    }
     // Another identity has its own bucket.
     assert_eq!(
         svc.clone()
