@@ -17,16 +17,19 @@ pub(crate) enum Step {
     Doc,
     /// Interop with real peers (`cargo xtask interop`).
     Interop,
+    /// End-to-end tests of `vouch gateway` with a Python FastMCP upstream and real clients.
+    Gateway,
     /// A short smoke run of each fuzz target.
     Fuzz,
 }
 
-const ALL: [Step; 6] = [
+const ALL: [Step; 7] = [
     Step::Fmt,
     Step::Clippy,
     Step::Test,
     Step::Doc,
     Step::Interop,
+    Step::Gateway,
     Step::Fuzz,
 ];
 
@@ -78,6 +81,7 @@ pub(crate) fn run_step(step: Step) -> Result {
             "--locked",
         ])),
         Step::Interop => crate::interop::run(),
+        Step::Gateway => crate::gateway::run(),
         Step::Fuzz => crate::fuzz::run(CI_FUZZ_SECONDS),
     }
 }
@@ -123,6 +127,7 @@ fn step_name(step: Step) -> &'static str {
         Step::Test => "test",
         Step::Doc => "doc",
         Step::Interop => "interop",
+        Step::Gateway => "gateway",
         Step::Fuzz => "fuzz",
     }
 }

@@ -17,8 +17,7 @@ const PACKAGES: [&str; 3] = ["envoys==0.3.0", "envoys-mcp==0.1.1", "mcp<2"];
 
 pub(crate) fn run() -> Result {
     let dir = root().join("target").join("interop");
-    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let python = venv(&dir)?;
+    let python = venv()?;
     let script = root()
         .join("xtask")
         .join("interop")
@@ -158,12 +157,16 @@ fn example(mode: &str, file: &Path) -> Box<Command> {
     Box::new(cmd)
 }
 
-/// The venv's python, creating the venv and installing the peers when needed.
-fn venv(dir: &Path) -> Result<std::path::PathBuf> {
+/// The venv's python (`target/interop/venv`), creating the venv and installing the peers when
+/// needed: envoys, envoys-mcp and the `mcp` package (with FastMCP and uvicorn), for interop and
+/// for the gateway's end-to-end tests alike.
+pub(crate) fn venv() -> Result<std::path::PathBuf> {
+    let dir = root().join("target").join("interop");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let venv = dir.join("venv");
     let python = venv.join("bin").join("python");
     let ready = Command::new(&python)
-        .args(["-c", "import envoys, envoys_mcp, importlib.metadata as m; assert m.version('envoys') == '0.3.0'"])
+        .args(["-c", "import envoys, envoys_mcp, httpx, uvicorn, mcp.server.fastmcp, importlib.metadata as m; assert m.version('envoys') == '0.3.0'"])
         .output()
         .is_ok_and(|o| o.status.success());
     if ready {
@@ -177,7 +180,7 @@ fn venv(dir: &Path) -> Result<std::path::PathBuf> {
                 .output()
                 .is_ok_and(|o| o.status.success())
         })
-        .ok_or("interop needs python3 (with the venv module) on PATH; none was found")?;
+        .ok_or("interop and the gateway tests need python3 (with the venv module) on PATH; none was found")?;
     exec(Command::new(system).args(["-m", "venv"]).arg(&venv))?;
     exec(
         Command::new(&python)

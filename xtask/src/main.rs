@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod ci;
 mod fuzz;
+mod gateway;
 mod interop;
 
 /// vouch project tasks.
@@ -27,9 +28,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Every check CI runs: fmt, clippy, tests (with doctests), docs, interop, fuzz smoke run.
+    /// Every check CI runs: fmt, clippy, tests (with doctests), docs, interop, the gateway's
+    /// end-to-end tests, fuzz smoke run.
     Ci {
-        /// Run only these steps (fmt, clippy, test, doc, interop, fuzz); all when none is given.
+        /// Run only these steps (fmt, clippy, test, doc, interop, gateway, fuzz); all when none
+        /// is given.
         steps: Vec<ci::Step>,
     },
     /// Criterion benches, then a summary table with vouch/peer ratios.
