@@ -41,7 +41,7 @@ pub(crate) struct Upstream {
 impl Upstream {
     /// The upstream URL for a request with `query` (the upstream's own query wins if it has
     /// one).
-    fn uri(&self, query: Option<&str>) -> Result<Uri, http::Error> {
+    pub(crate) fn uri(&self, query: Option<&str>) -> Result<Uri, http::Error> {
         let path_and_query = match (self.path.query(), query) {
             (None, Some(q)) => PathAndQuery::try_from(format!("{}?{q}", self.path.path()))?,
             _ => self.path.clone(),
@@ -73,7 +73,7 @@ impl std::fmt::Debug for UpstreamSigner {
 impl UpstreamSigner {
     /// Signs `request` (absolute upstream URI, final fields, the exact body) in place: a fresh
     /// `Content-Digest` when there is a body, then `Signature-Input` and `Signature`.
-    fn sign(
+    pub(crate) fn sign(
         &self,
         request: &mut Request<Body>,
         body: &[u8],
@@ -125,8 +125,8 @@ pub(crate) struct Config {
 /// The forwarding service.
 #[derive(Clone, Debug)]
 pub(crate) struct Forward {
-    config: Arc<Config>,
-    client: Client<HttpConnector, Body>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) client: Client<HttpConnector, Body>,
 }
 
 impl Forward {

@@ -3,9 +3,10 @@
 //! A [`Gateway`] is a reverse proxy for one MCP endpoint. Every request to the gateway's path is
 //! verified by vouch-tower's layers, outermost first: [`SignatureLayer`]
 //! (RFC 9421, built with the gateway's public [`Origin`](vouch_tower::Origin)), a per-identity
-//! [`RateLimitLayer`], the [`CapabilityLayer`] (a `tools/call`
-//! outside the token's grants is answered 403 without contacting the upstream); only then is it
-//! forwarded to the upstream, with the verified identity, keyid and grants in
+//! [`RateLimitLayer`], the [`SessionBindingLayer`] (an `Mcp-Session-Id` belongs to the caller
+//! whose request created it; sessions bounded per identity), the [`CapabilityLayer`] (a
+//! `tools/call` outside the token's grants is answered 403 without contacting the upstream);
+//! only then is it forwarded to the upstream, with the verified identity, keyid and grants in
 //! [`X-Vouch-*` headers](IDENTITY_HEADER) and without the client's signature, token or
 //! hop-by-hop fields. Responses stream back as they arrive; `tools/list` results are narrowed
 //! to the tools the token grants (JSON and SSE). `GET /healthz` answers `{"status":"ok"}`
@@ -46,6 +47,7 @@ mod forward;
 mod headers;
 mod metrics;
 mod response;
+mod session;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -57,8 +59,8 @@ use http::header::CONTENT_TYPE;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderName, Uri};
 use vouch_tower::{
-    CapabilityLayer, CapabilityPipeline, RateLimitLayer, SignatureLayer, SignaturePipeline,
-    TOKEN_HEADER,
+    CapabilityLayer, CapabilityPipeline, RateLimitLayer, SessionBindingLayer, SignatureLayer,
+    SignaturePipeline, TOKEN_HEADER,
 };
 
 pub use headers::{GRANTS_HEADER, IDENTITY_HEADER, KEYID_HEADER};
@@ -77,6 +79,10 @@ pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The per-identity rate limit the gateway applies by default (defined in vouch-tower).
 pub use vouch_tower::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND};
+/// The session binding's limits the gateway applies by default (defined in vouch-tower).
+pub use vouch_tower::{
+    DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_SESSIONS_PER_IDENTITY,
+};
 
 /// The largest `tools/list` response (JSON) or SSE event the gateway holds to filter: 8 MiB.
 pub const DEFAULT_MAX_FILTERED_BYTES: usize = 8 << 20;
@@ -112,6 +118,7 @@ pub struct Gateway {
     /// `None` in identity-only mode.
     capability: Option<CapabilityPipeline>,
     rate_limit: RateLimitLayer,
+    sessions: Option<SessionBindingLayer>,
     token_header: HeaderName,
     forward_token: bool,
     head_timeout: Duration,
@@ -133,6 +140,7 @@ impl std::fmt::Debug for Gateway {
             .field("head_timeout", &self.head_timeout)
             .field("operations", &self.operations)
             .field("sign_upstream", &self.sign_upstream)
+            .field("sessions", &self.sessions)
             .finish_non_exhaustive()
     }
 }
@@ -192,6 +200,7 @@ impl Gateway {
             signature,
             capability: None,
             rate_limit: RateLimitLayer::default(),
+            sessions: Some(SessionBindingLayer::default()),
             token_header: TOKEN_HEADER,
             forward_token: false,
             head_timeout: DEFAULT_UPSTREAM_TIMEOUT,
@@ -267,6 +276,22 @@ impl Gateway {
         self
     }
 
+    /// The MCP session binding (default: [`SessionBindingLayer::default`]): each
+    /// `Mcp-Session-Id` the upstream issues is bound to the verified caller whose request
+    /// created it and refused (403) to anyone else, each identity may hold
+    /// [`DEFAULT_SESSIONS_PER_IDENTITY`] sessions (429 past it) and all together
+    /// [`DEFAULT_SESSION_CAPACITY`] (503), and a session unused for [`DEFAULT_SESSION_IDLE`] is
+    /// reclaimed and ended upstream with a `DELETE` (signed if the gateway signs). `None` serves
+    /// without it; a stateless upstream issues no session ids, so the binding costs it nothing
+    /// but a place per identity for each request in flight. For other limits:
+    /// `SessionBindingLayer::new(capacity, idle).max_per_identity(n)`; the gateway sets its
+    /// session store and audit hook.
+    #[must_use]
+    pub fn session_binding(mut self, layer: Option<SessionBindingLayer>) -> Self {
+        self.sessions = layer;
+        self
+    }
+
     /// The largest `tools/list` JSON response or SSE event held to be filtered (default
     /// [`DEFAULT_MAX_FILTERED_BYTES`]); a larger one ends the response.
     #[must_use]
@@ -276,18 +301,20 @@ impl Gateway {
     }
 
     /// Records the gateway's metrics in `metrics` (see [`Metrics`]): the decisions of the
-    /// signature and capability layers, the latency of requests to the gateway's path, and its
-    /// own upstream errors. The layers' audit hooks are the gateway's, set in
-    /// [`into_router`](Self::into_router): use [`audit`](Self::audit) rather than
-    /// [`tune_signature_layer`](Self::tune_signature_layer) to see the decisions too.
+    /// signature and capability layers and the session binding's refusals, the latency of
+    /// requests to the gateway's path, its own upstream errors, and the sessions bound. The
+    /// layers' audit hooks are the gateway's, set in [`into_router`](Self::into_router): use
+    /// [`audit`](Self::audit) rather than [`tune_signature_layer`](Self::tune_signature_layer)
+    /// to see the decisions too.
     #[must_use]
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
-    /// Reports every decision of the signature and capability layers to `hook` (a log line,
-    /// say), besides the [`metrics`](Self::metrics) if set.
+    /// Reports every decision of the signature and capability layers, and every refusal of the
+    /// session binding, to `hook` (a log line, say), besides the [`metrics`](Self::metrics) if
+    /// set.
     #[must_use]
     pub fn audit(mut self, hook: impl vouch_tower::AuditHook + 'static) -> Self {
         self.audit = Some(Arc::new(hook));
@@ -347,14 +374,25 @@ impl Gateway {
             (Some(m), None) => Some(Arc::new(m)),
             (None, a) => a,
         };
-        // Innermost first: the capability check (unless identity-only), then the rate limit.
-        let mut proxied = Router::new().route_service(&self.path, forward);
+        // Innermost first: the capability check (unless identity-only), the session binding,
+        // then the rate limit (the order vouch-rmcp's `Protected` uses).
+        let mut proxied = Router::new().route_service(&self.path, forward.clone());
         if let Some(pipeline) = self.capability {
             let mut capability = CapabilityLayer::new(pipeline);
             if let Some(hook) = &hook {
                 capability = capability.audit(hook.clone());
             }
             proxied = proxied.route_layer(capability);
+        }
+        if let Some(mut sessions) = self.sessions {
+            sessions = sessions.session_store(Arc::new(session::UpstreamSessions::new(forward)));
+            if let Some(hook) = &hook {
+                sessions = sessions.audit(hook.clone());
+            }
+            if let Some(metrics) = &self.metrics {
+                metrics.count_sessions(sessions.clone());
+            }
+            proxied = proxied.route_layer(sessions);
         }
         let proxied = proxied.route_layer(self.rate_limit);
         let mut signature = SignatureLayer::new(self.signature);

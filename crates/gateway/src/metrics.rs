@@ -1,4 +1,5 @@
-//! Prometheus metrics: decisions, latency, upstream errors, and gauges the caller adds.
+//! Prometheus metrics: decisions, latency, upstream errors, live sessions, and gauges the caller
+//! adds.
 //!
 //! Label values are bounded: the layer, the outcome, and a reason code from vouch-tower's fixed
 //! set. Nothing from the network (identities, tool names, methods, paths) becomes a label: every
@@ -25,7 +26,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tower_layer::Layer;
 use tower_service::Service;
-use vouch_tower::{AuditHook, Decision};
+use vouch_tower::{AuditHook, Decision, SessionBindingLayer};
 
 use crate::response::ErrorCode;
 
@@ -76,12 +77,15 @@ impl EncodeMetric for FnGauge {
 /// | `vouch_gateway_decisions_total` | counter | `layer`, `outcome`, `reason` |
 /// | `vouch_gateway_request_duration_seconds` | histogram | none |
 /// | `vouch_gateway_upstream_errors_total` | counter | `kind` |
+/// | `vouch_gateway_sessions` | gauge | none |
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<RwLock<Registry>>,
     decisions: Family<DecisionLabels, Counter>,
     duration: Histogram,
     upstream_errors: Family<UpstreamLabels, Counter>,
+    /// The session bindings of the gateways these metrics are given to.
+    sessions: Arc<RwLock<Vec<SessionBindingLayer>>>,
 }
 
 impl fmt::Debug for Metrics {
@@ -141,11 +145,35 @@ impl Metrics {
             "Requests the gateway answered 502 or 504 because of the upstream",
             upstream_errors.clone(),
         );
+        let sessions = Arc::new(RwLock::new(Vec::<SessionBindingLayer>::new()));
+        let bound = sessions.clone();
+        registry.register(
+            "vouch_gateway_sessions",
+            "MCP sessions bound to the caller that created them",
+            FnGauge(Box::new(move || {
+                let n = bound.read().map_or(0, |layers| {
+                    layers
+                        .iter()
+                        .map(SessionBindingLayer::len)
+                        .fold(0_usize, usize::saturating_add)
+                });
+                i64::try_from(n).unwrap_or(i64::MAX)
+            })),
+        );
         Self {
             registry: Arc::new(RwLock::new(registry)),
             decisions,
             duration,
             upstream_errors,
+            sessions,
+        }
+    }
+
+    /// Counts the sessions `layer` holds in `vouch_gateway_sessions` (with those of any other
+    /// gateway these metrics were given to).
+    pub(crate) fn count_sessions(&self, layer: SessionBindingLayer) {
+        if let Ok(mut layers) = self.sessions.write() {
+            layers.push(layer);
         }
     }
 
@@ -205,6 +233,7 @@ impl AuditHook for Metrics {
     fn record(&self, decision: &Decision<'_>) {
         let layer = match decision.layer {
             "signature" => "signature",
+            "session" => "session",
             "capability" => "capability",
             _ => "other",
         };

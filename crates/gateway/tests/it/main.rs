@@ -14,6 +14,7 @@ mod forward;
 mod identity_only;
 mod listing;
 mod metrics;
+mod sessions;
 mod sign_upstream;
 
 use std::convert::Infallible;

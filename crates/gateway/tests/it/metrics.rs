@@ -120,3 +120,49 @@ async fn upstream_down_counts_an_upstream_error() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn live_sessions_and_session_refusals_are_exposed() {
+    use crate::sessions::{OTHER, open, search, session_gateway, session_upstream};
+
+    let up = session_upstream(false).await;
+    let metrics = Metrics::new();
+    let gw = session_gateway(
+        &up,
+        vouch_tower::SessionBindingLayer::default().max_per_identity(2),
+        |g| g.metrics(metrics.clone()),
+    )
+    .await;
+    let scrape_lines = || async {
+        let (_, text) = scrape(&metrics).await;
+        text
+    };
+    assert!(
+        scrape_lines()
+            .await
+            .lines()
+            .any(|l| l == "vouch_gateway_sessions 0"),
+        "the gauge is there before any session"
+    );
+
+    let first = open(gw, AGENT).await.unwrap();
+    open(gw, AGENT).await.unwrap();
+    assert_eq!(
+        open(gw, AGENT).await.unwrap_err().status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        search(gw, OTHER, &first).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let text = scrape_lines().await;
+    let lines: Vec<&str> = text.lines().collect();
+    for expected in [
+        "vouch_gateway_sessions 2",
+        r#"vouch_gateway_decisions_total{layer="session",outcome="refused",reason="session_limit_per_identity"} 1"#,
+        r#"vouch_gateway_decisions_total{layer="session",outcome="refused",reason="session_bound_to_another_caller"} 1"#,
+    ] {
+        assert!(lines.contains(&expected), "{expected} not in:\n{text}");
+    }
+}
