@@ -162,6 +162,7 @@ class Setup:
                   "--op", "slow_count:execute", "--bind", ALICE, *common)
         self.mint("alice_read_delete", "--tools", "delete_records", "--op",
                   "delete_records:read", "--bind", ALICE, *common)
+        self.mint("bob", "--tools", "whoami,slow_count", "--bind", BOB, *common)
         self.mint("pinned", "--tools", "whoami", *common)
         self.mint("flood", "--tools", "whoami", "--bind", FLOOD, *common)
         self.mint("other_root", "--tools", "whoami", "--bind", ALICE, "--ttl", "900",
@@ -258,11 +259,15 @@ class Upstream:
 class Gateway:
     """A running `vouch gateway`."""
 
-    def __init__(self, setup: Setup, name: str, upstream: str, work: Path, *extra: str) -> None:
+    def __init__(self, setup: Setup, name: str, upstream: str, work: Path, *extra: str,
+                 tokens: bool = True) -> None:
+        """`tokens=False`: identity-only mode (no `--root`)."""
         args = [str(setup.vouch), "gateway", "--listen", "127.0.0.1:0", "--upstream", upstream,
-                "--root", setup.root_hex, "--audience", AUDIENCE, "--allow", f"*@{DOMAIN}",
-                "--op", "delete_records:delete", "--log-format", "json",
+                "--allow", f"*@{DOMAIN}", "--log-format", "json",
                 "--pins", str(work / f"{name}-pins.json")]
+        if tokens:
+            args += ["--root", setup.root_hex, "--audience", AUDIENCE,
+                     "--op", "delete_records:delete"]
         for agent, keyid in AGENTS.items():
             args += ["--agent", f"{keyid}={setup.pubs[agent]}"]
         self.proc = Proc(f"gateway {name}", args + list(extra), work / f"gateway-{name}.log")
@@ -385,6 +390,13 @@ class Raw:
         return await self.http.post(self.gateway.url, content=body,
                                     headers=self.headers(body, extra, **sign_args))
 
+    async def delete(self) -> httpx.Response:
+        """Ends the session: a signed DELETE (the envoys profile digests the empty body too)."""
+        base = {TOKEN_HEADER: self.token or "", "mcp-session-id": self.session or ""}
+        return await self.http.request("DELETE", self.gateway.url, content=b"",
+                                       headers=sign("DELETE", b"", self.key, self.keyid,
+                                                    headers=base))
+
     async def open(self) -> None:
         """initialize (and notifications/initialized) when the upstream keeps sessions."""
         if self.stateless:
@@ -419,11 +431,11 @@ class Mode:
 
 
 def session_for(mode: Mode, token: str, *, agent: str = "alice",
-                headers: dict[str, str] | None = None):
+                headers: dict[str, str] | None = None, gateway: Gateway | None = None):
     """The `mcp` package's streamable HTTP client, signing with EnvoysAuth, token in a header."""
     all_headers = {TOKEN_HEADER: mode.setup.tokens[token], **(headers or {})}
-    return streamablehttp_client(mode.envoys_gw.url, headers=all_headers, timeout=CALL_TIMEOUT,
-                                 auth=EnvoysAuth(mode.setup.envoys(agent)))
+    return streamablehttp_client((gateway or mode.envoys_gw).url, headers=all_headers,
+                                 timeout=CALL_TIMEOUT, auth=EnvoysAuth(mode.setup.envoys(agent)))
 
 
 async def with_session(mode: Mode, token: str, body: Callable[[ClientSession], Awaitable[Any]],
@@ -846,6 +858,80 @@ async def case_rate_limit(mode: Mode) -> str:
         gw.proc.stop()
 
 
+async def case_identity_only(mode: Mode) -> str:
+    """`vouch gateway` without `--root`: signatures checked, no token asked for, nothing
+    filtered, no X-Vouch-Grants; a token header sent anyway is still removed."""
+    gw = Gateway(mode.setup, "identity-only", mode.upstream.url, mode.work, "--profile",
+                 "envoys", "--token-header", TOKEN_HEADER, tokens=False)
+    try:
+        await gw.start()
+        before = len(mode.upstream.requests())
+
+        async def body(s: ClientSession):
+            tools = sorted(t.name for t in (await s.list_tools()).tools)
+            who = text_of(await s.call_tool("whoami", {}))
+            deleted = text_of(await s.call_tool("delete_records", {"table": "orders"}))
+            return tools, who, deleted
+        tools, who, deleted = await with_session(mode, "alice", body, gateway=gw)
+        check(tools == ["delete_records", "slow_count", "whoami"], f"tools/list {tools}")
+        check(who == "alice@e2e.example", f"whoami {who!r}")
+        check(deleted == "deleted every record of orders", f"delete_records {deleted!r}")
+        seen = mode.upstream.requests()[before:]
+        check(bool(seen), "the upstream received nothing")
+        for r in seen:
+            names = {k for k, _ in r["headers"]}
+            check(header_values(r, "x-vouch-identity") == ["alice@e2e.example"]
+                  and "x-vouch-keyid" in names and "x-vouch-grants" not in names
+                  and TOKEN_HEADER not in names, f"upstream fields {sorted(names)}")
+        async with httpx.AsyncClient(trust_env=False, timeout=HTTP_TIMEOUT) as http:
+            r = await http.post(gw.url, content=compact(tools_call("whoami")), headers={
+                "content-type": "application/json", "accept": ACCEPT})
+        check(r.status_code == 401 and r.json().get("detail", {}).get("detail")
+              == "missing_signature", f"unsigned: {r.status_code} {r.text[:200]}")
+        check(len(mode.upstream.requests()) == before + len(seen), "unsigned reached upstream")
+        return ("no --root: tools/list unfiltered (3 tools), whoami = alice@e2e.example, "
+                "delete_records 200; X-Vouch-Identity/Keyid but no Grants, token header "
+                "removed; unsigned still 401 missing_signature")
+    finally:
+        gw.proc.stop()
+
+
+async def case_session_binding(mode: Mode) -> str:
+    """Each session is bound to the caller that created it (identity and key)."""
+    if mode.stateless:
+        r = await mode.raw().post(INITIALIZE)
+        check(r.status_code == 200 and "mcp-session-id" not in r.headers,
+              f"stateless initialize: {r.status_code} {dict(r.headers)}")
+        return "stateless upstream: initialize 200 without Mcp-Session-Id, nothing to bind"
+    alice = mode.raw()
+    await alice.open()
+    before = len(mode.upstream.requests())
+
+    def refused(r: httpx.Response, status: int, error: str, detail: str) -> None:
+        check(r.status_code == status and r.json().get("detail") == {"error": error,
+                                                                     "detail": detail},
+              f"{r.status_code} {r.text[:200]}, want {status} {error}/{detail}")
+    bob = mode.raw("bob", token="bob")
+    bob.session = alice.session
+    refused(await bob.post(tools_call("whoami")), 403, "forbidden",
+            "session_bound_to_another_caller")
+    stranger = mode.raw()
+    stranger.session = "e2e" + secrets.token_hex(16)
+    refused(await stranger.post(tools_call("whoami")), 404, "not_found", "session_not_found")
+    check(len(mode.upstream.requests()) == before, "a refused request reached the upstream")
+    r = await alice.post(tools_call("whoami"))
+    check(r.status_code == 200 and tool_text(messages(r), 1) == "alice@e2e.example",
+          f"alice in her own session: {r.status_code} {r.text[:200]}")
+    r = await alice.delete()
+    check(r.status_code == 200, f"DELETE of the session: {r.status_code} {r.text[:200]}")
+    after_delete = len(mode.upstream.requests())
+    refused(await alice.post(tools_call("whoami")), 404, "not_found", "session_not_found")
+    check(len(mode.upstream.requests()) == after_delete, "the ended session reached the upstream")
+    return ("another identity in alice's session: 403 session_bound_to_another_caller; an "
+            "unknown session: 404 session_not_found; after alice's DELETE her session is 404; "
+            "none reached the upstream")
+
+
 async def case_sigterm_drain(mode: Mode) -> str:
     gw = Gateway(mode.setup, "drain", mode.upstream.url, mode.work, "--profile", "envoys",
                  "--token-header", TOKEN_HEADER)
@@ -1013,6 +1099,8 @@ async def run_mode(setup: Setup, report: Report, name: str, flags: list[str]) ->
             await case("refused: not JSON-RPC", lambda: case_bad_request(mode, not_jsonrpc))
             await case("refused: body over the cap", lambda: case_body_cap(mode))
             await case("refused: over the rate limit", lambda: case_rate_limit(mode))
+            await case("session bound to its creator", lambda: case_session_binding(mode))
+            await case("identity-only gateway", lambda: case_identity_only(mode))
             await case("nothing forged reached the upstream",
                        lambda: case_upstream_saw_no_forgery(mode))
             await case("SIGTERM drains in-flight requests", lambda: case_sigterm_drain(mode))
