@@ -308,9 +308,14 @@ pub(crate) struct CheckArgs {
 /// `vouch gateway`: every field optional here, so that `--config` can supply it.
 #[derive(Debug, Args)]
 pub(crate) struct GatewayArgs {
-    /// The MCP endpoint to forward to: an http:// URL (required, here or in --config).
+    /// The MCP endpoint to forward to: an http:// or https:// URL (required, here or in
+    /// --config).
     #[arg(long, value_name = "URL")]
     pub(crate) upstream: Option<String>,
+    /// For an https:// upstream: trust the certificate authorities in this PEM file instead of
+    /// the Mozilla root store.
+    #[arg(long, value_name = "PEM_FILE")]
+    pub(crate) upstream_ca: Option<PathBuf>,
     /// The address to listen on [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<String>,

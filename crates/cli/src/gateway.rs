@@ -49,6 +49,7 @@ const REDIS_PINS_PREFIX: &str = "vouch:pins:";
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
     upstream: Option<String>,
+    upstream_ca: Option<PathBuf>,
     listen: Option<String>,
     #[serde(default)]
     origin: Vec<String>,
@@ -103,6 +104,23 @@ fn load_config(path: &Path) -> Result<FileConfig, Failure> {
     })
 }
 
+/// The certificates of a PEM file, as trust anchors; at least one.
+fn load_roots(path: &Path) -> Result<rustls::RootCertStore, Failure> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let fail = |why: String| Failure::usage(format!("--upstream-ca {}: {why}", path.display()));
+    let pem = read_input(&path.to_string_lossy())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| fail(e.to_string()))?;
+        roots.add(cert).map_err(|e| fail(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(fail("no certificate".into()));
+    }
+    Ok(roots)
+}
+
 /// A list flag replaces the file's list when given at least once.
 fn pick(flags: Vec<String>, file: Vec<String>) -> Vec<String> {
     if flags.is_empty() { file } else { flags }
@@ -111,6 +129,8 @@ fn pick(flags: Vec<String>, file: Vec<String>) -> Vec<String> {
 /// Everything the gateway runs with, after the flags override the file.
 struct Settings {
     upstream: String,
+    /// `--upstream-ca`: the roots for an `https://` upstream in place of the web PKI.
+    upstream_roots: Option<rustls::RootCertStore>,
     listen: SocketAddr,
     /// Empty for the default, `http://<listen address>`.
     origins: Vec<Origin>,
@@ -190,6 +210,10 @@ impl Settings {
             .upstream
             .or(file.upstream)
             .ok_or_else(|| Failure::usage("--upstream is required"))?;
+        let upstream_roots = match args.upstream_ca.or(file.upstream_ca) {
+            Some(path) => Some(load_roots(&path)?),
+            None => None,
+        };
         let listen_text = args
             .listen
             .or(file.listen)
@@ -291,6 +315,7 @@ impl Settings {
         };
         Ok(Self {
             upstream,
+            upstream_roots,
             listen,
             origins,
             resolver: Resolver { fixed, https },
@@ -435,6 +460,11 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
         None => Gateway::identity_only(&settings.upstream, signature),
     };
     let mut gateway = gateway.map_err(|e| Failure::usage(format!("--upstream: {e}")))?;
+    if let Some(roots) = settings.upstream_roots {
+        gateway = gateway
+            .upstream_roots(roots)
+            .map_err(|e| Failure::usage(format!("--upstream-ca: {e}")))?;
+    }
     if let Some(header) = settings.token_header {
         gateway = gateway.token_header(header);
     }

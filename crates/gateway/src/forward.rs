@@ -17,6 +17,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -31,9 +32,10 @@ use crate::headers::{
 };
 use crate::response::error;
 
-/// Where requests go: an `http://` URL, split once.
+/// Where requests go: an `http://` or `https://` URL, split once.
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
+    pub(crate) scheme: Scheme,
     pub(crate) authority: Authority,
     pub(crate) path: PathAndQuery,
 }
@@ -47,7 +49,7 @@ impl Upstream {
             _ => self.path.clone(),
         };
         Uri::builder()
-            .scheme(Scheme::HTTP)
+            .scheme(self.scheme.clone())
             .authority(self.authority.clone())
             .path_and_query(path_and_query)
             .build()
@@ -126,18 +128,38 @@ pub(crate) struct Config {
 #[derive(Clone, Debug)]
 pub(crate) struct Forward {
     pub(crate) config: Arc<Config>,
-    pub(crate) client: Client<HttpConnector, Body>,
+    pub(crate) client: Client<HttpsConnector<HttpConnector>, Body>,
 }
 
 impl Forward {
-    pub(crate) fn new(config: Config) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    /// The forwarder, connecting to `https://` upstreams with `tls` (HTTP/1.1 only).
+    pub(crate) fn new(config: Config, tls: rustls::ClientConfig) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        // The scheme is the configured upstream's, never the client's.
+        http.enforce_http(false);
+        let connector = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         Self {
             config: Arc::new(config),
             client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
+}
+
+/// The TLS client configuration for `https://` upstreams: rustls on ring, TLS 1.2 and 1.3,
+/// servers verified against `roots`.
+pub(crate) fn tls_config(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, String> {
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
 }
 
 impl Service<Request<Body>> for Forward {

@@ -58,12 +58,26 @@ fn remove_prefixed(headers: &mut HeaderMap, prefix: &str) {
     }
 }
 
+/// Fields by which a proxy tells the next hop who the client was: whatever a client writes in
+/// them is a claim, and an upstream that trusts its proxy's address (uvicorn trusts 127.0.0.1
+/// by default) would take it as fact.
+const FORWARDING: [HeaderName; 3] = [
+    http::header::FORWARDED,
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-client-ip"),
+];
+
 /// The request fields the upstream must not see: hop-by-hop fields, `Host` (the gateway sets
-/// the upstream's), `Signature`, `Signature-Input`, the token header unless `keep_token`, and
-/// every `X-Vouch-*` field the client sent (names are compared lowercase, so in any case).
+/// the upstream's), `Signature`, `Signature-Input`, the token header unless `keep_token`, every
+/// `X-Vouch-*` field the client sent (names are compared lowercase, so in any case), and the
+/// client's forwarding claims (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, `X-Client-IP`).
 pub(crate) fn scrub_request(headers: &mut HeaderMap, token_header: &HeaderName, keep_token: bool) {
     strip_hop_by_hop(headers);
     headers.remove(HOST);
+    for name in FORWARDING {
+        headers.remove(name);
+    }
+    remove_prefixed(headers, "x-forwarded-");
     headers.remove("signature");
     headers.remove("signature-input");
     if !keep_token {

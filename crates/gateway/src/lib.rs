@@ -91,9 +91,10 @@ pub const DEFAULT_MAX_FILTERED_BYTES: usize = 8 << 20;
 #[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Error {
-    /// The upstream is not an absolute `http://` URL with a host (`https://` upstreams are not
-    /// supported yet).
+    /// The upstream is not an absolute `http://` or `https://` URL with a host.
     Upstream(String),
+    /// The TLS client for `https://` upstreams could not be configured.
+    Tls(String),
     /// The gateway's path does not start with `/`, or is the health path.
     Path(String),
 }
@@ -102,6 +103,7 @@ impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Upstream(why) => write!(f, "invalid upstream: {why}"),
+            Self::Tls(why) => write!(f, "upstream TLS: {why}"),
             Self::Path(path) => write!(f, "invalid gateway path: {path:?}"),
         }
     }
@@ -119,6 +121,8 @@ pub struct Gateway {
     capability: Option<CapabilityPipeline>,
     rate_limit: RateLimitLayer,
     sessions: Option<SessionBindingLayer>,
+    /// For `https://` upstreams.
+    tls: rustls::ClientConfig,
     token_header: HeaderName,
     forward_token: bool,
     head_timeout: Duration,
@@ -146,8 +150,8 @@ impl std::fmt::Debug for Gateway {
 }
 
 impl Gateway {
-    /// A gateway forwarding to `upstream` (an `http://` URL, e.g.
-    /// `http://127.0.0.1:8000/mcp`), with requests verified by `signature` (built with the
+    /// A gateway forwarding to `upstream` (an `http://` or `https://` URL, e.g.
+    /// `http://127.0.0.1:8000/mcp`; see [`upstream_roots`](Self::upstream_roots) for TLS), with requests verified by `signature` (built with the
     /// gateway's public origin: how clients address the gateway, not the upstream) and
     /// authorized by `capability`. Serves [`DEFAULT_PATH`]; each identity may make
     /// [`DEFAULT_RATE_PER_SECOND`] requests a second (bursts of [`DEFAULT_RATE_BURST`]); the
@@ -155,7 +159,8 @@ impl Gateway {
     ///
     /// # Errors
     ///
-    /// [`Error::Upstream`] if `upstream` is not an absolute `http://` URL with a host.
+    /// [`Error::Upstream`] if `upstream` is not an absolute `http://` or `https://` URL with a
+    /// host and no userinfo.
     pub fn new(
         upstream: &str,
         signature: SignaturePipeline,
@@ -181,9 +186,10 @@ impl Gateway {
         let uri: Uri = upstream
             .parse()
             .map_err(|e: http::uri::InvalidUri| Error::Upstream(e.to_string()))?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(Error::Upstream("the scheme must be http".into()));
-        }
+        let scheme = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),
+            _ => return Err(Error::Upstream("the scheme must be http or https".into())),
+        };
         let Some(authority) = uri.authority().cloned() else {
             return Err(Error::Upstream("no host".into()));
         };
@@ -195,7 +201,12 @@ impl Gateway {
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         Ok(Self {
-            upstream: Upstream { authority, path },
+            upstream: Upstream {
+                scheme,
+                authority,
+                path,
+            },
+            tls: forward::tls_config(web_pki_roots()).map_err(Error::Tls)?,
             path: DEFAULT_PATH.to_owned(),
             signature,
             capability: None,
@@ -211,6 +222,19 @@ impl Gateway {
             metrics: None,
             audit: None,
         })
+    }
+
+    /// The certificate authorities an `https://` upstream's certificate is verified against, in
+    /// place of the default, the Mozilla root store (webpki-roots): for an upstream with a
+    /// private CA. The connection is rustls on ring, TLS 1.2 or 1.3, HTTP/1.1; the server name
+    /// checked is the upstream URL's host.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Tls`] if rustls cannot be configured.
+    pub fn upstream_roots(mut self, roots: rustls::RootCertStore) -> Result<Self, Error> {
+        self.tls = forward::tls_config(roots).map_err(Error::Tls)?;
+        Ok(self)
     }
 
     /// The path the gateway serves (exactly; default [`DEFAULT_PATH`]). Requests to it are
@@ -358,16 +382,19 @@ impl Gateway {
     /// The axum router: the gateway's path behind the layers, forwarded; [`HEALTH_PATH`]
     /// without a signature. Serve it with [`vouch_tower::serve`].
     pub fn into_router(self) -> Router {
-        let forward = Forward::new(Config {
-            upstream: self.upstream,
-            token_header: self.token_header,
-            forward_token: self.forward_token,
-            head_timeout: self.head_timeout,
-            operations: Arc::new(self.operations),
-            max_filtered_bytes: self.max_filtered_bytes,
-            signer: self.sign_upstream,
-            identity_only: self.capability.is_none(),
-        });
+        let forward = Forward::new(
+            Config {
+                upstream: self.upstream,
+                token_header: self.token_header,
+                forward_token: self.forward_token,
+                head_timeout: self.head_timeout,
+                operations: Arc::new(self.operations),
+                max_filtered_bytes: self.max_filtered_bytes,
+                signer: self.sign_upstream,
+                identity_only: self.capability.is_none(),
+            },
+            self.tls,
+        );
         let hook: Option<Arc<dyn vouch_tower::AuditHook>> = match (self.metrics.clone(), self.audit)
         {
             (Some(m), Some(a)) => Some(Arc::new(metrics::Both(m, a))),
@@ -394,7 +421,11 @@ impl Gateway {
             }
             proxied = proxied.route_layer(sessions);
         }
-        let proxied = proxied.route_layer(self.rate_limit);
+        let rate_limit = match &hook {
+            Some(hook) => self.rate_limit.audit(hook.clone()),
+            None => self.rate_limit,
+        };
+        let proxied = proxied.route_layer(rate_limit);
         let mut signature = SignatureLayer::new(self.signature);
         if let Some(tune) = self.tune_signature {
             signature = tune(signature);
@@ -417,4 +448,10 @@ impl Gateway {
             None => router,
         }
     }
+}
+
+/// The Mozilla root store, for `https://` upstreams unless [`Gateway::upstream_roots`] says
+/// otherwise.
+fn web_pki_roots() -> rustls::RootCertStore {
+    rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
 }

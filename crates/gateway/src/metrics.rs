@@ -132,7 +132,7 @@ impl Metrics {
         let mut registry = Registry::default();
         registry.register(
             "vouch_gateway_decisions",
-            "Decisions of the signature and capability layers",
+            "Decisions of the signature and capability layers, refusals of the rate limit and session binding",
             decisions.clone(),
         );
         registry.register(
@@ -234,6 +234,7 @@ impl AuditHook for Metrics {
         let layer = match decision.layer {
             "signature" => "signature",
             "session" => "session",
+            "rate_limit" => "rate_limit",
             "capability" => "capability",
             _ => "other",
         };

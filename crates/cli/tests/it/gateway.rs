@@ -632,7 +632,7 @@ fn configuration_errors_exit_2_naming_the_field() {
     s.run(&[
         "gateway",
         "--upstream",
-        "https://127.0.0.1/mcp",
+        "ftp://127.0.0.1/mcp",
         "--root",
         &root,
         "--listen",
@@ -659,6 +659,15 @@ fn configuration_errors_exit_2_naming_the_field() {
         "memory:0",
     ])
     .usage("--replay");
+    let not_pem = s.write("ca.pem", "not a certificate\n");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        "https://127.0.0.1/mcp",
+        "--upstream-ca",
+        &not_pem,
+    ])
+    .usage("--upstream-ca");
 }
 
 #[cfg(unix)]

@@ -97,6 +97,41 @@ async fn client_sent_vouch_headers_never_reach_the_upstream() {
 }
 
 #[tokio::test]
+async fn client_sent_forwarding_claims_never_reach_the_upstream() {
+    let up = upstream().await;
+    let gw = gateway(&up.url("/mcp"), |g| g).await;
+    let request = signed(
+        gw,
+        &message("tools/call", Some("search")),
+        Some(&token()),
+        &[],
+    );
+    let claims = [
+        "X-Forwarded-For: 10.0.0.1",
+        "x-forwarded-proto: https",
+        "X-Forwarded-Host: admin.internal",
+        "Forwarded: for=10.0.0.1;proto=https",
+        "X-Real-IP: 10.0.0.1",
+        "X-Client-IP: 10.0.0.1",
+    ];
+    assert_eq!(raw_status(gw, &request, &claims).await, 200);
+    let head = up.last_head();
+    for name in [
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+        "x-real-ip",
+        "x-client-ip",
+    ] {
+        assert!(
+            !head.contains_key(name),
+            "{name} reached the upstream: {head:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn signature_and_token_are_not_forwarded() {
     let up = upstream().await;
     let gw = gateway(&up.url("/mcp"), |g| g).await;
@@ -320,7 +355,7 @@ async fn healthz_answers_without_a_signature() {
 }
 
 #[test]
-fn only_http_upstreams_are_accepted() {
+fn only_http_and_https_upstreams_are_accepted() {
     use vouch_gateway::Error;
     let build = |url: &str| {
         Gateway::new(
@@ -334,8 +369,9 @@ fn only_http_upstreams_are_accepted() {
         )
     };
     assert!(build("http://127.0.0.1:8000/mcp").is_ok());
+    assert!(build("https://up.example/mcp").is_ok());
     for bad in [
-        "https://up.example/mcp",
+        "ftp://up.example/mcp",
         "/mcp",
         "http://user@up.example/",
         "not a url",

@@ -16,6 +16,7 @@ mod listing;
 mod metrics;
 mod sessions;
 mod sign_upstream;
+mod tls;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -192,14 +193,19 @@ pub(crate) async fn upstream() -> Upstream {
         addr: Some(listener.local_addr().unwrap()),
         ..Upstream::default()
     };
-    let app = Router::new()
+    let app = upstream_app(&up);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    up
+}
+
+/// The upstream's routes, recording into `up`.
+pub(crate) fn upstream_app(up: &Upstream) -> Router {
+    Router::new()
         .route("/mcp", post(json_route))
         .route("/sse", post(sse_route))
         .route("/hang", post(hang_route))
         .route("/text", post(text_route))
-        .with_state(up.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    up
+        .with_state(up.clone())
 }
 
 /// A gateway at 127.0.0.1 forwarding to `upstream`, adjusted by `tune`; its address.

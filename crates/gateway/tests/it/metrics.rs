@@ -166,3 +166,33 @@ async fn live_sessions_and_session_refusals_are_exposed() {
         assert!(lines.contains(&expected), "{expected} not in:\n{text}");
     }
 }
+
+#[tokio::test]
+async fn rate_limit_refusals_are_counted() {
+    use std::num::NonZeroU32;
+    let up = upstream().await;
+    let metrics = Metrics::new();
+    let one = NonZeroU32::new(1).unwrap();
+    let gw = gateway(&up.url("/mcp"), |g| {
+        g.rate_limit(vouch_tower::RateLimitLayer::per_second(one, one))
+            .metrics(metrics.clone())
+    })
+    .await;
+    let call = || {
+        signed(
+            gw,
+            &message("tools/call", Some("search")),
+            Some(&token()),
+            &[],
+        )
+    };
+    assert_status(&send(call()).await, StatusCode::OK);
+    assert_status(&send(call()).await, StatusCode::TOO_MANY_REQUESTS);
+    let (_, text) = scrape(&metrics).await;
+    let expected = r#"vouch_gateway_decisions_total{layer="rate_limit",outcome="refused",reason="rate_limited"} 1"#;
+    assert!(
+        text.lines().any(|l| l == expected),
+        "{expected} not in:\n{text}"
+    );
+    assert_eq!(up.calls(), 1);
+}
