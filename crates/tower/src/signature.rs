@@ -134,19 +134,30 @@ impl SignatureLayer {
         B::Error: Into<BoxError>,
     {
         let (mut parts, body) = request.into_parts();
+        // A refusal before the body is read leaves it on the connection: the server will not
+        // read it either, so the connection cannot carry another request. Say so, or a
+        // keep-alive client would send its next request on a connection about to close.
+        let has_body = body.size_hint().exact() != Some(0);
+        let unread = |response: Response<Body>| {
+            if has_body {
+                close_connection(response)
+            } else {
+                response
+            }
+        };
         if declared_length(&parts).is_some_and(|n| n > self.max_body_bytes as u64) {
             tracing::info!("declared body larger than the cap");
-            return Err(self.refuse(&parts, &Rejection::PayloadTooLarge));
+            return Err(unread(self.refuse(&parts, &Rejection::PayloadTooLarge)));
         }
         let now = unix_now();
         let mut head = match self.pipeline.verify_head(&parts, now).await {
             Ok(head) => head,
-            Err(rejection) => return Err(self.refuse(&parts, &rejection)),
+            Err(rejection) => return Err(unread(self.refuse(&parts, &rejection))),
         };
         let read = read_hashed(body, &mut head, self.max_body_bytes);
         let bytes = match tokio::time::timeout(self.body_timeout, read).await {
             Ok(Ok(bytes)) => bytes,
-            Ok(Err(rejection)) => return Err(self.refuse(&parts, &rejection)),
+            Ok(Err(rejection)) => return Err(unread(self.refuse(&parts, &rejection))),
             Err(_) => {
                 tracing::info!(identity = %head.caller().identity, "body timed out");
                 return Err(self.refuse(&parts, &Rejection::Timeout));
@@ -161,6 +172,15 @@ impl SignatureLayer {
             Err(rejection) => Err(self.refuse(&parts, &rejection)),
         }
     }
+}
+
+/// `response` with `Connection: close`.
+fn close_connection(mut response: Response<Body>) -> Response<Body> {
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// The `Content-Length` the head declares, if it is one well-formed number.

@@ -318,6 +318,65 @@ async fn a_declared_body_over_the_cap_is_refused_before_anything_else() {
     assert_eq!((status, reason(&body).as_str()), (413, "body_too_large"));
 }
 
+/// Reads one response head (up to the blank line) as lowercase text.
+async fn read_head(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut byte))
+            .await
+            .expect("a response head within the patience bound")
+            .unwrap();
+        assert!(n > 0, "connection closed before a response head: {buf:?}");
+        buf.push(byte[0]);
+    }
+    String::from_utf8_lossy(&buf).to_ascii_lowercase()
+}
+
+#[tokio::test]
+async fn a_refusal_that_leaves_the_body_unread_closes_the_connection_and_says_so() {
+    // Found end to end: the refusal came without `Connection: close`, the server then dropped
+    // the connection with the body unread, and a keep-alive client lost its next request.
+    let a = spawn().await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let unsigned = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        a.addr,
+        body.len()
+    );
+    let mut stream = TcpStream::connect(a.addr).await.unwrap();
+    stream.write_all(unsigned.as_bytes()).await.unwrap();
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("http/1.1 401"), "{head}");
+    assert!(head.contains("connection: close\r\n"), "{head}");
+    assert!(closed(&mut stream).await);
+
+    // Without a body there is nothing left unread: the connection carries the next request.
+    let bodiless = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {}\r\ncontent-length: 0\r\n\r\n",
+        a.addr
+    );
+    let mut stream = TcpStream::connect(a.addr).await.unwrap();
+    for _ in 0..2 {
+        stream.write_all(bodiless.as_bytes()).await.unwrap();
+        let head = read_head(&mut stream).await;
+        assert!(head.starts_with("http/1.1 401"), "{head}");
+        assert!(!head.contains("connection: close"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut rest = vec![0u8; length];
+        tokio::time::timeout(PATIENCE, stream.read_exact(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_signed_slow_body_is_cut_at_the_body_timeout() {
     let a = spawn_with(
