@@ -187,7 +187,7 @@ fn listing_id(body: &[u8]) -> Option<Value> {
 }
 
 /// The value of `X-Vouch-Grants`: base64url without padding of the facts' JSON.
-fn grants_value(grants: &Grants) -> Option<HeaderValue> {
+pub(crate) fn grants_value(grants: &Grants) -> Option<HeaderValue> {
     let json = serde_json::to_vec(grants.facts()).ok()?;
     HeaderValue::from_str(&Base64UrlUnpadded::encode_string(&json)).ok()
 }

@@ -38,10 +38,16 @@
 //! ```
 //!
 //! The header contract with the upstream is in `docs/gateway.md`.
+//!
+//! With the `authz` feature, [`Authorizer`] runs the same checks as an Envoy external
+//! authorizer (`ext_authz`, over gRPC and HTTP) for deployments where Envoy is the proxy: see
+//! `docs/deployments.md`.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "authz")]
+mod authz;
 mod filter;
 mod forward;
 mod headers;
@@ -63,6 +69,12 @@ use vouch_tower::{
     SignaturePipeline, TOKEN_HEADER,
 };
 
+#[cfg(feature = "authz")]
+#[cfg_attr(docsrs, doc(cfg(feature = "authz")))]
+pub use authz::{
+    Allowed, Authorizer, AuthzError, DEFAULT_HTTP_PREFIX, Denied, ExtAuthz,
+    HEADERS_TO_REMOVE_HEADER, PARTIAL_BODY_HEADER, Verdict,
+};
 pub use headers::{GRANTS_HEADER, IDENTITY_HEADER, KEYID_HEADER};
 pub use metrics::{METRICS_CONTENT_TYPE, METRICS_PATH, Metrics};
 

@@ -177,6 +177,12 @@ impl Metrics {
         }
     }
 
+    /// Records how long one request (or one authorization check) took to decide.
+    #[cfg_attr(not(feature = "authz"), allow(dead_code))]
+    pub(crate) fn observe_duration(&self, elapsed: std::time::Duration) {
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+
     /// Adds a gauge named `name` (without labels) whose value `read` returns at each scrape,
     /// e.g. the entries of a `vouch_keys::ShardedReplayStore`. `read` runs on the scrape path:
     /// keep it cheap.

@@ -10,6 +10,8 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(feature = "authz")]
+mod authz;
 mod forward;
 mod identity_only;
 mod listing;

@@ -1,0 +1,618 @@
+//! The gateway's checks as an Envoy external authorizer (`ext_authz`), over gRPC and HTTP.
+//!
+//! An [`Authorizer`] is built from the same pieces as a [`Gateway`](crate::Gateway) and
+//! [`build`](Authorizer::build)s an [`ExtAuthz`]: vouch-tower's layers in the gateway's order
+//! ([`SignatureLayer`] → [`RateLimitLayer`] → [`CapabilityLayer`]), run over the request Envoy
+//! describes in each check. A request the layers let through is allowed with the gateway's
+//! `X-Vouch-*` fields set for the upstream and the client's signature and token removed; any
+//! other answer of the layers is the denial, status, fields and body as the gateway sends them.
+//!
+//! Two of the gateway's checks have no place here:
+//!
+//! - session binding: an MCP session is bound when the upstream's *response* names it, and an
+//!   authorizer never sees responses. Put the upstream's own session checks (or a vouch
+//!   gateway) behind Envoy if sessions must be bound to their creator;
+//! - `tools/list` filtering: a response rewrite, likewise out of an authorizer's reach.
+
+mod grpc;
+mod http_service;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::IntoResponse as _;
+use bytes::Bytes;
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
+use tower_service::Service as _;
+use vouch_token::Facts;
+use vouch_tower::{
+    AuditHook, CapabilityLayer, CapabilityPipeline, CapabilityRejection, Grants, RateLimitLayer,
+    SignatureLayer, SignaturePipeline, TOKEN_HEADER, VerifiedCaller,
+};
+
+use crate::forward::grants_value;
+use crate::headers::{GRANTS_HEADER, IDENTITY_HEADER, KEYID_HEADER, strip_hop_by_hop};
+use crate::metrics::{Both, Metrics};
+use crate::response::error;
+
+use vouch_tower::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES};
+
+/// The path prefix of HTTP-mode checks unless told otherwise: Envoy's `http_service` sends
+/// each check to `path_prefix` + the original path, e.g. `/check/mcp`.
+pub const DEFAULT_HTTP_PREFIX: &str = "/check";
+
+/// The field Envoy sets to `true` on a check whose body it cut at `max_request_bytes`
+/// (`with_request_body.allow_partial_message`). Such a check is refused (413): the signature
+/// covers the whole body.
+pub const PARTIAL_BODY_HEADER: HeaderName = HeaderName::from_static("x-envoy-auth-partial-body");
+
+/// The field of an HTTP-mode `200` that lists, comma-separated, the fields Envoy removes from
+/// the request before it goes upstream.
+pub const HEADERS_TO_REMOVE_HEADER: HeaderName =
+    HeaderName::from_static("x-envoy-auth-headers-to-remove");
+
+/// The largest denial body read back from the layers (theirs are a few hundred bytes).
+const MAX_DENIAL_BYTES: usize = 64 << 10;
+
+const SIGNATURE: HeaderName = HeaderName::from_static("signature");
+const SIGNATURE_INPUT: HeaderName = HeaderName::from_static("signature-input");
+
+/// Why an authorizer could not be built or served.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthzError {
+    /// The HTTP-mode path prefix does not start with `/`, ends with `/`, or is the health path.
+    Prefix(String),
+    /// A listener failed while serving.
+    Serve(String),
+}
+
+impl std::fmt::Display for AuthzError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Prefix(prefix) => write!(f, "invalid HTTP check path prefix: {prefix:?}"),
+            Self::Serve(why) => write!(f, "serving failed: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for AuthzError {}
+
+/// The configuration of an Envoy external authorizer running the gateway's checks
+/// (`docs/deployments.md` has the Envoy side); [`build`](Self::build) makes the [`ExtAuthz`]
+/// that serves checks.
+///
+/// Each check runs vouch-tower's layers in the gateway's order ([`SignatureLayer`] →
+/// [`RateLimitLayer`] → [`CapabilityLayer`]) over the request Envoy describes. A request they
+/// let through is allowed with the gateway's `X-Vouch-*` fields set for the upstream and the
+/// client's signature and token removed; any other answer of the layers is the denial, with
+/// the status, fields and body the gateway would have sent. The gateway's session binding and
+/// `tools/list` filtering have no equivalent: both act on the upstream's response, which an
+/// authorizer never sees.
+///
+/// ```no_run
+/// use vouch_gateway::Authorizer;
+/// use vouch_keys::{ShardedReplayStore, StaticResolver};
+/// use vouch_token::{KeyPair, Verifier};
+/// use vouch_tower::{CapabilityPipeline, Origin, ServeConfig, SignaturePipeline};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// # let root = KeyPair::generate()?;
+/// # let agent = KeyPair::generate()?;
+/// // How clients address Envoy: checks of requests for any other authority are denied (421).
+/// let origin: Origin = "https://mcp.example".parse()?;
+/// let resolver = StaticResolver::new()
+///     .with_ed25519("https://agents.example/worker", &agent.public_key());
+/// let authz = Authorizer::new(
+///     SignaturePipeline::new(origin, resolver, ShardedReplayStore::new(100_000)),
+///     CapabilityPipeline::new(Verifier::new(root.public_key())),
+/// )
+/// .operation("db_query", "read")
+/// .build();
+/// // gRPC (Envoy's grpc_service) and HTTP (http_service, path_prefix "/check").
+/// let grpc = tokio::net::TcpListener::bind("127.0.0.1:9191").await?;
+/// let http = tokio::net::TcpListener::bind("127.0.0.1:9192").await?;
+/// let router = authz.http_router();
+/// tokio::spawn(async move { vouch_tower::serve(http, router, ServeConfig::default()).await });
+/// authz.serve_grpc(grpc, std::future::pending()).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Authorizer {
+    signature: SignaturePipeline,
+    /// `None` in identity-only mode.
+    capability: Option<CapabilityPipeline>,
+    rate_limit: RateLimitLayer,
+    token_header: HeaderName,
+    operations: BTreeMap<String, String>,
+    max_body_bytes: usize,
+    body_timeout: Duration,
+    http_prefix: String,
+    metrics: Option<Metrics>,
+    audit: Option<Arc<dyn AuditHook>>,
+}
+
+impl std::fmt::Debug for Authorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authorizer")
+            .field("signature", &self.signature)
+            .field("identity_only", &self.capability.is_none())
+            .field("token_header", &self.token_header)
+            .field("operations", &self.operations)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("http_prefix", &self.http_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authorizer {
+    /// An authorizer verifying signatures with `signature` (built with the public origin(s)
+    /// clients address Envoy by: the original request's `:authority` must name one) and tokens
+    /// with `capability`; each identity may make
+    /// [`DEFAULT_RATE_PER_SECOND`](crate::DEFAULT_RATE_PER_SECOND) requests a second; bodies
+    /// up to [`DEFAULT_MAX_BODY_BYTES`].
+    pub fn new(signature: SignaturePipeline, capability: CapabilityPipeline) -> Self {
+        let mut authorizer = Self::identity_only(signature);
+        authorizer.capability = Some(capability.header(authorizer.token_header.clone()));
+        authorizer
+    }
+
+    /// An authorizer that checks who is calling but not what they may do, as
+    /// [`Gateway::identity_only`](crate::Gateway::identity_only): no token is asked for, the
+    /// upstream gets [`IDENTITY_HEADER`] and [`KEYID_HEADER`] (a client-sent
+    /// [`GRANTS_HEADER`] is removed), and messages are still parsed strictly (400 otherwise).
+    pub fn identity_only(signature: SignaturePipeline) -> Self {
+        Self {
+            signature,
+            capability: None,
+            rate_limit: RateLimitLayer::default(),
+            token_header: TOKEN_HEADER,
+            operations: BTreeMap::new(),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            http_prefix: DEFAULT_HTTP_PREFIX.to_owned(),
+            metrics: None,
+            audit: None,
+        }
+    }
+
+    /// The header carrying the token (default [`TOKEN_HEADER`]), for the capability check and
+    /// for removal before the request goes upstream.
+    #[must_use]
+    pub fn token_header(mut self, header: HeaderName) -> Self {
+        self.capability = self.capability.map(|c| c.header(header.clone()));
+        self.token_header = header;
+        self
+    }
+
+    /// The operation a call to `tool` performs (default `execute`), for the capability check.
+    #[must_use]
+    pub fn operation(mut self, tool: impl Into<String>, operation: impl Into<String>) -> Self {
+        let (tool, operation) = (tool.into(), operation.into());
+        self.capability = self
+            .capability
+            .map(|c| c.operation(tool.clone(), operation.clone()));
+        self.operations.insert(tool, operation);
+        self
+    }
+
+    /// The per-identity rate limit (default: as the gateway's).
+    #[must_use]
+    pub fn rate_limit(mut self, layer: RateLimitLayer) -> Self {
+        self.rate_limit = layer;
+        self
+    }
+
+    /// The largest body a check may carry (default [`DEFAULT_MAX_BODY_BYTES`]; larger: 413).
+    /// Envoy's `with_request_body.max_request_bytes` should not exceed it. The gRPC message
+    /// limit is this plus room for the request head.
+    #[must_use]
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+
+    /// How long an HTTP-mode check's body may take to arrive (default
+    /// [`DEFAULT_BODY_TIMEOUT`]; slower: 408).
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// The path prefix of HTTP-mode checks (Envoy's `http_service.path_prefix`; default
+    /// [`DEFAULT_HTTP_PREFIX`]).
+    ///
+    /// # Errors
+    ///
+    /// [`AuthzError::Prefix`] if `prefix` does not start with `/`, is `/` alone or ends with
+    /// `/`, or is [`HEALTH_PATH`](crate::HEALTH_PATH) (which the HTTP listener answers itself).
+    pub fn http_prefix(mut self, prefix: impl Into<String>) -> Result<Self, AuthzError> {
+        let prefix = prefix.into();
+        if !prefix.starts_with('/')
+            || prefix.ends_with('/')
+            || prefix == crate::HEALTH_PATH
+            || prefix.contains(['?', '#'])
+        {
+            return Err(AuthzError::Prefix(prefix));
+        }
+        self.http_prefix = prefix;
+        Ok(self)
+    }
+
+    /// Records the decisions and the time each check took in `metrics` (the gateway's
+    /// [`Metrics`]: `vouch_gateway_decisions_total`, `vouch_gateway_request_duration_seconds`).
+    #[must_use]
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Reports every decision of the layers (and the refusal of a partial body) to `hook`,
+    /// besides the [`metrics`](Self::metrics) if set.
+    #[must_use]
+    pub fn audit(mut self, hook: impl AuditHook + 'static) -> Self {
+        self.audit = Some(Arc::new(hook));
+        self
+    }
+
+    /// The authorizer, ready to serve checks: the layers are built once and shared by every
+    /// listener (one rate limiter, one replay store).
+    pub fn build(self) -> ExtAuthz {
+        let hook: Option<Arc<dyn AuditHook>> = match (self.metrics.clone(), self.audit) {
+            (Some(m), Some(a)) => Some(Arc::new(Both(m, a))),
+            (Some(m), None) => Some(Arc::new(m)),
+            (None, a) => a,
+        };
+        let identity_only = self.capability.is_none();
+        // Innermost first, as the gateway: the terminal, the capability check, the rate limit,
+        // the signature.
+        let mut stack =
+            Router::new().fallback(move |request: Request<Body>| passed(identity_only, request));
+        if let Some(pipeline) = self.capability {
+            let mut capability = CapabilityLayer::new(pipeline).max_body_bytes(self.max_body_bytes);
+            if let Some(hook) = &hook {
+                capability = capability.audit(hook.clone());
+            }
+            stack = stack.layer(capability);
+        }
+        let rate_limit = match &hook {
+            Some(hook) => self.rate_limit.audit(hook.clone()),
+            None => self.rate_limit,
+        };
+        let mut signature = SignatureLayer::new(self.signature)
+            .max_body_bytes(self.max_body_bytes)
+            .body_timeout(self.body_timeout);
+        if let Some(hook) = &hook {
+            signature = signature.audit(hook.clone());
+        }
+        let stack = stack.layer(rate_limit).layer(signature);
+        ExtAuthz {
+            inner: Arc::new(Inner {
+                stack,
+                token_header: self.token_header,
+                identity_only,
+                max_body_bytes: self.max_body_bytes,
+                http_prefix: self.http_prefix,
+                metrics: self.metrics,
+            }),
+        }
+    }
+}
+
+/// A built authorizer (see [`Authorizer`]): [`check`](Self::check) decides on one request,
+/// [`serve_grpc`](Self::serve_grpc) serves Envoy's gRPC `Authorization/Check`,
+/// [`http_router`](Self::http_router) its HTTP mode. Clones share everything.
+#[derive(Clone)]
+pub struct ExtAuthz {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The layers over the terminal [`passed`].
+    stack: Router,
+    token_header: HeaderName,
+    identity_only: bool,
+    max_body_bytes: usize,
+    http_prefix: String,
+    metrics: Option<Metrics>,
+}
+
+impl std::fmt::Debug for ExtAuthz {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtAuthz")
+            .field("token_header", &self.inner.token_header)
+            .field("identity_only", &self.inner.identity_only)
+            .field("max_body_bytes", &self.inner.max_body_bytes)
+            .field("http_prefix", &self.inner.http_prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the authorizer decided about one request.
+#[non_exhaustive]
+#[derive(Debug, Clone)]
+pub enum Verdict {
+    /// Let the request through, with the fields changed as [`Allowed`] says.
+    Allow(Allowed),
+    /// Refuse it: send the client [`Denied`]'s answer.
+    Deny(Denied),
+}
+
+/// An allowed request: who signed it, what the token grants, and how its fields change on the
+/// way upstream.
+#[derive(Debug, Clone)]
+pub struct Allowed(Box<AllowedParts>);
+
+#[derive(Debug, Clone)]
+struct AllowedParts {
+    caller: VerifiedCaller,
+    grants: Option<Facts>,
+    set: HeaderMap,
+    remove: Vec<HeaderName>,
+}
+
+impl Allowed {
+    /// The verified signer.
+    pub fn caller(&self) -> &VerifiedCaller {
+        &self.0.caller
+    }
+
+    /// What the verified token grants; `None` in identity-only mode.
+    pub fn grants(&self) -> Option<&Facts> {
+        self.0.grants.as_ref()
+    }
+
+    /// The fields to set on the request, replacing every value the client sent:
+    /// [`IDENTITY_HEADER`], [`KEYID_HEADER`] and (unless identity-only) [`GRANTS_HEADER`], in
+    /// the gateway's encoding.
+    pub fn headers_to_set(&self) -> &HeaderMap {
+        &self.0.set
+    }
+
+    /// The fields to remove from the request, sorted: the token header, `signature`,
+    /// `signature-input`, [`GRANTS_HEADER`] in identity-only mode, and every other `x-vouch-*`
+    /// field the client sent. Never one of [`headers_to_set`](Self::headers_to_set): Envoy
+    /// removes after it sets.
+    pub fn headers_to_remove(&self) -> &[HeaderName] {
+        &self.0.remove
+    }
+}
+
+/// A denied request: the answer for the client, as the gateway would have sent it.
+#[derive(Debug, Clone)]
+pub struct Denied {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Denied {
+    /// The status: 400, 401, 403, 408, 413, 421, 429, 500 or 503.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The answer's fields (`Content-Type`, `WWW-Authenticate` on 401, `Retry-After` on 429);
+    /// no `Content-Length`.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The answer as an HTTP response.
+    pub fn into_response(self) -> Response<Body> {
+        let mut response = Response::new(Body::from(self.body));
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers;
+        response
+    }
+
+    /// The answer to a response the layers made.
+    async fn from_response(response: Response<Body>) -> Self {
+        let (mut parts, body) = response.into_parts();
+        parts.headers.remove(CONTENT_LENGTH);
+        let body = match Limited::new(body, MAX_DENIAL_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) => {
+                tracing::error!(detail = %e, "a denial's body could not be read");
+                Bytes::new()
+            }
+        };
+        Self {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// One of the gateway's own answers (`{"detail": {"error": code}}`).
+    async fn own(status: StatusCode, code: &'static str) -> Self {
+        Self::from_response(error(status, code)).await
+    }
+
+    /// The fields without the hop-by-hop ones (for Envoy's gRPC denial, which is a local
+    /// reply of Envoy's own).
+    fn end_to_end_headers(&self) -> HeaderMap {
+        let mut headers = self.headers.clone();
+        strip_hop_by_hop(&mut headers);
+        headers
+    }
+}
+
+/// Put in the terminal's response: the request passed every layer.
+#[derive(Clone)]
+struct Passed {
+    caller: VerifiedCaller,
+    grants: Option<Grants>,
+}
+
+/// The innermost service: a request that reaches it passed the layers. Its answer carries
+/// [`Passed`]; no layer's answer does.
+async fn passed(identity_only: bool, request: Request<Body>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let caller = parts.extensions.get::<VerifiedCaller>().cloned();
+    let grants = parts.extensions.get::<Grants>().cloned();
+    let (Some(caller), true) = (caller, grants.is_some() || identity_only) else {
+        // The stack always has the layers in front; without them, nothing is allowed.
+        tracing::error!("a check reached the terminal without a verified caller and grants");
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal");
+    };
+    if identity_only {
+        // The signature layer has read the body into memory, bounded: collecting is a move.
+        let Ok(collected) = body.collect().await else {
+            return error(StatusCode::BAD_REQUEST, "unreadable_body");
+        };
+        let bytes = collected.to_bytes();
+        if !bytes.is_empty()
+            && let Err(e) = vouch_tower::jsonrpc::parse(&bytes)
+        {
+            // The capability layer's check and answer, without a token to look at (as the
+            // gateway's forwarder in identity-only mode).
+            tracing::info!(identity = %caller.identity, error = %e, "ambiguous message refused");
+            return CapabilityRejection::BadRequest(e).into_response();
+        }
+    }
+    let mut response = Response::new(Body::empty());
+    response.extensions_mut().insert(Passed { caller, grants });
+    response
+}
+
+/// True if Envoy says the body it sent was cut short.
+fn is_partial(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(PARTIAL_BODY_HEADER)
+        .iter()
+        .any(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+}
+
+impl ExtAuthz {
+    /// Decides on one request, as the client sent it to Envoy: its method, its origin-form
+    /// target (path and query), its fields with `Host` set to the original `:authority`, and
+    /// its whole body. A request carrying [`PARTIAL_BODY_HEADER`]`: true` is denied 413 before
+    /// anything else (the signature covers the body's digest, and the capability check reads
+    /// the JSON-RPC message). Every other answer comes from vouch-tower's layers, as the
+    /// gateway's: 421 another authority, 401 unsigned / bad or replayed signature / missing or
+    /// invalid token (with `WWW-Authenticate`), 413, 408, 429 (with `Retry-After`), 403 outside
+    /// the grants, 400 an ambiguous message, 503 a failing replay or pin store.
+    pub async fn check<B>(&self, request: Request<B>) -> Verdict
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let start = Instant::now();
+        let verdict = self.decide(request).await;
+        if let Some(metrics) = &self.inner.metrics {
+            metrics.observe_duration(start.elapsed());
+        }
+        verdict
+    }
+
+    async fn decide<B>(&self, request: Request<B>) -> Verdict
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        if is_partial(request.headers()) {
+            tracing::info!(
+                "check with a partial body refused: the signature covers the whole body"
+            );
+            // The signature layer's own answer (and audit record) for a body over its cap,
+            // without reading anything: a declared length one past it.
+            let (mut parts, _) = request.into_parts();
+            let over = u64::try_from(self.inner.max_body_bytes)
+                .unwrap_or(u64::MAX)
+                .saturating_add(1);
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(over));
+            let response = self.run(Request::from_parts(parts, Body::empty())).await;
+            return Verdict::Deny(Denied::from_response(response).await);
+        }
+        let client_vouch: Vec<HeaderName> = request
+            .headers()
+            .keys()
+            .filter(|name| name.as_str().starts_with("x-vouch-"))
+            .cloned()
+            .collect();
+        let response = self.run(request.map(Body::new)).await;
+        let Some(passed) = response.extensions().get::<Passed>().cloned() else {
+            return Verdict::Deny(Denied::from_response(response).await);
+        };
+        match self.allowed(passed, client_vouch) {
+            Some(allowed) => Verdict::Allow(allowed),
+            None => Verdict::Deny(Denied::own(StatusCode::INTERNAL_SERVER_ERROR, "internal").await),
+        }
+    }
+
+    /// Runs `request` through the layers.
+    async fn run(&self, request: Request<Body>) -> Response<Body> {
+        let mut stack = self.inner.stack.clone();
+        let ready: Result<(), Infallible> = std::future::poll_fn(|cx| {
+            tower_service::Service::<Request<Body>>::poll_ready(&mut stack, cx)
+        })
+        .await;
+        let called = match ready {
+            Ok(()) => stack.call(request).await,
+            Err(never) => match never {},
+        };
+        match called {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The fields to set and remove for an allowed request; `None` (logged) if the verified
+    /// caller or grants do not fit in a field.
+    fn allowed(&self, passed: Passed, client_vouch: Vec<HeaderName>) -> Option<Allowed> {
+        let Passed { caller, grants } = passed;
+        let mut set = HeaderMap::new();
+        let (Ok(identity), Ok(keyid)) = (
+            HeaderValue::from_str(&caller.identity),
+            HeaderValue::from_str(&caller.keyid),
+        ) else {
+            tracing::error!("verified caller does not fit in a header");
+            return None;
+        };
+        set.insert(IDENTITY_HEADER, identity);
+        set.insert(KEYID_HEADER, keyid);
+        let mut remove = vec![self.inner.token_header.clone(), SIGNATURE, SIGNATURE_INPUT];
+        match &grants {
+            Some(grants) => {
+                let Some(value) = grants_value(grants) else {
+                    tracing::error!("grants do not fit in a header");
+                    return None;
+                };
+                set.insert(GRANTS_HEADER, value);
+            }
+            None => remove.push(GRANTS_HEADER),
+        }
+        // Envoy applies removals after it sets: a name set here must not be removed.
+        remove.extend(
+            client_vouch
+                .into_iter()
+                .filter(|name| !set.contains_key(name)),
+        );
+        remove.retain(|name| !set.contains_key(name));
+        remove.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        remove.dedup();
+        Some(Allowed(Box::new(AllowedParts {
+            caller,
+            grants: grants.map(|g| g.facts().clone()),
+            set,
+            remove,
+        })))
+    }
+}
