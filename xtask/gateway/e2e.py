@@ -26,12 +26,10 @@ import argparse
 import asyncio
 import base64
 import dataclasses
-import hashlib
 import json
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,19 +38,20 @@ from typing import Any, Awaitable, Callable
 
 try:
     import httpx
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    from envoys import Envoys, EnvoysConfig
+    from envoys import Envoys
     from envoys_mcp import EnvoysAuth
     from mcp import ClientSession
     from mcp.client.streamable_http import streamablehttp_client
+
+    from common import (ACCEPT, ENVOYS_COMPONENTS, INITIALIZE, PATH, RECORDER, STARTUP_TIMEOUT,
+                        CaseFailure, Proc, Report, Upstream, VouchCli, b64, check, compact,
+                        envoys_client, header_values, messages, sign, sse_messages, tool_text,
+                        tools_call)
 except ImportError as e:  # a missing dependency is a failure, never a skip
     print(f"e2e: missing Python dependency: {e} (run through `cargo xtask ci gateway`, which "
           "makes the venv)", file=sys.stderr)
     sys.exit(2)
-
-HERE = Path(__file__).resolve().parent
-RECORDER = HERE / "recording_upstream.py"
 
 # Identities. The keyids are address-style: the gateway's identity is the address.
 DOMAIN = "e2e.example"
@@ -69,7 +68,6 @@ AGENTS = {"alice": ALICE, "bob": BOB, "rmcp": RMCP, "flood": FLOOD, "pinned_a": 
 FORGED = "admin@evil"
 AUDIENCE = "https://gateway.e2e.example"
 TOKEN_HEADER = "x-agent-token"  # the envoys-profile gateway's --token-header
-PATH = "/mcp"
 
 # slow_count in the progress case: 4 steps of 400 ms. The first progress event must reach the
 # client at least PROGRESS_LEAD before the result (a buffered stream gives them together).
@@ -78,10 +76,8 @@ PROGRESS_LEAD = 0.8
 DRAIN_N, DRAIN_DELAY_MS = 8, 250  # the call in flight during SIGTERM: 2 s
 GATEWAY_DRAIN = 10.0  # vouch gateway's drain window after SIGTERM
 
-STARTUP_TIMEOUT = 20.0
 CALL_TIMEOUT = 20.0
 HTTP_TIMEOUT = httpx.Timeout(15.0)
-ACCEPT = "application/json, text/event-stream"
 
 MODES = [
     ("json+stateless", ["--json", "--stateless"]),
@@ -91,29 +87,11 @@ MODES = [
 ]
 
 
-class CaseFailure(Exception):
-    """An assertion of a case that did not hold."""
-
-
-def check(cond: bool, message: str) -> None:
-    if not cond:
-        raise CaseFailure(message)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def compact(obj: Any) -> bytes:
-    """JSON as envoys signs bodies (compact separators, Unicode kept)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
 # --- keys, tokens, processes -------------------------------------------------------------------
 
 
 @dataclass
-class Setup:
+class Setup(VouchCli):
     vouch: Path
     client: Path
     server: Path
@@ -124,27 +102,6 @@ class Setup:
     root_hex: str = ""
     tokens: dict[str, str] = field(default_factory=dict)
     expired_at: float = 0.0
-
-    def run(self, *args: str, stdin: str | None = None) -> str:
-        done = subprocess.run([str(self.vouch), *args], input=stdin, capture_output=True,
-                              text=True, timeout=30, cwd=self.work)
-        if done.returncode != 0:
-            raise RuntimeError(f"vouch {args[0]} failed ({done.returncode}): {done.stderr.strip()}")
-        return done.stdout.strip()
-
-    def keygen(self, name: str) -> str:
-        path = self.work / f"{name}.pem"
-        public = self.run("keygen", "--out", str(path))
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        assert isinstance(key, Ed25519PrivateKey)
-        self.keys[name], self.pubs[name] = key, public
-        return public
-
-    def mint(self, name: str, *args: str, root: str = "root", seal: bool = True) -> None:
-        token = self.run("mint", "--key", str(self.work / f"{root}.pem"), *args)
-        if seal:
-            token = self.run("seal", "--token", "-", stdin=token)
-        self.tokens[name] = token
 
     def prepare(self) -> None:
         self.root_hex = self.keygen("root")
@@ -175,85 +132,7 @@ class Setup:
 
     def envoys(self, name: str) -> Envoys:
         """An envoys client signing as agent `name` (offline: the gateway knows the key)."""
-        key = self.keys[name]
-        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode("ascii")
-        public = key.public_key().public_bytes(
-            serialization.Encoding.PEM,
-            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
-        base, address = AGENTS[name].split("/agents/")
-        return Envoys(EnvoysConfig(agent_key="unused-offline", address=address,
-                                   public_key=public, private_key=private, base_url=base))
-
-
-class Proc:
-    """A child process whose stderr goes to a log file; stopped by `stop` (or `kill`)."""
-
-    def __init__(self, name: str, argv: list[str], log: Path) -> None:
-        self.name, self.log = name, log
-        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log_file,
-                                      stderr=subprocess.STDOUT)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    async def wait_line(self, needle: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for line in self.text().splitlines():
-                if needle in line:
-                    return line
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited ({self.popen.returncode}) before "
-                                   f"{needle!r}: {self.tail()}")
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"{self.name}: no {needle!r} within {timeout} s: {self.tail()}")
-
-    def tail(self, lines: int = 8) -> str:
-        return " | ".join(self.text().splitlines()[-lines:])
-
-    def signal(self, sig: int) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(sig)
-
-    async def wait_exit(self, timeout: float) -> int | None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                return self.popen.returncode
-            await asyncio.sleep(0.05)
-        return None
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.kill()
-        try:
-            self.popen.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        self._log_file.close()
-
-
-class Upstream:
-    """server.py (through the recorder) in one mode."""
-
-    def __init__(self, setup: Setup, flags: list[str], work: Path) -> None:
-        self.record = work / "upstream-requests.jsonl"
-        self.record.write_text("")
-        self.proc = Proc("server.py", [setup.python, str(RECORDER), str(setup.server),
-                                       str(self.record), "--port", "0", *flags],
-                         work / "upstream.log")
-        self.url = ""
-
-    async def start(self) -> None:
-        line = await self.proc.wait_line("listening on http://", STARTUP_TIMEOUT)
-        self.url = line.split("listening on ", 1)[1].strip()
-        check(self.url.startswith("http://127.0.0.1:") and self.url.endswith(PATH),
-              f"server.py startup line: {line!r}")
-
-    def requests(self) -> list[dict]:
-        return [json.loads(line) for line in self.record.read_text().splitlines() if line]
+        return envoys_client(self.keys[name], AGENTS[name])
 
 
 class Gateway:
@@ -297,73 +176,6 @@ class Gateway:
 
 
 # --- raw signed requests ------------------------------------------------------------------------
-
-ENVOYS_COMPONENTS = ("@method", "@path", "content-digest")
-
-
-def sign(method: str, body: bytes, key: Ed25519PrivateKey, keyid: str, *,
-         created: int | None = None, nonce: str | None = "", headers: dict[str, str] | None = None,
-         components: tuple[str, ...] = ENVOYS_COMPONENTS, path: str = PATH) -> dict[str, str]:
-    """RFC 9421 headers in the envoys profile's shape (label sig1; keyid, created, nonce), written
-    here so that each field can be made wrong on purpose. `nonce=None` leaves it out; the extra
-    `headers` are sent and may be covered by naming them in `components`."""
-    out = {k.lower(): v for k, v in (headers or {}).items()}
-    out["content-digest"] = f"sha-256=:{b64(hashlib.sha256(body).digest())}:"
-    created = int(time.time()) if created is None else created
-    lines = []
-    for c in components:
-        value = {"@method": method.upper(), "@path": path}[c] if c.startswith("@") else out[c]
-        lines.append(f'"{c}": {value}')
-    params = "(" + " ".join(f'"{c}"' for c in components) + f');keyid="{keyid}";created={created}'
-    if nonce is not None:
-        params += f';nonce="{nonce or secrets.token_urlsafe(16)}"'
-    lines.append(f'"@signature-params": {params}')
-    signature = key.sign("\n".join(lines).encode("utf-8"))
-    out["signature-input"] = f"sig1={params}"
-    out["signature"] = f"sig1=:{b64(signature)}:"
-    return out
-
-
-def tools_call(tool: str, arguments: dict | None = None, *, rid: int = 1,
-               progress: str | None = None) -> dict:
-    params: dict[str, Any] = {"name": tool, "arguments": arguments or {}}
-    if progress is not None:
-        params["_meta"] = {"progressToken": progress}
-    return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}
-
-
-INITIALIZE = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-              "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                         "clientInfo": {"name": "vouch-e2e-raw", "version": "1"}}}
-
-
-def messages(response: httpx.Response) -> list[dict]:
-    """The JSON-RPC messages of a response: a JSON body, or the data of each SSE event."""
-    kind = response.headers.get("content-type", "")
-    if kind.startswith("application/json"):
-        body = response.json()
-        return body if isinstance(body, list) else [body]
-    if kind.startswith("text/event-stream"):
-        return sse_messages(response.text)
-    return []
-
-
-def sse_messages(text: str) -> list[dict]:
-    found = []
-    for event in text.replace("\r\n", "\n").split("\n\n"):
-        data = "\n".join(line[5:].lstrip(" ") for line in event.split("\n")
-                         if line.startswith("data:"))
-        if data.strip():
-            found.append(json.loads(data))
-    return found
-
-
-def tool_text(msgs: list[dict], rid: int) -> str | None:
-    for m in msgs:
-        if m.get("id") == rid and "result" in m:
-            return "".join(c.get("text", "") for c in m["result"].get("content", []))
-    return None
-
 
 class Raw:
     """Signed raw requests to a gateway as one agent, in a session when the upstream keeps them."""
@@ -450,10 +262,6 @@ async def with_session(mode: Mode, token: str, body: Callable[[ClientSession], A
 
 def text_of(result) -> str:
     return "".join(getattr(c, "text", "") for c in result.content)
-
-
-def header_values(request: dict, name: str) -> list[str]:
-    return [v for k, v in request["headers"] if k == name]
 
 
 async def case_allowed_call(mode: Mode) -> str:
@@ -1032,35 +840,11 @@ async def case_upstream_saw_no_forgery(mode: Mode) -> str:
 # --- the run ------------------------------------------------------------------------------------
 
 
-class Report:
-    def __init__(self) -> None:
-        self.passed = 0
-        self.failed: list[str] = []
-
-    async def case(self, mode: str, name: str, run: Callable[[], Awaitable[str] | str],
-                   logs: Callable[[], str] = lambda: "") -> None:
-        started = time.monotonic()
-        try:
-            result = run()
-            if asyncio.iscoroutine(result):
-                result = await asyncio.wait_for(result, 60)
-            took = time.monotonic() - started
-            print(f"ok   {mode:<14} {name}: {result} [{took:.2f} s]", flush=True)
-            self.passed += 1
-        except Exception as e:  # noqa: BLE001 - every failure is reported, the run goes on
-            reason = f"{type(e).__name__}: {e}" if not isinstance(e, CaseFailure) else str(e)
-            print(f"FAIL {mode:<14} {name}: {reason}", flush=True)
-            extra = logs()
-            if extra:
-                print(f"     logs: {extra}", flush=True)
-            self.failed.append(f"{mode} {name}")
-
-
 async def run_mode(setup: Setup, report: Report, name: str, flags: list[str]) -> None:
     work = setup.work / name.replace("+", "-")
     work.mkdir(parents=True, exist_ok=True)
     stateless, sse = "--stateless" in flags, "--json" not in flags
-    upstream = Upstream(setup, flags, work)
+    upstream = Upstream(setup.python, setup.server, flags, work)
     gateways: list[Gateway] = []
     try:
         try:

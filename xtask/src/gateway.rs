@@ -19,36 +19,10 @@ use crate::{Result, cargo, exec, root};
 const TIMEOUT: Duration = Duration::from_secs(300);
 
 pub(crate) fn run() -> Result {
-    let server = root().join("examples").join("gateway").join("server.py");
-    if !server.is_file() {
-        return Err(format!(
-            "{} is missing: the gateway tests need it as their upstream",
-            server.display()
-        ));
-    }
-    // One build for both, so that they share one feature resolution.
-    exec(cargo().args([
-        "build",
-        "--quiet",
-        "--locked",
-        "-p",
-        "vouch-cli",
-        "-p",
-        "vouch-rmcp",
-        "--bin",
-        "vouch",
-        "--example",
-        "gateway_client",
-    ]))?;
+    let server = upstream_server("the gateway tests")?;
+    build_binaries()?;
     let python = crate::interop::venv()?;
-
-    let work = root().join("target").join("gateway-e2e");
-    if work.exists() {
-        std::fs::remove_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    }
-    let bin = work.join("bin");
-    std::fs::create_dir_all(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
-    // Copies, so that another build replacing target/debug/vouch meanwhile changes nothing here.
+    let (work, bin) = fresh_work("gateway-e2e")?;
     let debug = root().join("target").join("debug");
     let vouch = copy(&debug.join("vouch"), &bin)?;
     let client = copy(&debug.join("examples").join("gateway_client"), &bin)?;
@@ -64,10 +38,56 @@ pub(crate) fn run() -> Result {
         .arg(&server)
         .arg("--work")
         .arg(&work);
-    run_bounded(&mut cmd, TIMEOUT)
+    run_bounded(&mut cmd, TIMEOUT, "the gateway tests")
 }
 
-fn copy(from: &Path, dir: &Path) -> Result<PathBuf> {
+/// `examples/gateway/server.py`, the FastMCP upstream of the end-to-end tests (`who`: the tests
+/// that need it, for the error when it is missing).
+pub(crate) fn upstream_server(who: &str) -> Result<PathBuf> {
+    let server = root().join("examples").join("gateway").join("server.py");
+    if server.is_file() {
+        Ok(server)
+    } else {
+        Err(format!(
+            "{} is missing: {who} need it as their upstream",
+            server.display()
+        ))
+    }
+}
+
+/// Builds the `vouch` command and the `gateway_client` example: one build for both (and for
+/// every end-to-end step), so that they share one feature resolution and no step rebuilds what
+/// another built.
+pub(crate) fn build_binaries() -> Result {
+    exec(cargo().args([
+        "build",
+        "--quiet",
+        "--locked",
+        "-p",
+        "vouch-cli",
+        "-p",
+        "vouch-rmcp",
+        "--bin",
+        "vouch",
+        "--example",
+        "gateway_client",
+    ]))
+}
+
+/// `target/<name>`, emptied, and its `bin/` directory for the copies of the binaries under test.
+pub(crate) fn fresh_work(name: &str) -> Result<(PathBuf, PathBuf)> {
+    let work = root().join("target").join(name);
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    }
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).map_err(|e| format!("{}: {e}", bin.display()))?;
+    Ok((work, bin))
+}
+
+/// Copies `from` into `dir`: the tests run copies, so that another build replacing
+/// target/debug/vouch meanwhile changes nothing under them.
+pub(crate) fn copy(from: &Path, dir: &Path) -> Result<PathBuf> {
     let name = from
         .file_name()
         .ok_or_else(|| format!("{}: no file name", from.display()))?;
@@ -76,9 +96,9 @@ fn copy(from: &Path, dir: &Path) -> Result<PathBuf> {
     Ok(to)
 }
 
-/// Runs `cmd` in a process group of its own; past `limit`, kills the whole group (the harness
-/// and the gateways and servers it started) and fails.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Result {
+/// Runs `cmd` (a harness: `what`, for the error) in a process group of its own; past `limit`,
+/// kills the whole group (the harness and every server and proxy it started) and fails.
+pub(crate) fn run_bounded(cmd: &mut Command, limit: Duration, what: &str) -> Result {
     let shown = format!("{cmd:?}");
     eprintln!("$ {shown}");
     #[cfg(unix)]
@@ -99,7 +119,7 @@ fn run_bounded(cmd: &mut Command, limit: Duration) -> Result {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(format!(
-                    "the gateway tests did not finish within {} s (killed): {shown}",
+                    "{what} did not finish within {} s (killed): {shown}",
                     limit.as_secs()
                 ));
             }
