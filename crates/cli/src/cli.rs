@@ -194,6 +194,23 @@ Examples:
   vouch gateway --config gateway.toml --listen 0.0.0.0:8080 \\
       --origin https://gateway.example")]
     Gateway(Box<GatewayArgs>),
+    /// Runs the gateway's checks as an Envoy external authorizer (ext_authz, gRPC and HTTP).
+    #[command(after_help = "\
+Envoy asks before forwarding each request: --grpc serves the gRPC API
+(envoy.service.auth.v3.Authorization/Check), --http the HTTP mode (http_service: checks under
+--http-prefix, and GET /healthz); at least one, --grpc 127.0.0.1:9191 if neither is given. An
+allowed request goes upstream with X-Vouch-Identity, X-Vouch-Keyid and X-Vouch-Grants set and
+the token, Signature and Signature-Input removed; a denied one gets the gateway's answer (401,
+403, 421, 429, 503 ...). Envoy must send the body (with_request_body; pack_as_bytes over gRPC).
+--origin is required: how clients address Envoy. Share --replay and --pins (redis:// URLs)
+between replicas. Flags and --config as for vouch gateway, without the upstream and forwarding
+ones. Exit status 2 on a configuration error, 0 after SIGTERM or SIGINT.
+
+Examples:
+  vouch authz --grpc 127.0.0.1:9191 --origin https://mcp.example --root root.pub \\
+      --agent https://agents.example/a=agent.pub --replay redis://127.0.0.1:6379
+  vouch authz --http 127.0.0.1:9192 --config authz.toml")]
+    Authz(Box<AuthzArgs>),
     /// Runs the end-to-end demo: a real rmcp server behind vouch, allowed and rejected calls.
     #[command(after_help = "\
 Example:
@@ -319,7 +336,44 @@ pub(crate) struct GatewayArgs {
     /// The address to listen on [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<String>,
-    /// How clients address the gateway (repeatable) [default: http://<listen address>].
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+    /// Sign every forwarded request with this private key (vouch's MCP profile, for the
+    /// upstream's URL, covering the X-Vouch-* fields); needs --upstream-keyid.
+    #[arg(long, value_name = "KEYFILE")]
+    pub(crate) sign_upstream: Option<PathBuf>,
+    /// The keyid the upstream knows --sign-upstream's key by; needs --sign-upstream.
+    #[arg(long, value_name = "KEYID")]
+    pub(crate) upstream_keyid: Option<String>,
+    /// Forward the token header to the upstream (default: removed), for an upstream that checks
+    /// tokens itself, e.g. a vouch-protected server behind --sign-upstream.
+    #[arg(long)]
+    pub(crate) forward_token: bool,
+}
+
+/// `vouch authz`: every field optional here, so that `--config` can supply it.
+#[derive(Debug, Args)]
+pub(crate) struct AuthzArgs {
+    /// Serve Envoy's gRPC ext_authz API (envoy.service.auth.v3.Authorization/Check, HTTP/2
+    /// without TLS) on this address [default: 127.0.0.1:9191 when neither --grpc nor --http is
+    /// given].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) grpc: Option<String>,
+    /// Serve Envoy's HTTP ext_authz mode (http_service) and GET /healthz on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<String>,
+    /// The HTTP mode's path prefix, as Envoy's http_service.path_prefix [default: /check].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) http_prefix: Option<String>,
+    #[command(flatten)]
+    pub(crate) serve: ServeArgs,
+}
+
+/// What `vouch gateway` and `vouch authz` both take.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// How clients address the server (repeatable): a signature made for any other authority is
+    /// refused (421). Required by authz; the gateway's default is http://<listen address>.
     #[arg(long = "origin", value_name = "URL")]
     pub(crate) origins: Vec<String>,
     /// A TOML file with the same settings; flags override it.
@@ -339,7 +393,7 @@ pub(crate) struct GatewayArgs {
     /// no token is checked (identity-only).
     #[arg(long = "root", value_name = "PUBKEY")]
     pub(crate) roots: Vec<String>,
-    /// An audience of this gateway (repeatable), for tokens restricted to audiences; needs
+    /// An audience of this server (repeatable), for tokens restricted to audiences; needs
     /// --root.
     #[arg(long = "audience", value_name = "A")]
     pub(crate) audiences: Vec<String>,
@@ -361,18 +415,7 @@ pub(crate) struct GatewayArgs {
     /// Requests per second per identity, bursts of twice as many [default: 50, bursts of 100].
     #[arg(long, value_name = "N")]
     pub(crate) rate: Option<u32>,
-    /// Sign every forwarded request with this private key (vouch's MCP profile, for the
-    /// upstream's URL, covering the X-Vouch-* fields); needs --upstream-keyid.
-    #[arg(long, value_name = "KEYFILE")]
-    pub(crate) sign_upstream: Option<PathBuf>,
-    /// The keyid the upstream knows --sign-upstream's key by; needs --sign-upstream.
-    #[arg(long, value_name = "KEYID")]
-    pub(crate) upstream_keyid: Option<String>,
-    /// Forward the token header to the upstream (default: removed), for an upstream that checks
-    /// tokens itself, e.g. a vouch-protected server behind --sign-upstream.
-    #[arg(long)]
-    pub(crate) forward_token: bool,
-    /// Serve Prometheus metrics at GET /metrics on this address (a second listener).
+    /// Serve Prometheus metrics at GET /metrics on this address (a separate listener).
     #[arg(long, value_name = "ADDR")]
     pub(crate) metrics: Option<String>,
     /// The log format on stderr: one line per decision and per warning [default: text].

@@ -1,108 +1,24 @@
 //! `vouch gateway`: vouch-gateway's reverse proxy, configured from flags and a TOML file.
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::path::{Path, PathBuf};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
-use std::time::Duration;
+use std::path::Path;
 
-use http::HeaderName;
-use serde::Deserialize;
-use vouch_gateway::{Gateway, Metrics};
-use vouch_httpsig::{SigningKey, VerifyPolicy};
-use vouch_keys::{
-    CacheConfig, CachingResolver, FilePinStore, HttpsConfig, HttpsResolver, KeyResolver,
-    RedisPinStore, RedisReplayStore, ResolveError, ResolveFuture, ShardedReplayStore,
-    StaticResolver, load_private,
-};
-use vouch_token::{RootKeySet, Verifier};
-use vouch_tower::{
-    CapabilityPipeline, Decision, Origin, RateLimitLayer, ServeConfig, SignaturePipeline,
-};
+use vouch_gateway::Gateway;
+use vouch_httpsig::SigningKey;
+use vouch_keys::load_private;
+use vouch_tower::{CapabilityPipeline, RateLimitLayer, ServeConfig};
 
-use crate::cli::{GatewayArgs, LogFormat, Profile};
+use crate::cli::GatewayArgs;
 use crate::failure::{Failure, Output};
-use crate::input::{public_key, read_input};
+use crate::input::read_input;
+use crate::serve_settings::{
+    FileConfig, InFlight, ServeSettings, drain, init_logging, log_decision, run_on_runtime,
+    serve_metrics, shutdown_signal, socket_addr,
+};
 
 /// The address listened on without `--listen`.
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-
-/// Nonces held by the in-memory replay store without `--replay memory:N`.
-const DEFAULT_REPLAY_CAPACITY: usize = 100_000;
-
-/// How long in-flight requests may take to finish after SIGTERM or SIGINT.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long the connections get to flush the last responses once nothing is in flight.
-const FLUSH_GRACE: Duration = Duration::from_millis(100);
-
-/// Key prefixes in Redis.
-const REDIS_REPLAY_PREFIX: &str = "vouch:replay:";
-const REDIS_PINS_PREFIX: &str = "vouch:pins:";
-
-/// The `--config` file: the flags' names without the leading dashes, lists as arrays.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct FileConfig {
-    upstream: Option<String>,
-    upstream_ca: Option<PathBuf>,
-    listen: Option<String>,
-    #[serde(default)]
-    origin: Vec<String>,
-    #[serde(default)]
-    agent: Vec<String>,
-    #[serde(default)]
-    resolve_https: bool,
-    #[serde(default)]
-    allow: Vec<String>,
-    #[serde(default)]
-    root: Vec<String>,
-    #[serde(default)]
-    audience: Vec<String>,
-    token_header: Option<String>,
-    #[serde(default)]
-    op: Vec<String>,
-    profile: Option<Profile>,
-    replay: Option<String>,
-    pins: Option<String>,
-    rate: Option<u32>,
-    sign_upstream: Option<PathBuf>,
-    upstream_keyid: Option<String>,
-    #[serde(default)]
-    forward_token: bool,
-    metrics: Option<String>,
-    log_format: Option<LogFormat>,
-}
-
-/// Reads and parses `--config`.
-fn load_config(path: &Path) -> Result<FileConfig, Failure> {
-    let bytes = read_input(&path.to_string_lossy())?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| Failure::usage(format!("{}: not UTF-8", path.display())))?;
-    toml::from_str(&text).map_err(|e| {
-        // toml's message may span lines; keep its first. Name the key of the offending line
-        // rather than quoting the line (a Redis URL may hold a password).
-        let message = e.message().lines().next().unwrap_or("invalid TOML");
-        let place = e.span().and_then(|span| {
-            let before = text.get(..span.start)?;
-            let number = before.matches('\n').count() + 1;
-            let line = text.lines().nth(number - 1).unwrap_or("");
-            Some(match line.split_once('=') {
-                Some((key, _)) => format!(" (line {number}, key {:?})", key.trim()),
-                None => format!(" (line {number})"),
-            })
-        });
-        Failure::usage(format!(
-            "{}: {message}{}",
-            path.display(),
-            place.unwrap_or_default()
-        ))
-    })
-}
 
 /// The certificates of a PEM file, as trust anchors; at least one.
 fn load_roots(path: &Path) -> Result<rustls::RootCertStore, Failure> {
@@ -121,55 +37,35 @@ fn load_roots(path: &Path) -> Result<rustls::RootCertStore, Failure> {
     Ok(roots)
 }
 
-/// A list flag replaces the file's list when given at least once.
-fn pick(flags: Vec<String>, file: Vec<String>) -> Vec<String> {
-    if flags.is_empty() { file } else { flags }
-}
-
 /// Everything the gateway runs with, after the flags override the file.
 struct Settings {
     upstream: String,
     /// `--upstream-ca`: the roots for an `https://` upstream in place of the web PKI.
     upstream_roots: Option<rustls::RootCertStore>,
     listen: SocketAddr,
-    /// Empty for the default, `http://<listen address>`.
-    origins: Vec<Origin>,
-    resolver: Resolver,
-    allows: Vec<String>,
-    /// `None` without `--root`: an identity gate only.
-    roots: Option<RootKeySet>,
-    audiences: Vec<String>,
-    token_header: Option<HeaderName>,
-    ops: Vec<(String, String)>,
-    policy: VerifyPolicy,
-    replay: ReplaySetting,
-    pins: Option<String>,
-    rate: Option<NonZeroU32>,
-    metrics: Option<SocketAddr>,
-    log_format: LogFormat,
     /// `--sign-upstream` and `--upstream-keyid`.
     sign_upstream: Option<(SigningKey, String)>,
     forward_token: bool,
-}
-
-enum ReplaySetting {
-    Memory(usize),
-    Redis(String),
-}
-
-fn is_redis_url(s: &str) -> bool {
-    s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://")
+    /// What `vouch authz` takes too.
+    serve: ServeSettings,
 }
 
 impl Settings {
     fn from_args(args: GatewayArgs) -> Result<Self, Failure> {
-        let file = match &args.config {
-            Some(path) => load_config(path)?,
-            None => FileConfig::default(),
-        };
+        let path = args.serve.config.clone();
+        let mut file = FileConfig::load(path.as_deref())?;
+        file.refuse(
+            path.as_deref(),
+            "gateway",
+            &[
+                ("grpc", file.grpc.is_some()),
+                ("http", file.http.is_some()),
+                ("http-prefix", file.http_prefix.is_some()),
+            ],
+        )?;
         let sign_upstream = match (
-            args.sign_upstream.or(file.sign_upstream),
-            args.upstream_keyid.or(file.upstream_keyid),
+            args.sign_upstream.or(file.sign_upstream.take()),
+            args.upstream_keyid.or(file.upstream_keyid.take()),
         ) {
             (None, None) => None,
             (Some(path), Some(keyid)) => {
@@ -194,200 +90,36 @@ impl Settings {
                 ));
             }
         };
-        let metrics = match args.metrics.or(file.metrics) {
-            Some(addr) => Some(
-                addr.parse::<SocketAddr>()
-                    .map_err(|e| Failure::usage(format!("--metrics {addr:?}: {e}")))?,
-            ),
-            None => None,
-        };
-        let log_format = args
-            .log_format
-            .or(file.log_format)
-            .unwrap_or(LogFormat::Text);
-
+        let forward_token = args.forward_token || file.forward_token.unwrap_or(false);
         let upstream = args
             .upstream
-            .or(file.upstream)
+            .or(file.upstream.take())
             .ok_or_else(|| Failure::usage("--upstream is required"))?;
-        let upstream_roots = match args.upstream_ca.or(file.upstream_ca) {
+        let upstream_roots = match args.upstream_ca.or(file.upstream_ca.take()) {
             Some(path) => Some(load_roots(&path)?),
             None => None,
         };
         let listen_text = args
             .listen
-            .or(file.listen)
+            .or(file.listen.take())
             .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
-        let listen: SocketAddr = listen_text
-            .parse()
-            .map_err(|e| Failure::usage(format!("--listen {listen_text:?}: {e}")))?;
-        // Empty: `http://<listen address>`, known once the listener is bound (the port may be 0).
-        let origins = pick(args.origins, file.origin)
-            .iter()
-            .map(|o| {
-                o.parse::<Origin>()
-                    .map_err(|e| Failure::usage(format!("--origin {o:?}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-
-        let mut fixed = StaticResolver::new();
-        for agent in pick(args.agents, file.agent) {
-            // A keyid may be a URL with `=` in it; a key (hex, did:key) has none.
-            let Some((keyid, key)) = agent.rsplit_once('=') else {
-                return Err(Failure::usage(format!(
-                    "--agent {agent:?}: expected KEYID=PUBKEY"
-                )));
-            };
-            if keyid.is_empty() {
-                return Err(Failure::usage(format!("--agent {agent:?}: empty keyid")));
-            }
-            let key =
-                public_key(key).map_err(|e| Failure::usage(format!("--agent {keyid}: {e}")))?;
-            let resolved = vouch_keys::ResolvedKey::ed25519(&key)
-                .map_err(|e| Failure::usage(format!("--agent {keyid}: {e}")))?;
-            fixed = fixed.with_key(keyid, resolved);
-        }
-        let https = if args.resolve_https || file.resolve_https {
-            let resolver = HttpsResolver::new(HttpsConfig::default())
-                .map_err(|e| Failure::usage(format!("--resolve-https: {e}")))?;
-            Some(CachingResolver::new(resolver, CacheConfig::default()))
-        } else {
-            None
-        };
-
-        let mut keys = Vec::new();
-        for root in pick(args.roots, file.root) {
-            keys.push(public_key(&root).map_err(|e| Failure::usage(format!("--root: {e}")))?);
-        }
-        let roots = if keys.is_empty() {
-            None
-        } else {
-            Some(RootKeySet::from_keys(keys).map_err(|e| Failure::usage(format!("--root: {e}")))?)
-        };
-        let audiences = pick(args.audiences, file.audience);
-        if roots.is_none() && !audiences.is_empty() {
-            return Err(Failure::usage(
-                "--audience needs --root: without a token root no token is checked",
-            ));
-        }
-        if audiences.iter().any(String::is_empty) {
-            return Err(Failure::usage("--audience: empty audience"));
-        }
-
-        let token_header = match args.token_header.or(file.token_header) {
-            Some(name) => Some(
-                HeaderName::try_from(name.as_str())
-                    .map_err(|e| Failure::usage(format!("--token-header {name:?}: {e}")))?,
-            ),
-            None => None,
-        };
-        let ops = pick(args.ops, file.op)
-            .into_iter()
-            .map(|op| match op.split_once(':') {
-                Some((tool, action)) if !tool.is_empty() && !action.is_empty() => {
-                    Ok((tool.to_owned(), action.to_owned()))
-                }
-                _ => Err(Failure::usage(format!("--op {op:?}: expected TOOL:OP"))),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let policy = match args.profile.or(file.profile).unwrap_or(Profile::Mcp) {
-            Profile::Mcp => VerifyPolicy::mcp(),
-            Profile::Envoys => VerifyPolicy::envoys(),
-        };
-        let replay = match args.replay.or(file.replay) {
-            None => ReplaySetting::Memory(DEFAULT_REPLAY_CAPACITY),
-            Some(r) if r == "memory" => ReplaySetting::Memory(DEFAULT_REPLAY_CAPACITY),
-            Some(r) if is_redis_url(&r) => ReplaySetting::Redis(r),
-            Some(r) => match r.strip_prefix("memory:").map(str::parse::<usize>) {
-                Some(Ok(n)) if n > 0 => ReplaySetting::Memory(n),
-                _ => {
-                    return Err(Failure::usage(format!(
-                        "--replay {r:?}: expected memory, memory:N (N > 0) or a redis:// URL"
-                    )));
-                }
-            },
-        };
-        let rate = match args.rate.or(file.rate) {
-            Some(n) => Some(
-                NonZeroU32::new(n).ok_or_else(|| Failure::usage("--rate: must be at least 1"))?,
-            ),
-            None => None,
-        };
+        let listen = socket_addr("--listen", &listen_text)?;
         Ok(Self {
             upstream,
             upstream_roots,
             listen,
-            origins,
-            resolver: Resolver { fixed, https },
-            allows: pick(args.allows, file.allow),
-            roots,
-            audiences,
-            token_header,
-            ops,
-            policy,
-            replay,
-            pins: args.pins.or(file.pins),
-            rate,
-            metrics,
-            log_format,
             sign_upstream,
-            forward_token: args.forward_token || file.forward_token,
+            forward_token,
+            serve: ServeSettings::from_args(args.serve, file)?,
         })
     }
-}
-
-/// The `--agent` keys first; other keyids over HTTPS with `--resolve-https`.
-struct Resolver {
-    fixed: StaticResolver,
-    https: Option<CachingResolver<HttpsResolver>>,
-}
-
-impl KeyResolver for Resolver {
-    fn resolve<'a>(&'a self, keyid: &'a str) -> ResolveFuture<'a> {
-        Box::pin(async move {
-            match (self.fixed.resolve(keyid).await, &self.https) {
-                (Err(ResolveError::Unknown), Some(https)) => https.resolve(keyid).await,
-                (result, _) => result,
-            }
-        })
-    }
-}
-
-/// True if `identity` matches `pattern`, where `*` matches any run of characters.
-fn glob(pattern: &str, identity: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return identity.is_empty();
-    };
-    let Some(mut rest) = identity.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        // No `*`: an exact match.
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = rest.get(at + part.len()..).unwrap_or(""),
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Runs the gateway until SIGTERM or SIGINT.
 pub(crate) fn run(args: GatewayArgs) -> Output {
     let settings = Settings::from_args(args)?;
-    init_logging(settings.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::usage(format!("cannot start the async runtime: {e}")))?;
-    let result = runtime.block_on(serve(settings));
-    // Requests still running after the drain are cut.
-    runtime.shutdown_background();
-    result.map(|()| Vec::new())
+    init_logging(settings.serve.log_format);
+    run_on_runtime(serve(settings)).map(|()| Vec::new())
 }
 
 async fn serve(mut settings: Settings) -> Result<(), Failure> {
@@ -397,66 +129,35 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
     let local = listener
         .local_addr()
         .map_err(|e| Failure::usage(format!("--listen {}: {e}", settings.listen)))?;
-    if settings.origins.is_empty() {
+    if settings.serve.origins.is_empty() {
+        // The default: `http://<listen address>`, known once the listener is bound (the port
+        // may be 0).
         let origin = format!("http://{local}");
-        settings.origins.push(
+        settings.serve.origins.push(
             origin
                 .parse()
                 .map_err(|e| Failure::usage(format!("--origin {origin:?}: {e}")))?,
         );
     }
-    let mut origins = settings.origins.iter();
-    let Some(first) = origins.next() else {
-        return Err(Failure::usage("--origin: none given"));
-    };
-    let mut metrics = settings.metrics.map(|_| Metrics::new());
-    let mut signature = match &settings.replay {
-        ReplaySetting::Memory(n) => {
-            let store = Arc::new(ShardedReplayStore::new(*n));
-            metrics = metrics.map(|m| replay_gauges(m, &store));
-            SignaturePipeline::new(first.clone(), settings.resolver, store)
-        }
-        ReplaySetting::Redis(url) => SignaturePipeline::new(
-            first.clone(),
-            settings.resolver,
-            RedisReplayStore::connect(url, REDIS_REPLAY_PREFIX)
-                .await
-                .map_err(|e| Failure::usage(format!("--replay: {e}")))?,
+    let origins: Vec<String> = settings
+        .serve
+        .origins
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let (token_header, ops, rate, metrics_addr) = (
+        settings.serve.token_header.take(),
+        std::mem::take(&mut settings.serve.ops),
+        settings.serve.rate,
+        settings.serve.metrics,
+    );
+    let (signature, verifier, metrics) = settings.serve.pipelines().await?;
+    let gateway = match verifier {
+        Some(verifier) => Gateway::new(
+            &settings.upstream,
+            signature,
+            CapabilityPipeline::new(verifier),
         ),
-    }
-    .policy(settings.policy);
-    for origin in origins {
-        signature = signature.origin(origin.clone());
-    }
-    if !settings.allows.is_empty() {
-        let allows = settings.allows;
-        signature =
-            signature.allowlist(move |identity: &str| allows.iter().any(|p| glob(p, identity)));
-    }
-    if let Some(pins) = &settings.pins {
-        signature = if is_redis_url(pins) {
-            signature.pins(
-                RedisPinStore::connect(pins, REDIS_PINS_PREFIX)
-                    .await
-                    .map_err(|e| Failure::usage(format!("--pins: {e}")))?,
-            )
-        } else {
-            signature
-                .pins(FilePinStore::open(pins).map_err(|e| Failure::usage(format!("--pins: {e}")))?)
-        };
-    }
-    let gateway = match settings.roots {
-        Some(roots) => {
-            let verifier = settings
-                .audiences
-                .into_iter()
-                .fold(Verifier::new(roots), Verifier::with_audience);
-            Gateway::new(
-                &settings.upstream,
-                signature,
-                CapabilityPipeline::new(verifier),
-            )
-        }
         None => Gateway::identity_only(&settings.upstream, signature),
     };
     let mut gateway = gateway.map_err(|e| Failure::usage(format!("--upstream: {e}")))?;
@@ -465,47 +166,31 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
             .upstream_roots(roots)
             .map_err(|e| Failure::usage(format!("--upstream-ca: {e}")))?;
     }
-    if let Some(header) = settings.token_header {
+    if let Some(header) = token_header {
         gateway = gateway.token_header(header);
     }
-    for (tool, op) in settings.ops {
+    for (tool, op) in ops {
         gateway = gateway.operation(tool, op);
     }
     if let Some((key, keyid)) = settings.sign_upstream {
         gateway = gateway.sign_upstream(key, keyid);
     }
     gateway = gateway.forward_token(settings.forward_token);
-    if let Some(rate) = settings.rate {
+    if let Some(rate) = rate {
         let burst = NonZeroU32::new(rate.get().saturating_mul(2)).unwrap_or(rate);
         gateway = gateway.rate_limit(RateLimitLayer::per_second(rate, burst));
     }
     gateway = gateway.audit(log_decision);
     let mut metrics_at = None;
-    if let (Some(addr), Some(metrics)) = (settings.metrics, &metrics) {
+    if let (Some(addr), Some(metrics)) = (metrics_addr, &metrics) {
         gateway = gateway.metrics(metrics.clone());
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|e| Failure::usage(format!("--metrics {addr}: {e}")))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| Failure::usage(format!("--metrics {addr}: {e}")))?;
-        let router = metrics.router();
-        tokio::spawn(async move {
-            if let Err(e) = vouch_tower::serve(listener, router, ServeConfig::default()).await {
-                eprintln!("vouch gateway: metrics listener stopped: {e}");
-            }
-        });
-        metrics_at = Some(local);
+        metrics_at = Some(serve_metrics("gateway", addr, metrics).await?);
     }
-    let in_flight = InFlight {
-        inner: gateway.into_router(),
-        count: Arc::new(AtomicUsize::new(0)),
-    };
-    let count = Arc::clone(&in_flight.count);
+    let in_flight = InFlight::new(gateway.into_router());
+    let count = in_flight.count();
     // Listen for the signals before the startup line: a SIGTERM sent as soon as it is read
     // must stop the gateway cleanly, not kill it.
     let stop = shutdown_signal()?;
-    let origins: Vec<String> = settings.origins.iter().map(ToString::to_string).collect();
     eprintln!(
         "vouch gateway: listening on http://{local}{}, origin {}, upstream {}",
         vouch_gateway::DEFAULT_PATH,
@@ -528,161 +213,7 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
         }
     }
     // The listener is closed; let the requests already in flight finish.
-    let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
-    while count.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // The last body frame is counted out before hyper has flushed it to the socket.
-    tokio::time::sleep(FLUSH_GRACE).await;
+    drain(&count).await;
     eprintln!("vouch gateway: stopped");
     Ok(())
 }
-
-/// Logs to stderr at level info and above, as text or JSON lines. A subscriber already set (a
-/// test harness) is kept.
-fn init_logging(format: LogFormat) {
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(tracing::Level::INFO)
-        .with_target(true);
-    // `try_init` fails only if a global subscriber is already set: keep that one.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
-}
-
-/// One log line per decision of the signature and capability layers. The values are fields,
-/// escaped by the formatter: a tool name from the network cannot forge a line.
-fn log_decision(d: &Decision<'_>) {
-    tracing::info!(
-        target: "vouch::audit",
-        layer = d.layer,
-        accepted = d.accepted,
-        reason = d.reason,
-        identity = d.identity,
-        method = d.method,
-        tool = d.tool,
-        "decision"
-    );
-}
-
-/// Adds the replay store's entries and bytes to `metrics`, read at each scrape.
-fn replay_gauges(metrics: Metrics, store: &Arc<ShardedReplayStore>) -> Metrics {
-    let (entries, bytes) = (Arc::clone(store), Arc::clone(store));
-    metrics
-        .gauge_fn(
-            "vouch_gateway_replay_entries",
-            "Signatures held by the in-memory replay store",
-            move || i64::try_from(entries.len()).unwrap_or(i64::MAX),
-        )
-        .gauge_fn(
-            "vouch_gateway_replay_bytes",
-            "Approximate memory held by the in-memory replay store, in bytes",
-            move || i64::try_from(bytes.bytes()).unwrap_or(i64::MAX),
-        )
-}
-
-/// Resolves when the gateway should stop.
-type Stop = Pin<Box<dyn Future<Output = Result<(), Failure>> + Send>>;
-
-/// Starts listening for SIGTERM and SIGINT now; the future resolves on either.
-fn shutdown_signal() -> Result<Stop, Failure> {
-    let cannot = |e: std::io::Error| Failure::usage(format!("cannot listen for signals: {e}"));
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(cannot)?;
-        let mut int = signal(SignalKind::interrupt()).map_err(cannot)?;
-        Ok(Box::pin(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            Ok(())
-        }))
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(Box::pin(async move {
-            tokio::signal::ctrl_c().await.map_err(cannot)
-        }))
-    }
-}
-
-/// Counts the requests in flight: from the call until the response body is done or dropped.
-#[derive(Clone)]
-struct InFlight<S> {
-    inner: S,
-    count: Arc<AtomicUsize>,
-}
-
-/// Takes one off the count when dropped, however the request ends.
-struct Held(Arc<AtomicUsize>);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl<S, R, B> tower_service::Service<R> for InFlight<S>
-where
-    S: tower_service::Service<R, Response = http::Response<B>>,
-    S::Future: Send + 'static,
-    B: http_body::Body + Unpin,
-{
-    type Response = http::Response<Counted<B>>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: R) -> Self::Future {
-        self.count.fetch_add(1, Ordering::AcqRel);
-        let held = Held(Arc::clone(&self.count));
-        let future = self.inner.call(request);
-        Box::pin(async move {
-            let response = future.await?;
-            Ok(response.map(|body| Counted {
-                inner: body,
-                held: Some(held),
-            }))
-        })
-    }
-}
-
-/// A response body that holds its request's place in the count until its last frame.
-struct Counted<B> {
-    inner: B,
-    held: Option<Held>,
-}
-
-impl<B: http_body::Body + Unpin> http_body::Body for Counted<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
-            self.held = None;
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-#[cfg(test)]
-mod tests;

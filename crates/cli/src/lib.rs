@@ -18,6 +18,8 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+#[cfg(feature = "authz")]
+mod authz;
 mod cli;
 mod failure;
 #[cfg(feature = "gateway")]
@@ -25,6 +27,8 @@ mod gateway;
 mod input;
 mod pins;
 mod raw;
+#[cfg(feature = "gateway")]
+mod serve_settings;
 mod sigs;
 mod tokens;
 
@@ -98,6 +102,7 @@ fn run(command: Command) -> Output {
         Command::Check(args) => sigs::check(&args),
         Command::Pin(PinCommand::Reset { store, identity }) => pins::reset(&store, &identity),
         Command::Gateway(args) => gateway(*args),
+        Command::Authz(args) => authz(*args),
         Command::Demo => demo(),
     }
 }
@@ -111,6 +116,18 @@ fn gateway(args: cli::GatewayArgs) -> Output {
 fn gateway(_: cli::GatewayArgs) -> Output {
     Err(Failure::usage(
         "this vouch was built without the gateway feature",
+    ))
+}
+
+#[cfg(feature = "authz")]
+fn authz(args: cli::AuthzArgs) -> Output {
+    authz::run(args)
+}
+
+#[cfg(not(feature = "authz"))]
+fn authz(_: cli::AuthzArgs) -> Output {
+    Err(Failure::usage(
+        "this vouch was built without the authz feature",
     ))
 }
 

@@ -8,6 +8,8 @@
     clippy::indexing_slicing
 )]
 
+#[cfg(feature = "authz")]
+mod authz;
 #[cfg(feature = "demo")]
 mod demo;
 #[cfg(feature = "gateway")]
