@@ -19,17 +19,21 @@ pub(crate) enum Step {
     Interop,
     /// End-to-end tests of `vouch gateway` with a Python FastMCP upstream and real clients.
     Gateway,
+    /// End-to-end tests of `vouch authz` behind a real Envoy (ext_authz, gRPC and HTTP), two
+    /// replicas sharing a real Redis.
+    Authz,
     /// A short smoke run of each fuzz target.
     Fuzz,
 }
 
-const ALL: [Step; 7] = [
+const ALL: [Step; 8] = [
     Step::Fmt,
     Step::Clippy,
     Step::Test,
     Step::Doc,
     Step::Interop,
     Step::Gateway,
+    Step::Authz,
     Step::Fuzz,
 ];
 
@@ -82,13 +86,15 @@ pub(crate) fn run_step(step: Step) -> Result {
         ])),
         Step::Interop => crate::interop::run(),
         Step::Gateway => crate::gateway::run(),
+        Step::Authz => crate::authz::run(),
         Step::Fuzz => crate::fuzz::run(CI_FUZZ_SECONDS),
     }
 }
 
-/// The Redis store tests start their own `redis-server`; install it from Debian's packages when
-/// it is missing (CI runs as root on a Debian machine). Anything else is a clear failure.
-fn ensure_redis_server() -> Result {
+/// The Redis store tests and the authz step start their own `redis-server`; install it from
+/// Debian's packages when it is missing (CI runs as root on a Debian machine). Anything else is a
+/// clear failure.
+pub(crate) fn ensure_redis_server() -> Result {
     let present = std::process::Command::new("redis-server")
         .arg("--version")
         .output()
@@ -100,7 +106,7 @@ fn ensure_redis_server() -> Result {
     let apt = |args: &[&str]| exec(std::process::Command::new("apt-get").args(args));
     apt(&["update", "-q"])
         .and_then(|()| apt(&["install", "-y", "-q", "redis-server"]))
-        .map_err(|e| format!("the Redis tests need redis-server and it could not be installed ({e}); install it and run again"))
+        .map_err(|e| format!("the Redis tests and the authz step need redis-server and it could not be installed ({e}); install it and run again"))
 }
 
 pub(crate) fn run(steps: &[Step]) -> Result {
@@ -128,6 +134,7 @@ fn step_name(step: Step) -> &'static str {
         Step::Doc => "doc",
         Step::Interop => "interop",
         Step::Gateway => "gateway",
+        Step::Authz => "authz",
         Step::Fuzz => "fuzz",
     }
 }

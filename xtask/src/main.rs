@@ -12,6 +12,7 @@ use std::process::{Command, ExitCode};
 
 use clap::{Parser, Subcommand};
 
+mod authz;
 mod bench;
 mod ci;
 mod fuzz;
@@ -29,10 +30,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Every check CI runs: fmt, clippy, tests (with doctests), docs, interop, the gateway's
-    /// end-to-end tests, fuzz smoke run.
+    /// end-to-end tests, `vouch authz` behind Envoy, fuzz smoke run.
     Ci {
-        /// Run only these steps (fmt, clippy, test, doc, interop, gateway, fuzz); all when none
-        /// is given.
+        /// Run only these steps (fmt, clippy, test, doc, interop, gateway, authz, fuzz); all
+        /// when none is given.
         steps: Vec<ci::Step>,
     },
     /// Criterion benches, then a summary table with vouch/peer ratios.
