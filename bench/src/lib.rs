@@ -1,1 +1,4 @@
-//! Benchmarks live in `benches/`; run them with `cargo xtask bench`.
+//! Benchmarks live in `benches/`; run them with `cargo xtask bench`. This library holds what
+//! several of them share.
+
+pub mod rmcp_load;

@@ -19,6 +19,7 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     print_timings(&table);
     print_goals(&table);
     print_throughput(&table);
+    print_gateway_throughput();
     print_replay_store(&table);
     print_sizes(&dir);
     Ok(())
@@ -122,6 +123,96 @@ fn print_throughput(table: &Table) {
             verify_ns / 1e3
         );
     }
+}
+
+/// The gateway throughput goal (issue 13): `vouch gateway` in front of an unprotected rmcp
+/// server ≥ 0.8 × the req/s of the same server inside vouch-rmcp's `Protected`.
+const GATEWAY_THROUGHPUT_GOAL: f64 = 0.8;
+
+/// The gateway load run (`benches/gateway_throughput.rs`): req/s and latency of both sides at
+/// many connections and at one, the ratio against its goal, and the latency the gateway adds.
+fn print_gateway_throughput() {
+    let path = root()
+        .join("target")
+        .join("vouch-bench")
+        .join("gateway-throughput.json");
+    let Some(v) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    else {
+        println!("gateway throughput: not measured in this run");
+        return;
+    };
+    let (Some(protected), Some(gateway), Some(connections)) = (
+        v["protected"]["rps"].as_f64(),
+        v["gateway"]["rps"].as_f64(),
+        v["connections"].as_u64(),
+    ) else {
+        println!("gateway throughput: {} is unreadable", path.display());
+        return;
+    };
+    let us = |side: &str, p: &str| v[side][p].as_i64().unwrap_or(0);
+    println!();
+    println!(
+        "{:<48} {:>8} {:>8} {:>8}",
+        "gateway vs Protected (rmcp tools/call)", "req/s", "p50", "p99"
+    );
+    for (side, label) in [
+        (
+            "upstream",
+            format!("upstream alone, {connections} connections"),
+        ),
+        ("protected", format!("Protected, {connections} connections")),
+        (
+            "gateway",
+            format!("gateway -> upstream, {connections} connections"),
+        ),
+        ("protected_1", "Protected, 1 connection".to_owned()),
+        ("gateway_1", "gateway -> upstream, 1 connection".to_owned()),
+    ] {
+        if v[side].is_null() {
+            continue;
+        }
+        println!(
+            "{label:<48} {:>8.0} {:>6}µs {:>6}µs",
+            v[side]["rps"].as_f64().unwrap_or(0.0),
+            us(side, "p50_us"),
+            us(side, "p99_us")
+        );
+    }
+    for (gw, pr, label) in [
+        (
+            "gateway",
+            "protected",
+            format!("added by the gateway, {connections} connections"),
+        ),
+        (
+            "gateway_1",
+            "protected_1",
+            "added by the gateway, 1 connection".to_owned(),
+        ),
+    ] {
+        if v[gw].is_null() || v[pr].is_null() {
+            continue;
+        }
+        println!(
+            "{label:<48} {:>8} {:>+6}µs {:>+6}µs",
+            "",
+            us(gw, "p50_us") - us(pr, "p50_us"),
+            us(gw, "p99_us") - us(pr, "p99_us")
+        );
+    }
+    let ratio = gateway / protected;
+    let verdict = if ratio >= GATEWAY_THROUGHPUT_GOAL {
+        "met"
+    } else {
+        "MISSED"
+    };
+    println!(
+        "{:<48} {ratio:>8.3} {:>8}  {verdict}",
+        "goal: gateway/Protected",
+        format!(">= {GATEWAY_THROUGHPUT_GOAL}")
+    );
 }
 
 /// The ratios the issues set goals for: (group, measured, reference, goal).
