@@ -179,6 +179,12 @@ impl Service<Request<Body>> for Forward {
 
 /// The id of a `tools/list` request, if the body is one.
 fn listing_id(body: &[u8]) -> Option<Value> {
+    // The capability layer's parse builds no tree: most messages are not listings, and only a
+    // listing is parsed again for its id.
+    let method = vouch_tower::jsonrpc::parse(body).ok()?;
+    if method.method()? != "tools/list" {
+        return None;
+    }
     let message: Value = serde_json::from_slice(body).ok()?;
     if message.get("method")?.as_str()? != "tools/list" {
         return None;
