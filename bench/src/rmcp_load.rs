@@ -293,7 +293,7 @@ async fn connection(
     cycle: bool,
     start: Instant,
     load: Load,
-) -> Vec<u32> {
+) -> (Vec<u32>, usize) {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -301,6 +301,7 @@ async fn connection(
         .unwrap();
     tokio::spawn(conn);
     let mut latencies = Vec::new();
+    let mut answered = 0;
     loop {
         let elapsed = start.elapsed();
         if elapsed >= load.warmup + load.measure {
@@ -328,11 +329,12 @@ async fn connection(
             "wrong answer: {}",
             String::from_utf8_lossy(&text)
         );
+        answered += 1;
         if elapsed >= load.warmup {
             latencies.push(u32::try_from(took.as_micros()).unwrap_or(u32::MAX));
         }
     }
-    latencies
+    (latencies, answered)
 }
 
 /// The latencies (µs) of the requests one load run counted, and how long it counted them.
@@ -343,6 +345,8 @@ pub struct Samples {
     pub latencies_us: Vec<u32>,
     /// The measuring window.
     pub measured_for: Duration,
+    /// Requests answered in the whole run, warmup included.
+    pub sent: usize,
 }
 
 impl Measured {
@@ -376,7 +380,7 @@ pub fn sample(addr: SocketAddr, requests: &Arc<Vec<Prepared>>, cycle: bool, load
         .unwrap();
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
-    let latencies: Vec<u32> = rt.block_on(async {
+    let (latencies, sent): (Vec<u32>, usize) = rt.block_on(async {
         let tasks: Vec<_> = (0..load.connections)
             .map(|_| {
                 tokio::spawn(connection(
@@ -389,11 +393,13 @@ pub fn sample(addr: SocketAddr, requests: &Arc<Vec<Prepared>>, cycle: bool, load
                 ))
             })
             .collect();
-        let mut all = Vec::new();
+        let (mut all, mut sent) = (Vec::new(), 0);
         for t in tasks {
-            all.extend(t.await.unwrap());
+            let (l, n) = t.await.unwrap();
+            all.extend(l);
+            sent += n;
         }
-        all
+        (all, sent)
     });
     let measured_for = start
         .elapsed()
@@ -406,6 +412,7 @@ pub fn sample(addr: SocketAddr, requests: &Arc<Vec<Prepared>>, cycle: bool, load
     Samples {
         latencies_us: latencies,
         measured_for,
+        sent,
     }
 }
 

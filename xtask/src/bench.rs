@@ -10,6 +10,10 @@ use crate::{Result, cargo, exec, root};
 pub(crate) fn run(filter: Option<&str>) -> Result {
     let mut cmd = cargo();
     cmd.args(["bench", "-p", "vouch-bench", "--locked"]);
+    if filter.is_none_or(|f| "authz_throughput".contains(f)) {
+        let (vouch, envoy) = authz_prerequisites()?;
+        cmd.env("VOUCH_BIN", vouch).env("ENVOY_BIN", envoy);
+    }
     if let Some(f) = filter {
         cmd.args(["--", f]);
     }
@@ -20,6 +24,7 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     print_goals(&table);
     print_throughput(&table);
     print_gateway_throughput();
+    print_authz_throughput();
     print_replay_store(&table);
     print_sizes(&dir);
     Ok(())
@@ -213,6 +218,76 @@ fn print_gateway_throughput() {
         "goal: gateway/Protected",
         format!(">= {GATEWAY_THROUGHPUT_GOAL}")
     );
+}
+
+/// What `benches/authz_throughput.rs` runs as processes: `vouch` (`-p vouch-cli --release`,
+/// built here) and Envoy 1.40 (the interop venv's, made here if needed).
+fn authz_prerequisites() -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    exec(cargo().args(["build", "-p", "vouch-cli", "--release", "--locked"]))?;
+    let vouch = root().join("target").join("release").join("vouch");
+    let envoy = crate::interop::envoy(&crate::interop::venv()?);
+    Ok((vouch, envoy))
+}
+
+/// Issue 14's comparison (`benches/authz_throughput.rs`, report only): req/s and latency of
+/// `Protected`, the gateway and Envoy + 2 × `vouch authz`, at many connections and at one, and
+/// the CPU each component spends per request.
+fn print_authz_throughput() {
+    let path = root()
+        .join("target")
+        .join("vouch-bench")
+        .join("authz-throughput.json");
+    let Some(v) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    else {
+        println!("authz throughput: not measured in this run");
+        return;
+    };
+    let Some(connections) = v["connections"].as_u64() else {
+        println!("authz throughput: {} is unreadable", path.display());
+        return;
+    };
+    println!();
+    println!(
+        "{:<48} {:>8} {:>8} {:>8}",
+        "Envoy + authz vs gateway vs Protected (report)", "req/s", "p50", "p99"
+    );
+    for (suffix, conns) in [
+        ("", format!("{connections} connections")),
+        ("_1", "1 connection".to_owned()),
+    ] {
+        for (side, label) in [
+            ("protected", "Protected"),
+            ("gateway", "gateway -> upstream"),
+            ("envoy", "Envoy -> 2 x authz -> upstream"),
+        ] {
+            let m = &v[format!("{side}{suffix}")];
+            if m.is_null() {
+                continue;
+            }
+            println!(
+                "{:<48} {:>8.0} {:>6}µs {:>6}µs",
+                format!("{label}, {conns}"),
+                m["rps"].as_f64().unwrap_or(0.0),
+                m["p50_us"].as_i64().unwrap_or(0),
+                m["p99_us"].as_i64().unwrap_or(0)
+            );
+        }
+    }
+    if let Some(sides) = v["cpu_us_per_request"].as_object() {
+        println!("CPU per request at {connections} connections:");
+        for (side, parts) in sides {
+            let Some(parts) = parts.as_object() else {
+                continue;
+            };
+            let text: Vec<String> = parts
+                .iter()
+                .map(|(name, us)| format!("{name} {:.1} µs", us.as_f64().unwrap_or(0.0)))
+                .collect();
+            println!("  {side}: {}", text.join(", "));
+        }
+    }
 }
 
 /// The ratios the issues set goals for: (group, measured, reference, goal).
