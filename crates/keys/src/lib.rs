@@ -2,7 +2,8 @@
 //!
 //! Today it holds the Ed25519 key formats, key resolution (static keys, the address identity
 //! rule, an HTTPS resolver with address guards, a caching wrapper), the pin store (memory and
-//! file, and Redis with the `redis` feature) and replay stores (sharded memory, Redis).
+//! file, and Redis with the `redis` feature) and replay stores (sharded memory, Redis: one
+//! server or a Redis Cluster).
 //!
 //!
 //! ```
@@ -43,7 +44,7 @@ pub use https::{HttpsConfig, HttpsResolver, is_non_public, key_from_document};
 pub use pin::{FilePinStore, MemoryPinStore, PinCheckError, PinStore, Pinned, verify_and_pin};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use redis::{RedisOptions, RedisPinStore, RedisReplayStore};
+pub use redis::{RedisOptions, RedisPinStore, RedisReplayStore, RedisUrl, is_redis_url};
 pub use replay::{ReplayConfig, ShardedReplayStore};
 pub use resolve::{
     AddressClaim, HostRule, IdentityRule, KeyResolver, ResolveError, ResolveFuture, ResolvedKey,

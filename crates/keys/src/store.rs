@@ -22,7 +22,9 @@ pub enum StoreError {
     /// The store's data is corrupt (names the file and what is wrong). Never silently reset.
     Corrupt(String),
     /// The store is set up so that it could lose what it must keep (a Redis `maxmemory-policy`
-    /// that evicts keys): refused at connect, with what to change.
+    /// that evicts keys), or cannot work as named (a malformed Redis URL, a node of a Redis
+    /// Cluster named as a single server, a key prefix with a hash tag): refused at connect, with
+    /// what to change.
     Misconfigured(String),
 }
 

@@ -13,6 +13,8 @@ mod https;
 mod pins;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "redis")]
+mod redis_cluster;
 mod replay;
 mod resolve;
 mod support;

@@ -11,7 +11,7 @@ use vouch_keys::{PinStore, Pinned, RedisOptions, RedisPinStore, RedisReplayStore
 
 use crate::support::{NOW, replay_keys, verified};
 
-struct RedisServer {
+pub(crate) struct RedisServer {
     child: Option<Child>,
     port: u16,
     /// Extra `redis-server` arguments (`--maxmemory-policy allkeys-lru`, …).
@@ -19,7 +19,7 @@ struct RedisServer {
 }
 
 impl RedisServer {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with(&[])
     }
 
@@ -64,7 +64,7 @@ impl RedisServer {
         );
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
