@@ -169,8 +169,9 @@ enum ReplaySetting {
     Redis(String),
 }
 
+/// A Redis URL (`redis://`, `redis+cluster://`, …) rather than a file name or `memory`.
 fn is_redis_url(s: &str) -> bool {
-    s.starts_with("redis://") || s.starts_with("rediss://") || s.starts_with("redis+unix://")
+    vouch_keys::is_redis_url(s)
 }
 
 impl ServeSettings {

@@ -659,6 +659,23 @@ fn configuration_errors_exit_2_naming_the_field() {
         "memory:0",
     ])
     .usage("--replay");
+    // A Redis Cluster URL is a Redis URL (not a pin file); nothing listens there.
+    s.run(&[
+        "gateway",
+        "--upstream",
+        up,
+        "--replay",
+        "redis+cluster://127.0.0.1:1,127.0.0.1:2",
+    ])
+    .usage("--replay");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        up,
+        "--pins",
+        "rediss://127.0.0.1:1",
+    ])
+    .usage("--pins");
     let not_pem = s.write("ca.pem", "not a certificate\n");
     s.run(&[
         "gateway",
