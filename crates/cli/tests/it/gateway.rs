@@ -667,7 +667,7 @@ fn configuration_errors_exit_2_naming_the_field() {
         "--replay",
         "redis+cluster://127.0.0.1:1,127.0.0.1:2",
     ])
-    .usage("--replay");
+    .usage("--replay: store unavailable: redis cluster");
     s.run(&[
         "gateway",
         "--upstream",
@@ -675,7 +675,7 @@ fn configuration_errors_exit_2_naming_the_field() {
         "--pins",
         "rediss://127.0.0.1:1",
     ])
-    .usage("--pins");
+    .usage("--pins: store misconfigured");
     let not_pem = s.write("ca.pem", "not a certificate\n");
     s.run(&[
         "gateway",
