@@ -361,11 +361,38 @@ fn clock_ticks() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// utime + stime of a `stat` file, in ticks.
-fn stat_ticks(path: &Path) -> u64 {
+/// CPU time in clock ticks: user (utime) and kernel (stime).
+#[derive(Debug, Default, Clone, Copy)]
+struct Ticks {
+    user: u64,
+    sys: u64,
+}
+
+impl std::ops::Add for Ticks {
+    type Output = Self;
+    fn add(self, o: Self) -> Self {
+        Self {
+            user: self.user + o.user,
+            sys: self.sys + o.sys,
+        }
+    }
+}
+
+impl std::ops::Sub for Ticks {
+    type Output = Self;
+    fn sub(self, o: Self) -> Self {
+        Self {
+            user: self.user.saturating_sub(o.user),
+            sys: self.sys.saturating_sub(o.sys),
+        }
+    }
+}
+
+/// utime and stime of a `stat` file.
+fn stat_ticks(path: &Path) -> Ticks {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let Some((_, rest)) = text.rsplit_once(')') else {
-        return 0;
+        return Ticks::default();
     };
     // After "pid (comm)": state is field 3; utime and stime are fields 14 and 15.
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -375,55 +402,54 @@ fn stat_ticks(path: &Path) -> u64 {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    f(14) + f(15)
+    Ticks {
+        user: f(14),
+        sys: f(15),
+    }
 }
 
-fn process_ticks(pid: u32) -> u64 {
+fn process_ticks(pid: u32) -> Ticks {
     stat_ticks(&Path::new("/proc").join(pid.to_string()).join("stat"))
 }
 
 /// utime + stime of this process's threads called `name`, in ticks.
-fn thread_ticks(name: &str) -> u64 {
-    let mut sum = 0;
+fn thread_ticks(name: &str) -> Ticks {
+    let mut sum = Ticks::default();
     for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         if comm.trim_end() == name {
-            sum += stat_ticks(&task.path().join("stat"));
+            sum = sum + stat_ticks(&task.path().join("stat"));
         }
     }
     sum
 }
 
 /// The calling thread's utime + stime, in ticks (the load generator runs on it).
-fn own_ticks() -> u64 {
+fn own_ticks() -> Ticks {
     stat_ticks(Path::new("/proc/thread-self/stat"))
 }
 
 /// CPU ticks spent per component over some runs, and the requests they answered.
 #[derive(Debug, Default, Clone)]
 struct Cpu {
-    parts: Vec<(String, u64)>,
+    parts: Vec<(String, Ticks)>,
     requests: usize,
 }
 
 impl Cpu {
-    fn add(&mut self, part: &str, ticks: u64) {
+    fn add(&mut self, part: &str, ticks: Ticks) {
         match self.parts.iter_mut().find(|(n, _)| n == part) {
-            Some((_, t)) => *t += ticks,
+            Some((_, t)) => *t = *t + ticks,
             None => self.parts.push((part.to_owned(), ticks)),
         }
     }
 
-    /// (component, µs per request).
-    fn per_request(&self, hz: f64) -> Vec<(String, f64)> {
+    /// (component, µs per request, of which in the kernel).
+    fn per_request(&self, hz: f64) -> Vec<(String, f64, f64)> {
+        let us = |t: u64| t as f64 / hz * 1e6 / self.requests.max(1) as f64;
         self.parts
             .iter()
-            .map(|(n, t)| {
-                (
-                    n.clone(),
-                    *t as f64 / hz * 1e6 / self.requests.max(1) as f64,
-                )
-            })
+            .map(|(n, t)| (n.clone(), us(t.user + t.sys), us(t.sys)))
             .collect()
     }
 }
@@ -473,7 +499,7 @@ fn one(
                 ("authz replica 1", stack.children.pid("authz1")),
                 ("authz replica 2", stack.children.pid("authz2")),
             ];
-            let before: Vec<u64> = pids.iter().map(|(_, p)| process_ticks(*p)).collect();
+            let before: Vec<Ticks> = pids.iter().map(|(_, p)| process_ticks(*p)).collect();
             let (u0, l0) = (thread_ticks(UPSTREAM_THREAD), own_ticks());
             let s = rmcp_load::sample(stack.addr, signed, false, load);
             let (u1, l1) = (thread_ticks(UPSTREAM_THREAD), own_ticks());
@@ -577,22 +603,31 @@ fn main() {
         row(name, m);
     }
     println!(
-        "CPU per request, {CONNECTIONS} connections (utime+stime over whole runs, warmup included):"
+        "CPU per request, {CONNECTIONS} connections (utime+stime over whole runs, warmup included; of which stime):"
     );
-    let mut cpu_json = serde_json::Map::new();
+    let (mut cpu_json, mut cpu_sys_json) = (serde_json::Map::new(), serde_json::Map::new());
     for (key, (name, (_, cpu))) in KEYS.iter().zip(NAMES.iter().zip(&many)) {
         let parts = cpu.per_request(hz);
         let text: Vec<String> = parts
             .iter()
-            .map(|(n, us)| format!("{n} {us:.1} µs"))
+            .map(|(n, us, sys)| format!("{n} {us:.1} µs (kernel {sys:.1})"))
             .collect();
         println!("  {name}: {}", text.join(", "));
         cpu_json.insert(
             (*key).to_owned(),
             serde_json::Value::Object(
                 parts
+                    .iter()
+                    .map(|(n, us, _)| (n.clone(), serde_json::json!(us)))
+                    .collect(),
+            ),
+        );
+        cpu_sys_json.insert(
+            (*key).to_owned(),
+            serde_json::Value::Object(
+                parts
                     .into_iter()
-                    .map(|(n, us)| (n, serde_json::json!(us)))
+                    .map(|(n, _, sys)| (n, serde_json::json!(sys)))
                     .collect(),
             ),
         );
@@ -607,6 +642,7 @@ fn main() {
         "gateway_1": single[1].0.json(),
         "envoy_1": single[2].0.json(),
         "cpu_us_per_request": cpu_json,
+        "cpu_kernel_us_per_request": cpu_sys_json,
     });
     rmcp_load::write_result("authz-throughput.json", &json);
 }
