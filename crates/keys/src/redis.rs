@@ -313,10 +313,25 @@ enum Conn {
     Cluster(Arc<Cluster>),
 }
 
+/// `operation` cut at [`RESPONSE_TIMEOUT`]: the connection manager's own response timeout
+/// does not cover its reconnecting (a request to a Redis that just went away waited 1.28 s), and
+/// a request must never wait longer than its bound on Redis.
+async fn bounded<T>(
+    operation: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> redis::RedisResult<T> {
+    match tokio::time::timeout(RESPONSE_TIMEOUT, operation).await {
+        Ok(result) => result,
+        Err(_) => Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer from Redis in time",
+        ))),
+    }
+}
+
 impl redis::aio::ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
         match self {
-            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Single(c) => Box::pin(bounded(c.req_packed_command(cmd))),
             Self::Cluster(c) => Box::pin(async move {
                 let result = c.current().req_packed_command(cmd).await;
                 c.observe(result.as_ref().err());
@@ -332,7 +347,7 @@ impl redis::aio::ConnectionLike for Conn {
         count: usize,
     ) -> redis::RedisFuture<'a, Vec<Value>> {
         match self {
-            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Single(c) => Box::pin(bounded(c.req_packed_commands(cmd, offset, count))),
             Self::Cluster(c) => Box::pin(async move {
                 let result = c.current().req_packed_commands(cmd, offset, count).await;
                 c.observe(result.as_ref().err());
