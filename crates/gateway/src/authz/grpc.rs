@@ -242,16 +242,16 @@ impl ExtAuthz {
         let service = AuthorizationServer::new(Grpc(self.clone()))
             .max_decoding_message_size(limit)
             .max_encoding_message_size(limit);
+        // `Server::tcp_nodelay` applies only to the listeners tonic binds itself: set it on the
+        // incoming stream, or each answer waits ~40 ms on Nagle (45 checks/s at 1 connection).
+        let incoming =
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .http2_max_header_list_size(MAX_HEADER_LIST)
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .timeout(CHECK_TIMEOUT)
             .add_service(service)
-            .serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener),
-                shutdown,
-            )
+            .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(|e| AuthzError::Serve(e.to_string()))
     }
