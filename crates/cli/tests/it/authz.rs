@@ -3,17 +3,17 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use crate::support::Scratch;
+use crate::support::{KillOnDrop, Scratch};
 
 /// How clients address Envoy in these tests.
 const ORIGIN: &str = "http://127.0.0.1:10000";
 
 /// A running `vouch authz`; killed when dropped.
 struct Running {
-    child: Child,
+    child: KillOnDrop,
     line: String,
 }
 
@@ -33,7 +33,10 @@ impl Running {
         BufReader::new(child.stderr.as_mut().unwrap())
             .read_line(&mut line)
             .unwrap();
-        Self { child, line }
+        Self {
+            child: KillOnDrop(child),
+            line,
+        }
     }
 
     /// The port the startup line names for `mode` (`grpc` or `http`).
@@ -48,24 +51,6 @@ impl Running {
             .collect::<String>()
             .parse()
             .unwrap()
-    }
-
-    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -328,5 +313,5 @@ fn sigterm_stops_the_authorizer_with_status_0() {
         .status()
         .unwrap();
     assert!(killed.success());
-    assert_eq!(authz.wait_exit(Duration::from_secs(15)), Some(0));
+    assert_eq!(authz.child.wait_exit(Duration::from_secs(15)), Some(0));
 }

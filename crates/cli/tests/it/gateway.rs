@@ -2,11 +2,11 @@
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::Scratch;
+use crate::support::{KillOnDrop, Scratch};
 
 /// A free port on 127.0.0.1 (bound, then released).
 fn free_port() -> u16 {
@@ -88,7 +88,7 @@ fn answer(stream: TcpStream, seen: &Mutex<Vec<String>>, delay: Duration) {
 
 /// A running `vouch gateway`; killed when dropped.
 struct Running {
-    child: Child,
+    child: KillOnDrop,
     port: u16,
 }
 
@@ -111,7 +111,10 @@ impl Running {
         BufReader::new(child.stderr.as_mut().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let running = Self { child, port };
+        let running = Self {
+            child: KillOnDrop(child),
+            port,
+        };
         assert!(
             line.contains(&format!("http://{listen}/mcp")) && line.contains("upstream"),
             "startup line: {line:?}"
@@ -135,25 +138,6 @@ impl Running {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
         (status, response)
-    }
-
-    /// Waits up to `limit` for the process to exit; its status code.
-    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -701,7 +685,7 @@ fn sigterm_stops_the_gateway_with_status_0() {
         .status()
         .unwrap();
     assert!(killed.success());
-    assert_eq!(gateway.wait_exit(Duration::from_secs(15)), Some(0));
+    assert_eq!(gateway.child.wait_exit(Duration::from_secs(15)), Some(0));
 }
 
 #[cfg(unix)]
@@ -746,5 +730,5 @@ fn sigterm_lets_a_request_in_flight_finish() {
     assert!(killed.success());
     let response = in_flight.join().unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert_eq!(gateway.wait_exit(Duration::from_secs(15)), Some(0));
+    assert_eq!(gateway.child.wait_exit(Duration::from_secs(15)), Some(0));
 }
