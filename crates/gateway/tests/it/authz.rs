@@ -26,7 +26,7 @@ use vouch_tower::{
     CapabilityPipeline, Origin, RateLimitLayer, ServeConfig, SignaturePipeline, TOKEN_HEADER,
 };
 
-use crate::{AGENT, message, now, root, send, text, token};
+use crate::{AGENT, message, now, root, send, signed_for, text, token};
 
 /// How clients address Envoy (the checks' `:authority`).
 const AUTHORITY: &str = "mcp.example:10000";
@@ -85,37 +85,6 @@ async fn http_mode(authz: &ExtAuthz) -> SocketAddr {
             .unwrap()
     });
     addr
-}
-
-/// A POST of `body` to `/mcp` at `authority`, signed by the agent (covering the token header
-/// when there is one), with `extra` fields added after signing.
-fn signed_for(
-    authority: &str,
-    body: &str,
-    token: Option<&str>,
-    extra: &[(&str, &str)],
-) -> Request<Vec<u8>> {
-    let mut builder = Request::post(format!("http://{authority}/mcp"))
-        .header("content-type", "application/json")
-        .header("content-digest", mcp_content_digest(body.as_bytes()));
-    if let Some(t) = token {
-        builder = builder.header(TOKEN_HEADER, t);
-    }
-    let mut req = builder.body(body.as_bytes().to_vec()).unwrap();
-    let key = SigningKey::ed25519_from_seed(&[1; 32]).unwrap();
-    let header = token.map(|_| "x-mcpvault-token");
-    let spec = mcp_spec(&RequestView::of(&req), &key, AGENT, header, now()).unwrap();
-    sign(RequestView::of(&req), &spec, &key)
-        .unwrap()
-        .apply(req.headers_mut())
-        .unwrap();
-    for (name, value) in extra {
-        req.headers_mut().append(
-            http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
-    }
-    req
 }
 
 /// A `tools/call` of `tool` with the token, signed for [`AUTHORITY`].

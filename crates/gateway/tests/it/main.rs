@@ -261,7 +261,17 @@ pub(crate) fn signed(
     token: Option<&str>,
     extra: &[(&str, &str)],
 ) -> Request<Vec<u8>> {
-    let mut builder = Request::post(format!("http://{addr}/mcp"))
+    signed_for(&addr.to_string(), body, token, extra)
+}
+
+/// As [`signed`], for `http://{authority}/mcp`.
+pub(crate) fn signed_for(
+    authority: &str,
+    body: &str,
+    token: Option<&str>,
+    extra: &[(&str, &str)],
+) -> Request<Vec<u8>> {
+    let mut builder = Request::post(format!("http://{authority}/mcp"))
         .header("content-type", "application/json")
         .header("accept", "application/json, text/event-stream")
         .header("content-digest", mcp_content_digest(body.as_bytes()));
