@@ -1,12 +1,12 @@
 //! `vouch authz`: the built binary as Envoy's external authorizer, its HTTP mode spoken over a
 //! raw socket the way Envoy's `http_service` speaks it.
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{KillOnDrop, Scratch};
+use crate::support::{KillOnDrop, Scratch, send, setup};
 
 /// How clients address Envoy in these tests.
 const ORIGIN: &str = "http://127.0.0.1:10000";
@@ -52,36 +52,6 @@ impl Running {
             .parse()
             .unwrap()
     }
-}
-
-/// Sends raw bytes to 127.0.0.1:`port`; the status code and the whole response.
-fn send(port: u16, request: &[u8]) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    stream.write_all(request).unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).unwrap();
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-    (status, response)
-}
-
-/// Keys, an agent and a token granting `echo`; returns (root hex, agent flag, token).
-fn setup(s: &Scratch) -> (String, String, String) {
-    let root = s.keygen("root.pem");
-    let agent = s.keygen("agent.pem");
-    let token = s
-        .run(&["mint", "--key", "root.pem", "--tools", "echo"])
-        .ok()
-        .trim()
-        .to_owned();
-    (root, format!("agent-a={agent}"), token)
 }
 
 /// A `tools/call` of `tool` to `/mcp` at [`ORIGIN`], signed by agent-a, as Envoy's HTTP mode

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{KillOnDrop, Scratch};
+use crate::support::{KillOnDrop, Scratch, send, setup};
 
 /// A free port on 127.0.0.1 (bound, then released).
 fn free_port() -> u16 {
@@ -124,33 +124,8 @@ impl Running {
 
     /// Sends raw request bytes; returns the status code and the whole response.
     fn send(&self, request: &[u8]) -> (u16, String) {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        stream.write_all(request).unwrap();
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).unwrap();
-        let response = String::from_utf8_lossy(&response).into_owned();
-        let status = response
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
-        (status, response)
+        send(self.port, request)
     }
-}
-
-/// Keys, an agent and a token granting `echo`; returns (root hex, agent flag, token).
-fn setup(s: &Scratch) -> (String, String, String) {
-    let root = s.keygen("root.pem");
-    let agent = s.keygen("agent.pem");
-    let token = s
-        .run(&["mint", "--key", "root.pem", "--tools", "echo"])
-        .ok()
-        .trim()
-        .to_owned();
-    (root, format!("agent-a={agent}"), token)
 }
 
 /// A raw `tools/call` of `tool` to the gateway at `port`, with `token`, signed by agent-a.

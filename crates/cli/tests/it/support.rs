@@ -1,6 +1,7 @@
 //! Running the built binary and looking at what it did.
 
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -166,4 +167,34 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Sends raw bytes to 127.0.0.1:`port`; the status code and the whole response.
+pub(crate) fn send(port: u16, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP response: {response:?}"));
+    (status, response)
+}
+
+/// Keys, an agent and a token granting `echo`; returns (root hex, agent flag, token).
+pub(crate) fn setup(s: &Scratch) -> (String, String, String) {
+    let root = s.keygen("root.pem");
+    let agent = s.keygen("agent.pem");
+    let token = s
+        .run(&["mint", "--key", "root.pem", "--tools", "echo"])
+        .ok()
+        .trim()
+        .to_owned();
+    (root, format!("agent-a={agent}"), token)
 }
