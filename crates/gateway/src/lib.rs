@@ -407,12 +407,7 @@ impl Gateway {
             },
             self.tls,
         );
-        let hook: Option<Arc<dyn vouch_tower::AuditHook>> = match (self.metrics.clone(), self.audit)
-        {
-            (Some(m), Some(a)) => Some(Arc::new(metrics::Both(m, a))),
-            (Some(m), None) => Some(Arc::new(m)),
-            (None, a) => a,
-        };
+        let hook = metrics::audit_hook(self.metrics.clone(), self.audit);
         // Innermost first: the capability check (unless identity-only), the session binding,
         // then the rate limit (the order vouch-rmcp's `Protected` uses).
         let mut proxied = Router::new().route_service(&self.path, forward.clone());

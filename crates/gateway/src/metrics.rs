@@ -260,7 +260,19 @@ impl AuditHook for Metrics {
 }
 
 /// Two audit hooks, one after the other.
-pub(crate) struct Both(pub(crate) Metrics, pub(crate) Arc<dyn AuditHook>);
+struct Both(Metrics, Arc<dyn AuditHook>);
+
+/// The one audit hook the layers report to: `metrics`, `audit`, both, or none.
+pub(crate) fn audit_hook(
+    metrics: Option<Metrics>,
+    audit: Option<Arc<dyn AuditHook>>,
+) -> Option<Arc<dyn AuditHook>> {
+    match (metrics, audit) {
+        (Some(m), Some(a)) => Some(Arc::new(Both(m, a))),
+        (Some(m), None) => Some(Arc::new(m)),
+        (None, a) => a,
+    }
+}
 
 impl AuditHook for Both {
     fn record(&self, decision: &Decision<'_>) {

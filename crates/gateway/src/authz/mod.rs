@@ -40,7 +40,7 @@ use vouch_tower::{
 
 use crate::forward::grants_value;
 use crate::headers::{GRANTS_HEADER, IDENTITY_HEADER, KEYID_HEADER, strip_hop_by_hop};
-use crate::metrics::{Both, Metrics};
+use crate::metrics::{Metrics, audit_hook};
 use crate::response::error;
 
 use vouch_tower::{DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES};
@@ -267,11 +267,7 @@ impl Authorizer {
     /// The authorizer, ready to serve checks: the layers are built once and shared by every
     /// listener (one rate limiter, one replay store).
     pub fn build(self) -> ExtAuthz {
-        let hook: Option<Arc<dyn AuditHook>> = match (self.metrics.clone(), self.audit) {
-            (Some(m), Some(a)) => Some(Arc::new(Both(m, a))),
-            (Some(m), None) => Some(Arc::new(m)),
-            (None, a) => a,
-        };
+        let hook = audit_hook(self.metrics.clone(), self.audit);
         let identity_only = self.capability.is_none();
         // Innermost first, as the gateway: the terminal, the capability check, the rate limit,
         // the signature.
