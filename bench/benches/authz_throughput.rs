@@ -46,19 +46,17 @@
 
 use std::io::{BufRead as _, Read as _, Write as _};
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vouch_bench::rmcp_load::{
-    self, AGENT, Load, Measured, Prepared, Samples, capabilities, listener, on_one_thread,
-    operations, protected, root, signatures, signed_requests, unprotected,
+    self, AGENT, Load, Measured, Prepared, Samples, listener, on_one_thread, operations, protected,
+    root, signatures, signed_requests, unprotected,
 };
-use vouch_gateway::Gateway;
 use vouch_token::KeyPair;
-use vouch_tower::{Origin, RateLimitLayer, ServeConfig};
+use vouch_tower::{Origin, ServeConfig};
 
 const PUBLIC_ORIGIN: &str = "http://localhost:9421";
 const CONNECTIONS: usize = 16;
@@ -127,21 +125,7 @@ fn start_protected() -> SocketAddr {
 fn start_gateway() -> SocketAddr {
     let (upstream_listener, upstream) = listener();
     let (l, addr) = listener();
-    let mut gateway = Gateway::new(
-        &format!("http://{upstream}/mcp"),
-        signatures(public_origin(), REPLAY_CAPACITY),
-        capabilities(),
-    )
-    .unwrap()
-    .rate_limit(RateLimitLayer::per_second(
-        NonZeroU32::new(1_000_000).unwrap(),
-        NonZeroU32::new(1_000_000).unwrap(),
-    ))
-    .session_binding(None);
-    for (tool, operation) in operations().iter() {
-        gateway = gateway.operation(tool, operation);
-    }
-    let app = gateway.into_router();
+    let app = rmcp_load::gateway(upstream, public_origin(), REPLAY_CAPACITY);
     on_one_thread(GATEWAY_THREAD, move || async move {
         let upstream_listener = tokio::net::TcpListener::from_std(upstream_listener).unwrap();
         tokio::spawn(async move {

@@ -34,16 +34,14 @@
 )]
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use vouch_bench::rmcp_load::{
-    self, Load, Measured, Prepared, capabilities, listener, on_one_thread, operations, protected,
-    serve_on_one_thread, signatures, signed_requests, unprotected, unsigned_requests,
+    self, Load, Measured, Prepared, listener, on_one_thread, protected, serve_on_one_thread,
+    signatures, signed_requests, unprotected, unsigned_requests,
 };
-use vouch_gateway::Gateway;
-use vouch_tower::{Origin, RateLimitLayer, ServeConfig};
+use vouch_tower::{Origin, ServeConfig};
 
 /// How clients address both protected servers (as if behind a port forward): the `Host` they
 /// send and the `@authority` they sign.
@@ -86,22 +84,7 @@ fn start_protected() -> SocketAddr {
 fn start_gateway(upstream_thread: bool) -> SocketAddr {
     let (upstream_listener, upstream) = listener();
     let (l, addr) = listener();
-    let mut gateway = Gateway::new(
-        &format!("http://{upstream}/mcp"),
-        signatures(public_origin(), REPLAY_CAPACITY),
-        capabilities(),
-    )
-    .unwrap()
-    // Far above what one server thread can serve: never limits, but is checked per request.
-    .rate_limit(RateLimitLayer::per_second(
-        NonZeroU32::new(1_000_000).unwrap(),
-        NonZeroU32::new(1_000_000).unwrap(),
-    ))
-    .session_binding(None);
-    for (tool, operation) in operations().iter() {
-        gateway = gateway.operation(tool, operation);
-    }
-    let app = gateway.into_router();
+    let app = rmcp_load::gateway(upstream, public_origin(), REPLAY_CAPACITY);
     if upstream_thread {
         serve_on_one_thread("upstream", upstream_listener, unprotected());
         on_one_thread("gateway", move || serve(l, app));

@@ -121,6 +121,27 @@ pub fn capabilities() -> CapabilityPipeline {
     CapabilityPipeline::new(Verifier::new(root().public_key()))
 }
 
+/// `vouch gateway`'s router in front of the unprotected server at `upstream`, configured as
+/// [`protected`] is: the same signatures, token and operations, no session binding, and a rate
+/// limit far above what one server thread can serve (never limits, but is checked per request).
+pub fn gateway(upstream: SocketAddr, origin: Origin, capacity: usize) -> axum::Router {
+    let unlimited = std::num::NonZeroU32::new(1_000_000).unwrap_or(std::num::NonZeroU32::MIN);
+    let mut gateway = vouch_gateway::Gateway::new(
+        &format!("http://{upstream}/mcp"),
+        signatures(origin, capacity),
+        capabilities(),
+    )
+    .expect("an http:// upstream")
+    .rate_limit(vouch_tower::RateLimitLayer::per_second(
+        unlimited, unlimited,
+    ))
+    .session_binding(None);
+    for (tool, operation) in operations().iter() {
+        gateway = gateway.operation(tool, operation);
+    }
+    gateway.into_router()
+}
+
 /// The tool server inside vouch-rmcp's `Protected`, at `/mcp`: no session binding (stateless)
 /// and no per-identity rate limit (one load-generating identity on purpose).
 pub fn protected(signatures: SignaturePipeline) -> axum::Router {
