@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::response::IntoResponse as _;
 use base64ct::{Base64UrlUnpadded, Encoding as _};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
@@ -24,7 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower_service::Service;
 use vouch_httpsig::{Component, RequestView, SigningKey, mcp_content_digest, mcp_spec, sign};
-use vouch_tower::{CapabilityRejection, Grants, VerifiedCaller};
+use vouch_tower::{Grants, VerifiedCaller};
 
 use crate::filter::{Lister, SseFilter};
 use crate::headers::{
@@ -119,8 +118,8 @@ pub(crate) struct Config {
     pub(crate) operations: Arc<BTreeMap<String, String>>,
     pub(crate) max_filtered_bytes: usize,
     pub(crate) signer: Option<UpstreamSigner>,
-    /// No capability layer in front: no grants to forward or filter by, and the message is
-    /// checked here.
+    /// No capability layer in front (vouch-tower's `StrictMessageLayer` instead): no grants to
+    /// forward or filter by.
     pub(crate) identity_only: bool,
 }
 
@@ -222,14 +221,6 @@ impl Forward {
             return error(StatusCode::BAD_REQUEST, "unreadable_body");
         };
         let bytes: Bytes = collected.to_bytes();
-        if config.identity_only
-            && !bytes.is_empty()
-            && let Err(e) = vouch_tower::jsonrpc::parse(&bytes)
-        {
-            // The capability layer's check and answer, without a token to look at.
-            tracing::info!(identity = %caller.identity, error = %e, "ambiguous message refused");
-            return CapabilityRejection::BadRequest(e).into_response();
-        }
         let lister = grants.and_then(|grants| {
             listing_id(&bytes).map(|id| Lister {
                 id,

@@ -66,7 +66,7 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderName, Uri};
 use vouch_tower::{
     CapabilityLayer, CapabilityPipeline, RateLimitLayer, SessionBindingLayer, SignatureLayer,
-    SignaturePipeline, TOKEN_HEADER,
+    SignaturePipeline, StrictMessageLayer, TOKEN_HEADER,
 };
 
 #[cfg(feature = "authz")]
@@ -417,6 +417,9 @@ impl Gateway {
                 capability = capability.audit(hook.clone());
             }
             proxied = proxied.route_layer(capability);
+        } else {
+            // Identity-only: no token, but the message is read as strictly.
+            proxied = proxied.route_layer(StrictMessageLayer::default());
         }
         if let Some(mut sessions) = self.sessions {
             sessions = sessions.session_store(Arc::new(session::UpstreamSessions::new(forward)));

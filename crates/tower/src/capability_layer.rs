@@ -127,6 +127,69 @@ impl<S> Layer<S> for CapabilityLayer {
 /// The service [`CapabilityLayer`] makes.
 pub type CapabilityService<S> = Checked<S, CapabilityLayer>;
 
+/// The capability layer's message check without a token: a non-empty body must be one
+/// JSON-RPC message read one way only ([`jsonrpc::parse`](crate::jsonrpc::parse): no batch, no
+/// duplicate key, UTF-8), else 400 with a JSON-RPC error, as [`CapabilityLayer`] answers. For
+/// a server that checks who calls but not what they may do (a gateway without token roots),
+/// so that what is logged and what runs behind it read the same message.
+#[derive(Clone, Debug)]
+pub struct StrictMessageLayer {
+    max_body_bytes: usize,
+}
+
+impl Default for StrictMessageLayer {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+impl StrictMessageLayer {
+    /// The body cap (413 above it).
+    #[must_use]
+    pub fn max_body_bytes(mut self, max: usize) -> Self {
+        self.max_body_bytes = max;
+        self
+    }
+}
+
+impl<S> Layer<S> for StrictMessageLayer {
+    type Service = Checked<S, StrictMessageLayer>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Checked::new(inner, self.clone())
+    }
+}
+
+impl Check for StrictMessageLayer {
+    const SPAN: &'static str = "message";
+
+    fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    fn unreadable(&self, _parts: &Parts, rejection: &Rejection) -> Response<Body> {
+        rejection_response(rejection, "Signature")
+    }
+
+    fn decide<'a>(&'a self, parts: &'a mut Parts, body: &'a Bytes) -> Decide<'a> {
+        Box::pin(async move {
+            if body.is_empty() {
+                return Ok(());
+            }
+            crate::jsonrpc::parse(body).map(|_| ()).map_err(|e| {
+                let identity = parts
+                    .extensions
+                    .get::<VerifiedCaller>()
+                    .map(|c| &c.identity);
+                tracing::info!(?identity, error = %e, "ambiguous message refused");
+                capability_response(&CapabilityRejection::BadRequest(e))
+            })
+        })
+    }
+}
+
 impl Check for CapabilityLayer {
     const SPAN: &'static str = "capability";
 

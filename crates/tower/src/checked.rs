@@ -53,6 +53,7 @@ pub trait Check: sealed::Sealed + Clone + Send + Sync + 'static {
 }
 
 impl sealed::Sealed for crate::CapabilityLayer {}
+impl sealed::Sealed for crate::StrictMessageLayer {}
 
 /// The service a vouch layer makes: `inner`, behind the layer's check.
 #[derive(Clone, Debug)]

@@ -31,7 +31,8 @@ mod signature;
 pub use audit::{AuditHook, Decision, SigningStats, StatsSnapshot};
 pub use capability::{CapabilityPipeline, CapabilityRejection, TOKEN_HEADER, TokenCache};
 pub use capability_layer::{
-    CapabilityLayer, CapabilityService, Grants, RequireTool, RequireToolLayer, require_tool,
+    CapabilityLayer, CapabilityService, Grants, RequireTool, RequireToolLayer, StrictMessageLayer,
+    require_tool,
 };
 pub use checked::{Check, Checked};
 pub use extract::MissingCaller;

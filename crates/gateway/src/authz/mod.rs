@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::response::IntoResponse as _;
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -34,8 +33,8 @@ use http_body_util::{BodyExt as _, Limited};
 use tower_service::Service as _;
 use vouch_token::Facts;
 use vouch_tower::{
-    AuditHook, CapabilityLayer, CapabilityPipeline, CapabilityRejection, Grants, RateLimitLayer,
-    SignatureLayer, SignaturePipeline, TOKEN_HEADER, VerifiedCaller,
+    AuditHook, CapabilityLayer, CapabilityPipeline, Grants, RateLimitLayer, SignatureLayer,
+    SignaturePipeline, StrictMessageLayer, TOKEN_HEADER, VerifiedCaller,
 };
 
 use crate::forward::grants_value;
@@ -279,6 +278,9 @@ impl Authorizer {
                 capability = capability.audit(hook.clone());
             }
             stack = stack.layer(capability);
+        } else {
+            // Identity-only: no token, but the message is read as strictly.
+            stack = stack.layer(StrictMessageLayer::default().max_body_bytes(self.max_body_bytes));
         }
         let rate_limit = match &hook {
             Some(hook) => self.rate_limit.audit(hook.clone()),
@@ -458,7 +460,7 @@ struct Passed {
 /// The innermost service: a request that reaches it passed the layers. Its answer carries
 /// [`Passed`]; no layer's answer does.
 async fn passed(identity_only: bool, request: Request<Body>) -> Response<Body> {
-    let (parts, body) = request.into_parts();
+    let (parts, _) = request.into_parts();
     let caller = parts.extensions.get::<VerifiedCaller>().cloned();
     let grants = parts.extensions.get::<Grants>().cloned();
     let (Some(caller), true) = (caller, grants.is_some() || identity_only) else {
@@ -466,21 +468,6 @@ async fn passed(identity_only: bool, request: Request<Body>) -> Response<Body> {
         tracing::error!("a check reached the terminal without a verified caller and grants");
         return error(StatusCode::INTERNAL_SERVER_ERROR, "internal");
     };
-    if identity_only {
-        // The signature layer has read the body into memory, bounded: collecting is a move.
-        let Ok(collected) = body.collect().await else {
-            return error(StatusCode::BAD_REQUEST, "unreadable_body");
-        };
-        let bytes = collected.to_bytes();
-        if !bytes.is_empty()
-            && let Err(e) = vouch_tower::jsonrpc::parse(&bytes)
-        {
-            // The capability layer's check and answer, without a token to look at (as the
-            // gateway's forwarder in identity-only mode).
-            tracing::info!(identity = %caller.identity, error = %e, "ambiguous message refused");
-            return CapabilityRejection::BadRequest(e).into_response();
-        }
-    }
     let mut response = Response::new(Body::empty());
     response.extensions_mut().insert(Passed { caller, grants });
     response

@@ -536,3 +536,40 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn the_strict_message_layer_answers_as_the_capability_layer_without_a_token() {
+    use axum::body::Body;
+    use http::{Request, StatusCode};
+    use http_body_util::BodyExt as _;
+    use tower::{ServiceBuilder, ServiceExt as _};
+
+    let svc = ServiceBuilder::new()
+        .layer(vouch_tower::StrictMessageLayer::default())
+        .service(tower::service_fn(|_req: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+        }));
+    let post = |body: &'static str| Request::post("/mcp").body(Body::from(body)).unwrap();
+    let one = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search"}}"#;
+    for (body, status) in [
+        ("", StatusCode::OK),
+        (one, StatusCode::OK),
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"search","name":"drop_table"}}"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#,
+            StatusCode::BAD_REQUEST,
+        ),
+        ("not json", StatusCode::BAD_REQUEST),
+    ] {
+        let response = svc.clone().oneshot(post(body)).await.unwrap();
+        assert_eq!(response.status(), status, "{body}");
+        if status == StatusCode::BAD_REQUEST {
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            let answer: Value = serde_json::from_slice(&bytes).unwrap();
+            assert!(answer["error"]["code"].is_i64(), "{answer}");
+        }
+    }
+}
