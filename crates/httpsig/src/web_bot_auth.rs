@@ -201,13 +201,15 @@ pub(crate) fn covered_agent(
     }
     let value = combined(headers, &SIGNATURE_AGENT, max_bytes)?
         .ok_or_else(|| Error::ComponentUnavailable(chosen.to_string()))?;
-    let parsed =
-        sf::dictionary(&value).map_err(|_| Error::Malformed("signature-agent is not a dictionary"))?;
+    let parsed = sf::dictionary(&value)
+        .map_err(|_| Error::Malformed("signature-agent is not a dictionary"))?;
     if parsed.repeats().name {
         return Err(Error::Malformed("signature-agent names a member twice"));
     }
     if parsed.repeats_of(member).any_param() {
-        return Err(Error::Malformed("signature-agent member names a parameter twice"));
+        return Err(Error::Malformed(
+            "signature-agent member names a parameter twice",
+        ));
     }
     let entry = parsed
         .dict
@@ -300,7 +302,10 @@ pub fn web_bot_auth_spec(
         spec = spec.cover(Component::new("content-digest")?);
     }
     if let Some(member) = agent_member {
-        spec = spec.cover(Component::dictionary_member(SIGNATURE_AGENT_HEADER, member)?);
+        spec = spec.cover(Component::dictionary_member(
+            SIGNATURE_AGENT_HEADER,
+            member,
+        )?);
     }
     Ok(spec
         .created(created)
@@ -332,7 +337,10 @@ pub fn directory_spec(
     let keyid = ed25519_thumbprint(&key.verifying_key()?)?;
     let spec = Component::parse_list("\"@authority\";req \"content-digest\"")?
         .into_iter()
-        .fold(SignatureSpec::new(format!("binding{index}")), SignatureSpec::cover);
+        .fold(
+            SignatureSpec::new(format!("binding{index}")),
+            SignatureSpec::cover,
+        );
     Ok(spec
         .created(created)
         .expires(expires)
