@@ -1,0 +1,308 @@
+//! The Web Bot Auth directory resolver against a local HTTP server (plain http and loopback
+//! explicitly allowed), and the guards that refuse before any fetch under the default config.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use vouch_httpsig::{AgentKind, DIRECTORY_MEDIA_TYPE, SignatureAgent};
+use vouch_keys::*;
+use vouch_token::{KeyPair, PublicKey};
+
+fn public(seed: u8) -> PublicKey {
+    KeyPair::from_seed(&[seed; 32]).unwrap().public_key()
+}
+
+struct Server {
+    base: String,
+    hits: Arc<AtomicUsize>,
+}
+
+/// One canned answer per path: status, content type, extra header, body.
+fn route(path: &str) -> (&'static str, &'static str, String) {
+    let jwk = |seed: u8| public_jwk(&public(seed));
+    let mislabelled = {
+        let mut k = jwk(6);
+        k["kid"] = json!(jwk_thumbprint(&public(5)));
+        k
+    };
+    match path {
+        "/ok/.well-known/http-message-signatures-directory" => (
+            "200 OK",
+            "application/http-message-signatures-directory+json; charset=utf-8",
+            json!({"keys": [jwk(5), jwk(6)]}).to_string(),
+        ),
+        "/json/.well-known/http-message-signatures-directory" => (
+            "200 OK",
+            "application/json",
+            json!({"keys": [jwk(5)]}).to_string(),
+        ),
+        "/mislabelled/.well-known/http-message-signatures-directory" => (
+            "200 OK",
+            DIRECTORY_MEDIA_TYPE,
+            json!({"keys": [mislabelled]}).to_string(),
+        ),
+        "/kid-lies/.well-known/http-message-signatures-directory" => (
+            "200 OK",
+            DIRECTORY_MEDIA_TYPE,
+            // Claims the thumbprint of key 5 as kid, but holds key 6 (and a wrong-kid key 7).
+            json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": jwk_thumbprint(&public(5)),
+                "x": jwk(6)["x"].clone()}]})
+            .to_string(),
+        ),
+        "/many/.well-known/http-message-signatures-directory" => (
+            "200 OK",
+            DIRECTORY_MEDIA_TYPE,
+            json!({"keys": (0..=MAX_DIRECTORY_KEYS).map(|i| jwk(10 + (i % 50) as u8)).collect::<Vec<_>>()})
+                .to_string(),
+        ),
+        "/big/.well-known/http-message-signatures-directory" => (
+            "200 OK",
+            DIRECTORY_MEDIA_TYPE,
+            format!("{{\"keys\": [], \"pad\": \"{}\"}}", "x".repeat(200_000)),
+        ),
+        "/redirect/.well-known/http-message-signatures-directory" => {
+            ("302 Found", DIRECTORY_MEDIA_TYPE, String::new())
+        }
+        "/gone/.well-known/http-message-signatures-directory" => {
+            ("404 Not Found", DIRECTORY_MEDIA_TYPE, "{}".to_owned())
+        }
+        "/jwks.json" => (
+            "200 OK",
+            "application/jwk-set+json",
+            json!({"keys": [jwk(7)]}).to_string(),
+        ),
+        "/jwks-html" => ("200 OK", "text/html", json!({"keys": [jwk(7)]}).to_string()),
+        _ => ("404 Not Found", "application/json", "{}".to_owned()),
+    }
+}
+
+async fn serve() -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut n = 0;
+                while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(m) => n += m,
+                    }
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                let (status, content_type, body) = route(&path);
+                let reply = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nlocation: http://169.254.169.254/latest\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    Server { base, hits }
+}
+
+fn loopback() -> DirectoryResolver {
+    DirectoryResolver::new(HttpsConfig::loopback_testing(), CacheConfig::default()).unwrap()
+}
+
+fn directory(s: &Server, dir: &str) -> String {
+    format!(
+        "{}/{dir}/.well-known/http-message-signatures-directory",
+        s.base
+    )
+}
+
+fn thumb(seed: u8) -> String {
+    jwk_thumbprint(&public(seed))
+}
+
+#[tokio::test]
+async fn finds_the_key_by_thumbprint_and_caches_per_directory_and_keyid() {
+    let s = serve().await;
+    let r = loopback();
+    let url = directory(&s, "ok");
+    let key = r
+        .resolve_url(AgentKind::Directory, &url, &thumb(6))
+        .await
+        .unwrap();
+    assert_eq!(key.key().public_bytes(), public(6).as_bytes());
+    assert_eq!(key.fingerprint(), thumb(6));
+    // Cached: the same pair again fetches nothing.
+    r.resolve_url(AgentKind::Directory, &url, &thumb(6))
+        .await
+        .unwrap();
+    assert_eq!(s.hits.load(Ordering::SeqCst), 1);
+    // A key the directory does not list.
+    assert_eq!(
+        r.resolve_url(AgentKind::Directory, &url, &thumb(9))
+            .await
+            .unwrap_err(),
+        ResolveError::Unknown
+    );
+    // A keyid that is not a thumbprint: nothing fetched.
+    let before = s.hits.load(Ordering::SeqCst);
+    assert_eq!(
+        r.resolve_url(AgentKind::Directory, &url, "agent-a")
+            .await
+            .unwrap_err(),
+        ResolveError::Unknown
+    );
+    assert_eq!(s.hits.load(Ordering::SeqCst), before);
+}
+
+#[tokio::test]
+async fn the_same_key_under_another_directory_is_another_lookup() {
+    let s = serve().await;
+    let r = loopback();
+    r.resolve_url(AgentKind::Directory, &directory(&s, "ok"), &thumb(5))
+        .await
+        .unwrap();
+    // Key 5 was learned from /ok; /json is asked on its own (and refused for its media type).
+    assert!(
+        r.resolve_url(AgentKind::Directory, &directory(&s, "json"), &thumb(5))
+            .await
+            .is_err()
+    );
+    assert_eq!(s.hits.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn refuses_the_wrong_media_type() {
+    let s = serve().await;
+    let r = loopback();
+    let err = r
+        .resolve_url(AgentKind::Directory, &directory(&s, "json"), &thumb(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ResolveError::Fetch(why) if why.contains("media type")),
+        "{err:?}"
+    );
+    let err = r
+        .resolve_url(
+            AgentKind::JwksUri,
+            &format!("{}/jwks-html", s.base),
+            &thumb(7),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ResolveError::Fetch(why) if why.contains("media type")),
+        "{err:?}"
+    );
+    // jwks_uri accepts a JWK Set media type.
+    let key = r
+        .resolve_url(
+            AgentKind::JwksUri,
+            &format!("{}/jwks.json", s.base),
+            &thumb(7),
+        )
+        .await
+        .unwrap();
+    assert_eq!(key.key().public_bytes(), public(7).as_bytes());
+}
+
+#[tokio::test]
+async fn refuses_redirects_errors_oversized_and_crowded_directories() {
+    let s = serve().await;
+    let r = loopback();
+    let err = r
+        .resolve_url(AgentKind::Directory, &directory(&s, "redirect"), &thumb(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ResolveError::Refused(why) if why.contains("redirect")),
+        "{err:?}"
+    );
+    let err = r
+        .resolve_url(AgentKind::Directory, &directory(&s, "gone"), &thumb(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ResolveError::Fetch(why) if why.contains("404")),
+        "{err:?}"
+    );
+    let err = r
+        .resolve_url(AgentKind::Directory, &directory(&s, "big"), &thumb(5))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ResolveError::Fetch(why) if why.contains("larger")),
+        "{err:?}"
+    );
+    let err = r
+        .resolve_url(AgentKind::Directory, &directory(&s, "many"), &thumb(10))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ResolveError::Fetch(why) if why.contains("more than")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn refuses_a_key_whose_thumbprint_differs_from_its_kid() {
+    let s = serve().await;
+    let r = loopback();
+    // The directory says kid = thumbprint(5) but holds key 6: key 5 is not there.
+    assert_eq!(
+        r.resolve_url(AgentKind::Directory, &directory(&s, "kid-lies"), &thumb(5))
+            .await
+            .unwrap_err(),
+        ResolveError::Unknown
+    );
+    // Asked for key 6 itself, its mislabelled kid is refused.
+    assert!(matches!(
+        r.resolve_url(AgentKind::Directory, &directory(&s, "kid-lies"), &thumb(6))
+            .await
+            .unwrap_err(),
+        ResolveError::Refused(_)
+    ));
+    assert!(matches!(
+        r.resolve_url(
+            AgentKind::Directory,
+            &directory(&s, "mislabelled"),
+            &thumb(6)
+        )
+        .await
+        .unwrap_err(),
+        ResolveError::Refused(_)
+    ));
+}
+
+#[tokio::test]
+async fn default_guards_refuse_private_agents_before_fetching() {
+    let s = serve().await;
+    let strict = DirectoryResolver::new(HttpsConfig::default(), CacheConfig::default()).unwrap();
+    let port = s.base.rsplit(':').next().unwrap().to_owned();
+    for origin in [
+        format!("https://127.0.0.1:{port}"),
+        "https://10.0.0.1".to_owned(),
+        "https://169.254.169.254".to_owned(),
+        "https://[::1]".to_owned(),
+        "https://localhost".to_owned(),
+    ] {
+        let agent = SignatureAgent::parse("sig1", &origin, AgentKind::Directory).unwrap();
+        let err = strict.resolve_agent(&agent, &thumb(5)).await.unwrap_err();
+        assert!(matches!(err, ResolveError::Refused(_)), "{origin}: {err:?}");
+    }
+    // Plain http is refused too, even on loopback.
+    let err = strict
+        .resolve_url(AgentKind::Directory, &directory(&s, "ok"), &thumb(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ResolveError::Refused(_)), "{err:?}");
+    assert_eq!(s.hits.load(Ordering::SeqCst), 0);
+}
