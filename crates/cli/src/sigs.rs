@@ -88,13 +88,23 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
             .append("Signature-Agent", &line)
             .map_err(Failure::usage)?;
     }
-    if args.profile == Profile::WebBotAuth {
+    if args.profile == Profile::WebBotAuth && args.components.is_none() {
         return sign_web_bot_auth(args, &key, request, label, created);
     }
-    let keyid = args
-        .keyid
-        .as_deref()
-        .ok_or_else(|| Failure::usage("--keyid is required (but under --profile web-bot-auth)"))?;
+    let keyid = match (&args.keyid, args.profile) {
+        (Some(k), _) => k.clone(),
+        // web-bot-auth with --components: the key's thumbprint, as the profile wants.
+        (None, Profile::WebBotAuth) => key
+            .verifying_key()
+            .and_then(|k| ed25519_thumbprint(&k))
+            .map_err(|e| Failure::usage(format!("key: {e}")))?,
+        (None, _) => {
+            return Err(Failure::usage(
+                "--keyid is required (but under --profile web-bot-auth)",
+            ));
+        }
+    };
+    let keyid = keyid.as_str();
     let covered: Vec<Component> = match (&args.components, args.profile) {
         (Some(list), _) => {
             Component::parse_list(list).map_err(|e| Failure::usage(format!("--components: {e}")))?
