@@ -53,6 +53,7 @@ pub struct VerifyPolicy {
     pub(crate) require_expires: bool,
     pub(crate) max_lifetime: Option<u64>,
     pub(crate) signature_agent: bool,
+    pub(crate) legacy_signature_agent: bool,
 }
 
 impl Default for VerifyPolicy {
@@ -107,6 +108,7 @@ impl VerifyPolicy {
             require_expires: false,
             max_lifetime: None,
             signature_agent: false,
+            legacy_signature_agent: false,
         }
     }
 
@@ -185,6 +187,17 @@ impl VerifyPolicy {
     #[must_use]
     pub fn require_signature_agent(mut self, required: bool) -> Self {
         self.signature_agent = required;
+        self
+    }
+
+    /// Web Bot Auth: also accept the legacy `Signature-Agent` of earlier drafts, one String item
+    /// (`Signature-Agent: "https://agent.example"`) covered as the whole field, which the
+    /// draft lets a verifier accept as a dictionary whose one member is keyed by the signature's
+    /// label. Off by default: signers must send the dictionary form. Cloudflare's
+    /// `web-bot-auth` 0.1.3 npm package sends only the legacy form.
+    #[must_use]
+    pub fn legacy_signature_agent(mut self, accept: bool) -> Self {
+        self.legacy_signature_agent = accept;
         self
     }
 

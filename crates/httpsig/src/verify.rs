@@ -270,6 +270,7 @@ impl Verifier {
                 &c.label,
                 &c.components,
                 p.max_header_bytes,
+                p.legacy_signature_agent,
             )?)
         } else {
             None

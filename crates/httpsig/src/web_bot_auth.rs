@@ -166,11 +166,16 @@ impl SignatureAgent {
 /// covering several, one keyed to its own label); the field must be a dictionary naming no
 /// member twice (so two field lines that both name it are refused); the member must be a
 /// String with at most one `type` parameter, `directory` (or absent) or `jwks_uri`.
+///
+/// With `legacy`, a signature covering the whole field (`"signature-agent"`, no parameter) over a
+/// field that is one String item (the form earlier drafts defined, which the draft lets a
+/// verifier accept) is read as a dictionary whose one member is keyed by the signature's label.
 pub(crate) fn covered_agent(
     headers: &http::HeaderMap,
     label: &str,
     components: &[Component],
     max_bytes: usize,
+    legacy: bool,
 ) -> Result<SignatureAgent, Error> {
     let covered: Vec<&Component> = components
         .iter()
@@ -191,9 +196,14 @@ pub(crate) fn covered_agent(
                 "signature covers several signature-agent members, none keyed to its label",
             ))?,
     };
-    let member = chosen.string_param("key").ok_or(Error::Malformed(
-        "signature-agent must be covered as one dictionary member (;key=\"...\")",
-    ))?;
+    let Some(member) = chosen.string_param("key") else {
+        if legacy && chosen.params().is_empty() {
+            return legacy_agent(headers, label, chosen, max_bytes);
+        }
+        return Err(Error::Malformed(
+            "signature-agent must be covered as one dictionary member (;key=\"...\")",
+        ));
+    };
     if chosen.params().len() != 1 {
         return Err(Error::Malformed(
             "signature-agent covered with parameters besides key",
@@ -229,6 +239,27 @@ pub(crate) fn covered_agent(
         Some(_) => return Err(Error::Malformed("signature-agent type is not a token")),
     };
     SignatureAgent::parse(member, url.as_str(), kind)
+}
+
+/// The legacy form: the whole field, one String item with no parameter.
+fn legacy_agent(
+    headers: &http::HeaderMap,
+    label: &str,
+    chosen: &Component,
+    max_bytes: usize,
+) -> Result<SignatureAgent, Error> {
+    let value = combined(headers, &SIGNATURE_AGENT, max_bytes)?
+        .ok_or_else(|| Error::ComponentUnavailable(chosen.to_string()))?;
+    let item: sfv::Item = sfv::Parser::new(&value)
+        .parse_item()
+        .map_err(|_| Error::Malformed("legacy signature-agent is not one string"))?;
+    let BareItem::String(url) = &item.bare_item else {
+        return Err(Error::Malformed("legacy signature-agent is not one string"));
+    };
+    if !item.params.is_empty() {
+        return Err(Error::Malformed("legacy signature-agent has parameters"));
+    }
+    SignatureAgent::parse(label, url.as_str(), AgentKind::Directory)
 }
 
 /// The `Signature-Agent` field value for one member: `member="url"` (with `;type=jwks_uri` for

@@ -112,6 +112,30 @@ fn draft_legacy_vectors_verify_as_signatures_but_the_profile_refuses_a_bare_stri
             .prepare(view, NOW)
             .unwrap_err();
         assert!(matches!(err, Error::Malformed(_)), "{name}: {err:?}");
+        // Accepted as legacy when asked: the member is keyed by the signature's label.
+        let prepared = Verifier::new(VerifyPolicy::web_bot_auth().legacy_signature_agent(true))
+            .prepare(view, NOW)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let agent = prepared.signature_agent().unwrap().clone();
+        assert_eq!(agent.member(), "sig2");
+        assert_eq!(agent.value(), "https://signature-agent.test");
+        let alg = Algorithm::from_name(case["alg"].as_str().unwrap()).unwrap();
+        prepared
+            .verify(&draft_key(case["key"].as_str().unwrap(), alg))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        // A second legacy line makes the field a list, not one string: refused.
+        let mut doubled = headers.clone();
+        doubled.append(
+            SIGNATURE_AGENT_HEADER,
+            "\"https://evil.example\"".parse().unwrap(),
+        );
+        let view2 = RequestView::from_parts(&method, &uri, &doubled, b"").with_scheme("https");
+        assert!(matches!(
+            Verifier::new(VerifyPolicy::web_bot_auth().legacy_signature_agent(true))
+                .prepare(view2, NOW)
+                .unwrap_err(),
+            Error::Malformed(_)
+        ));
         // The signature itself is sound: without the Signature-Agent rule, it verifies.
         let prepared = Verifier::new(VerifyPolicy::web_bot_auth().require_signature_agent(false))
             .prepare(view, NOW)
