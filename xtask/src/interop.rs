@@ -203,10 +203,18 @@ pub(crate) fn web_bot_auth() -> Result {
     for request in &signed {
         exec(
             Command::new(&vouch)
-                .args(["check", "--profile", "web-bot-auth", "--directory"])
+                .args([
+                    "check",
+                    "--profile",
+                    "web-bot-auth",
+                    "--legacy-signature-agent",
+                ])
+                .arg("--directory")
                 .arg(&directory)
                 .arg(request),
         )?;
+        // Without --legacy-signature-agent, vouch holds it to the draft's dictionary form.
+        refused(&vouch, &directory, request, false)?;
         // The same signature over another Signature-Agent: vouch must refuse it.
         let text = std::fs::read_to_string(request).map_err(|e| e.to_string())?;
         let tampered = run.join("tampered.txt");
@@ -215,19 +223,7 @@ pub(crate) fn web_bot_auth() -> Result {
             text.replace("https://agent.example", "https://evil.example"),
         )
         .map_err(|e| e.to_string())?;
-        let status = Command::new(&vouch)
-            .args(["check", "--profile", "web-bot-auth", "--directory"])
-            .arg(&directory)
-            .arg(&tampered)
-            .output()
-            .map_err(|e| e.to_string())?
-            .status;
-        if status.code() != Some(1) {
-            return Err(format!(
-                "vouch check accepted (or failed to run on) a tampered copy of {}: {status}",
-                request.display()
-            ));
-        }
+        refused(&vouch, &directory, &tampered, true)?;
     }
 
     eprintln!("== interop: vouch signs, web-bot-auth verifies");
@@ -243,8 +239,13 @@ pub(crate) fn web_bot_auth() -> Result {
     for (name, digest) in [("vouch-get.txt", "none"), ("vouch-digest.txt", "sha-256")] {
         let out = output(
             Command::new(&vouch)
-                .args(["sign", "--profile", "web-bot-auth", "--signature-agent"])
-                .arg("https://agent.example")
+                .args([
+                    "sign",
+                    "--profile",
+                    "web-bot-auth",
+                    "--legacy-signature-agent",
+                ])
+                .args(["--signature-agent", "https://agent.example"])
                 .args(["--digest", digest, "--key"])
                 .arg(&key)
                 .arg(&get),
@@ -261,6 +262,30 @@ pub(crate) fn web_bot_auth() -> Result {
             .args(&ours),
     )?;
     eprintln!("== interop: web-bot-auth passed both directions");
+    Ok(())
+}
+
+/// `vouch check --profile web-bot-auth` (with or without `--legacy-signature-agent`) must reject
+/// `request` (exit status 1).
+fn refused(vouch: &Path, directory: &Path, request: &Path, legacy: bool) -> Result {
+    let mut cmd = Command::new(vouch);
+    cmd.args(["check", "--profile", "web-bot-auth"]);
+    if legacy {
+        cmd.arg("--legacy-signature-agent");
+    }
+    let status = cmd
+        .arg("--directory")
+        .arg(directory)
+        .arg(request)
+        .output()
+        .map_err(|e| format!("{}: {e}", vouch.display()))?
+        .status;
+    if status.code() != Some(1) {
+        return Err(format!(
+            "vouch check (legacy: {legacy}) did not reject {}: {status}",
+            request.display()
+        ));
+    }
     Ok(())
 }
 

@@ -283,6 +283,11 @@ pub(crate) struct SignArgs {
     /// /.well-known/http-message-signatures-directory), sent as Signature-Agent: LABEL="URL".
     #[arg(long, value_name = "URL")]
     pub(crate) signature_agent: Option<String>,
+    /// Web Bot Auth: send the legacy Signature-Agent of earlier drafts, one string
+    /// (Signature-Agent: "URL"), covered as the whole field (for verifiers such as Cloudflare's
+    /// web-bot-auth 0.1.3 npm package that read only that form).
+    #[arg(long, requires = "signature_agent")]
+    pub(crate) legacy_signature_agent: bool,
     /// Add the alg parameter (the key's algorithm; only ed25519 keys sign).
     #[arg(long, value_parser = ["ed25519"])]
     pub(crate) alg: Option<String>,
@@ -347,6 +352,10 @@ pub(crate) struct CheckArgs {
     /// of fetching the one the Signature-Agent names.
     #[arg(long, value_name = "FILE", conflicts_with = "pubkey")]
     pub(crate) directory: Option<PathBuf>,
+    /// Web Bot Auth: also accept the legacy Signature-Agent of earlier drafts (one string,
+    /// covered as the whole field), read as a member keyed by the signature's label.
+    #[arg(long)]
+    pub(crate) legacy_signature_agent: bool,
     /// Require this keyid.
     #[arg(long, value_name = "K")]
     pub(crate) keyid: Option<String>,

@@ -82,8 +82,15 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
     let created = args.created.unwrap_or_else(unix_now);
     let scheme = args.scheme.as_str();
     if let Some(url) = &args.signature_agent {
-        let line = signature_agent_value(label, url, AgentKind::Directory)
+        let mut line = signature_agent_value(label, url, AgentKind::Directory)
             .map_err(|e| Failure::usage(format!("--signature-agent: {e}")))?;
+        if args.legacy_signature_agent {
+            // The same sf-string, without the member key.
+            line = line
+                .split_once('=')
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or(line);
+        }
         request
             .append("Signature-Agent", &line)
             .map_err(Failure::usage)?;
@@ -199,10 +206,17 @@ fn sign_web_bot_auth(
         Some(n) => n.clone(),
         None => random_nonce().map_err(Failure::usage)?,
     };
+    let whole_field = Component::new("signature-agent").map_err(Failure::usage)?;
     let spec = profile
         .components()
         .iter()
-        .cloned()
+        .map(|c| {
+            if args.legacy_signature_agent && c.name() == "signature-agent" {
+                whole_field.clone()
+            } else {
+                c.clone()
+            }
+        })
         .fold(SignatureSpec::new(label), SignatureSpec::cover)
         .created(created)
         .expires(expires)
@@ -375,7 +389,8 @@ fn check_web_bot_auth(args: &CheckArgs) -> Output {
         .map(|k| verifying_key(k, alg))
         .transpose()?;
     let request = parse_request(&args.request)?;
-    let mut policy = VerifyPolicy::web_bot_auth();
+    let mut policy =
+        VerifyPolicy::web_bot_auth().legacy_signature_agent(args.legacy_signature_agent);
     if let Some(max_age) = args.max_age {
         policy = policy.window(max_age, FUTURE_SKEW);
     }

@@ -1,6 +1,10 @@
 // cargo xtask interop: Cloudflare's `web-bot-auth` npm package (pinned in package-lock.json)
 // against vouch, in both directions.
 //
+// web-bot-auth 0.1.3, the latest release, sends and reads the legacy Signature-Agent of earlier
+// drafts (one string, covered as the whole field), not the dictionary member the current draft
+// requires; vouch speaks that form only when asked (--legacy-signature-agent).
+//
 //   node web_bot_auth_interop.mjs sign OUT_DIR
 //       Makes a fresh Ed25519 key, writes OUT_DIR/directory.json (its JWK Set) and
 //       OUT_DIR/cf-*.http, raw requests signed by web-bot-auth, for `vouch check`.
@@ -13,12 +17,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import {
-  jwkToKeyID,
-  recommendedComponents,
-  signatureHeaders,
-  verify,
-} from "web-bot-auth";
+import { jwkToKeyID, signatureHeaders, verify } from "web-bot-auth";
 import { helpers, signerFromJWK, verifierFromJWK } from "web-bot-auth/crypto";
 
 const AGENT = "https://agent.example";
@@ -70,20 +69,15 @@ async function sign(outDir) {
   const signer = await signerFromJWK(jwk);
   if (signer.keyid !== kid) fail(`signer keyid ${signer.keyid} is not ${kid}`);
   const cases = {
-    // The draft's minimum: @authority and the Signature-Agent member.
-    "cf-minimal.http": recommendedComponents("sig1"),
+    // The package's default: @authority and the Signature-Agent field.
+    "cf-default.http": undefined,
     // Narrowed to the method and path too.
-    "cf-narrow.http": [
-      "@authority",
-      "@method",
-      "@path",
-      { header: "signature-agent", key: "sig1" },
-    ],
+    "cf-narrow.http": ["@authority", "@method", "@path", "signature-agent"],
   };
   const now = new Date();
   for (const [name, components] of Object.entries(cases)) {
     const url = "https://origin.example/page/1";
-    const agent = `sig1="${AGENT}"`;
+    const agent = `"${AGENT}"`;
     const request = new Request(url, { headers: { "Signature-Agent": agent } });
     const headers = await signatureHeaders(request, signer, {
       created: now,
