@@ -244,3 +244,35 @@ fn directory_prints_a_signed_response_that_verifies() {
     s.run(&["directory", "--key", "agent.pem", "--key", "agent.pem"])
         .usage("twice");
 }
+
+#[test]
+fn the_legacy_signature_agent_only_when_asked() {
+    let s = setup();
+    directory_file(&s);
+    let signed = sign(
+        &s,
+        &["--signature-agent", AGENT, "--legacy-signature-agent"],
+    )
+    .ok();
+    assert!(signed.contains("\nSignature-Agent: \"https://agent.example\"\n"));
+    assert!(signed.contains(" \"signature-agent\");"), "{signed}");
+    check(&s, &signed, &["--directory", "directory.json"]).rejected("malformed");
+    let out = check(
+        &s,
+        &signed,
+        &["--directory", "directory.json", "--legacy-signature-agent"],
+    )
+    .json();
+    assert_eq!(
+        out["signature_agent"],
+        "https://agent.example/.well-known/http-message-signatures-directory"
+    );
+    // The dictionary form still verifies with the flag.
+    let modern = sign(&s, &["--signature-agent", AGENT]).ok();
+    check(
+        &s,
+        &modern,
+        &["--directory", "directory.json", "--legacy-signature-agent"],
+    )
+    .ok();
+}
