@@ -306,3 +306,79 @@ async fn default_guards_refuse_private_agents_before_fetching() {
     assert!(matches!(err, ResolveError::Refused(_)), "{err:?}");
     assert_eq!(s.hits.load(Ordering::SeqCst), 0);
 }
+
+/// A Web Bot Auth request signed with key `seed`, naming https://agent.example.
+fn signed_request(seed: u8, cover_agent: bool) -> http::Request<Vec<u8>> {
+    use vouch_httpsig::{Component, RequestView, SigningKey, sign, web_bot_auth_spec};
+    let key = SigningKey::ed25519_from_seed(&[seed; 32]).unwrap();
+    let mut request = http::Request::get("https://origin.example/page")
+        .header("signature-agent", "sig1=\"https://agent.example\"")
+        .body(Vec::new())
+        .unwrap();
+    let now = 1_800_000_000;
+    let mut spec = web_bot_auth_spec(
+        &RequestView::of(&request),
+        &key,
+        Some("sig1"),
+        now,
+        now + 60,
+    )
+    .unwrap();
+    if !cover_agent {
+        // The same parameters over @authority and @method only.
+        let keep: Vec<Component> = spec
+            .components()
+            .iter()
+            .filter(|c| c.name() != "signature-agent")
+            .cloned()
+            .collect();
+        spec = keep
+            .into_iter()
+            .fold(vouch_httpsig::SignatureSpec::new("sig1"), |s, c| s.cover(c))
+            .created(now)
+            .expires(now + 60)
+            .keyid(thumb(seed))
+            .tag(vouch_httpsig::WEB_BOT_AUTH_TAG);
+    }
+    sign(RequestView::of(&request), &spec, &key)
+        .unwrap()
+        .apply(request.headers_mut())
+        .unwrap();
+    request
+}
+
+#[tokio::test]
+async fn a_signed_request_resolves_its_key_and_verifies() {
+    use vouch_httpsig::{RequestView, Verifier, VerifyPolicy};
+    let s = serve().await;
+    let r = loopback();
+    let request = signed_request(6, true);
+    let prepared = Verifier::new(VerifyPolicy::web_bot_auth())
+        .prepare(RequestView::of(&request), 1_800_000_001)
+        .unwrap();
+    let agent = prepared.signature_agent().unwrap().clone();
+    assert_eq!(prepared.keyid(), Some(thumb(6).as_str()));
+    // The test server stands in for https://agent.example (plain http on loopback).
+    let key = r
+        .resolve_url(
+            agent.kind(),
+            &directory(&s, "ok"),
+            prepared.keyid().unwrap(),
+        )
+        .await
+        .unwrap();
+    prepared.verify(key.key()).unwrap();
+}
+
+#[tokio::test]
+async fn nothing_is_fetched_for_a_signature_agent_the_signature_does_not_cover() {
+    use vouch_httpsig::{Error, RequestView, Verifier, VerifyPolicy};
+    let s = serve().await;
+    let request = signed_request(6, false);
+    let err = Verifier::new(VerifyPolicy::web_bot_auth())
+        .prepare(RequestView::of(&request), 1_800_000_001)
+        .unwrap_err();
+    assert!(matches!(err, Error::MissingComponent(_)), "{err:?}");
+    // prepare failed, so the verifier has no agent to fetch: the server saw nothing.
+    assert_eq!(s.hits.load(Ordering::SeqCst), 0);
+}
