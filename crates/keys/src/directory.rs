@@ -1,7 +1,11 @@
 //! Web Bot Auth key discovery: from a covered `Signature-Agent` member and a thumbprint `keyid`
 //! to the key, through the HTTPS resolver's guards and a bounded cache.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use reqwest::Url;
 use serde_json::Value;
@@ -14,6 +18,9 @@ use crate::resolve::{KeyResolver, ResolveError, ResolveFuture, ResolvedKey};
 
 /// Most keys a directory may list; a larger one is refused (the draft's "Key count" guard).
 pub const MAX_DIRECTORY_KEYS: usize = 64;
+
+/// How long a key that resolved stays usable while its directory cannot be fetched.
+pub const STALE_IF_ERROR: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Resolves the key of a Web Bot Auth signature from the key set its `Signature-Agent` member
 /// names (draft-ietf-webbotauth-httpsig-protocol, "Key Distribution and Discovery").
@@ -33,6 +40,12 @@ pub const MAX_DIRECTORY_KEYS: usize = 64;
 /// from one agent never verifies a request naming another ([`CacheConfig`]: bounded, with a
 /// negative TTL well under the draft's five-minute ceiling, and one fetch for a burst).
 ///
+/// A fetch that fails (network, status, redirect, media type, size, a malformed or mislabelled
+/// set) is not evidence (the draft's "Discovery Failure"): the key last resolved for the same
+/// pair stays usable for [`STALE_IF_ERROR`], so an operator's outage does not revoke its keys
+/// everywhere. A directory that resolves and does not hold the key is evidence: the pair is
+/// forgotten at once, which is how a removed key stops verifying.
+///
 /// Only ask it for the member of a signature the policy has checked
 /// ([`Prepared::signature_agent`](vouch_httpsig::Prepared::signature_agent)): the member is
 /// then covered by the signature, so nothing is fetched for a URL the signer did not sign.
@@ -51,6 +64,9 @@ pub const MAX_DIRECTORY_KEYS: usize = 64;
 /// ```
 pub struct DirectoryResolver {
     cache: CachingResolver<Fetcher>,
+    /// The last key each (kind, url, keyid) resolved to, and when; bounded like the cache.
+    last_good: Mutex<BTreeMap<String, (ResolvedKey, Instant)>>,
+    max_last_good: usize,
 }
 
 impl core::fmt::Debug for DirectoryResolver {
@@ -74,12 +90,14 @@ impl DirectoryResolver {
     /// As [`HttpsResolver::new`].
     pub fn new(https: HttpsConfig, cache: CacheConfig) -> Result<Self, ResolveError> {
         Ok(Self {
+            max_last_good: cache.max_entries,
             cache: CachingResolver::new(
                 Fetcher {
                     https: Arc::new(HttpsResolver::new(https)?),
                 },
                 cache,
             ),
+            last_good: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -118,9 +136,39 @@ impl DirectoryResolver {
         if url.contains(' ') {
             return Err(ResolveError::Refused("key set url has a space".into()));
         }
-        self.cache
-            .resolve(&format!("{} {url} {keyid}", kind.name()))
-            .await
+        let id = format!("{} {url} {keyid}", kind.name());
+        let outcome = self.cache.resolve(&id).await;
+        let Ok(mut last_good) = self.last_good.lock() else {
+            return outcome;
+        };
+        let now = Instant::now();
+        match outcome {
+            Ok(key) => {
+                if !last_good.contains_key(&id) && last_good.len() >= self.max_last_good {
+                    // Make room: the entry resolved longest ago goes.
+                    let oldest = last_good
+                        .iter()
+                        .min_by_key(|(_, (_, at))| *at)
+                        .map(|(k, _)| k.clone());
+                    if let Some(oldest) = oldest {
+                        last_good.remove(&oldest);
+                    }
+                }
+                if self.max_last_good > 0 {
+                    last_good.insert(id, (key.clone(), now));
+                }
+                Ok(key)
+            }
+            Err(ResolveError::Unknown) => {
+                // The set resolved and does not hold the key: evidence, the pair is forgotten.
+                last_good.remove(&id);
+                Err(ResolveError::Unknown)
+            }
+            Err(failure) => match last_good.get(&id) {
+                Some((key, at)) if now.duration_since(*at) <= STALE_IF_ERROR => Ok(key.clone()),
+                _ => Err(failure),
+            },
+        }
     }
 
     /// Entries cached (resolved, failed or in flight).

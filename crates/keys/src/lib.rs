@@ -36,7 +36,7 @@ mod resolve;
 mod store;
 
 pub use cache::{CacheConfig, CachingResolver};
-pub use directory::{DirectoryResolver, MAX_DIRECTORY_KEYS};
+pub use directory::{DirectoryResolver, MAX_DIRECTORY_KEYS, STALE_IF_ERROR};
 pub use error::Error;
 pub use format::{
     KeyFormat, did_key, encode_private, encode_public, from_did_key, from_pkcs8_der,

@@ -19,8 +19,9 @@ struct Server {
     hits: Arc<AtomicUsize>,
 }
 
-/// One canned answer per path: status, content type, extra header, body.
-fn route(path: &str) -> (&'static str, &'static str, String) {
+/// One canned answer per path (`hit` counts the server's earlier requests): status, content
+/// type, body.
+fn route(path: &str, hit: usize) -> (&'static str, &'static str, String) {
     let jwk = |seed: u8| public_jwk(&public(seed));
     let mislabelled = {
         let mut k = jwk(6);
@@ -68,6 +69,21 @@ fn route(path: &str) -> (&'static str, &'static str, String) {
         "/gone/.well-known/http-message-signatures-directory" => {
             ("404 Not Found", DIRECTORY_MEDIA_TYPE, "{}".to_owned())
         }
+        // Answers once, then fails: an outage.
+        "/flaky/.well-known/http-message-signatures-directory" if hit == 0 => (
+            "200 OK",
+            DIRECTORY_MEDIA_TYPE,
+            json!({"keys": [jwk(6)]}).to_string(),
+        ),
+        "/flaky/.well-known/http-message-signatures-directory" => {
+            ("503 Service Unavailable", "text/plain", String::new())
+        }
+        // Lists key 6 once, then drops it: a removal.
+        "/rotating/.well-known/http-message-signatures-directory" => (
+            "200 OK",
+            DIRECTORY_MEDIA_TYPE,
+            json!({"keys": if hit == 0 { vec![jwk(6)] } else { vec![jwk(7)] }}).to_string(),
+        ),
         "/jwks.json" => (
             "200 OK",
             "application/jwk-set+json",
@@ -98,10 +114,10 @@ async fn serve() -> Server {
                         Ok(m) => n += m,
                     }
                 }
-                counter.fetch_add(1, Ordering::SeqCst);
+                let hit = counter.fetch_add(1, Ordering::SeqCst);
                 let head = String::from_utf8_lossy(&buf[..n]).to_string();
                 let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
-                let (status, content_type, body) = route(&path);
+                let (status, content_type, body) = route(&path, hit);
                 let reply = format!(
                     "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nlocation: http://169.254.169.254/latest\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -381,4 +397,53 @@ async fn nothing_is_fetched_for_a_signature_agent_the_signature_does_not_cover()
     assert!(matches!(err, Error::MissingComponent(_)), "{err:?}");
     // prepare failed, so the verifier has no agent to fetch: the server saw nothing.
     assert_eq!(s.hits.load(Ordering::SeqCst), 0);
+}
+
+fn uncached() -> DirectoryResolver {
+    DirectoryResolver::new(
+        HttpsConfig::loopback_testing(),
+        CacheConfig::default().ttls(std::time::Duration::ZERO, std::time::Duration::ZERO),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_outage_does_not_revoke_a_key_that_resolved() {
+    let s = serve().await;
+    let r = uncached();
+    let url = directory(&s, "flaky");
+    r.resolve_url(AgentKind::Directory, &url, &thumb(6))
+        .await
+        .unwrap();
+    // The directory now answers 503: the key that resolved stays usable.
+    let key = r
+        .resolve_url(AgentKind::Directory, &url, &thumb(6))
+        .await
+        .unwrap();
+    assert_eq!(key.key().public_bytes(), public(6).as_bytes());
+    assert_eq!(s.hits.load(Ordering::SeqCst), 2);
+    // A key never resolved gets no such grace.
+    assert!(matches!(
+        r.resolve_url(AgentKind::Directory, &url, &thumb(5))
+            .await
+            .unwrap_err(),
+        ResolveError::Fetch(_)
+    ));
+}
+
+#[tokio::test]
+async fn a_key_removed_from_the_directory_stops_resolving() {
+    let s = serve().await;
+    let r = uncached();
+    let url = directory(&s, "rotating");
+    r.resolve_url(AgentKind::Directory, &url, &thumb(6))
+        .await
+        .unwrap();
+    // The directory now lists key 7 only: that is evidence, not an outage.
+    assert_eq!(
+        r.resolve_url(AgentKind::Directory, &url, &thumb(6))
+            .await
+            .unwrap_err(),
+        ResolveError::Unknown
+    );
 }
