@@ -421,9 +421,13 @@ fn check_web_bot_auth(args: &CheckArgs) -> Output {
         .ok_or_else(|| Failure::rejected("no covered signature-agent (missing_component)"))?;
     let key = match (given, &args.directory) {
         (Some(key), _) => {
-            if key.algorithm() == Algorithm::Ed25519
-                && ed25519_thumbprint(&key).ok().as_deref() != Some(keyid.as_str())
-            {
+            // The keyid must be the key's thumbprint; vouch computes it for Ed25519 keys only.
+            let Ok(thumbprint) = ed25519_thumbprint(&key) else {
+                return Err(Failure::usage(
+                    "--profile web-bot-auth checks Ed25519 keys (their JWK thumbprint is the keyid)",
+                ));
+            };
+            if thumbprint != keyid {
                 return Err(Failure::rejected(format!(
                     "the signature's keyid {keyid:?} is not the key's JWK thumbprint (keyid_mismatch)"
                 )));

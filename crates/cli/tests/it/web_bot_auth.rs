@@ -276,3 +276,50 @@ fn the_legacy_signature_agent_only_when_asked() {
     )
     .ok();
 }
+
+#[test]
+fn check_with_a_pubkey_takes_ed25519_keys_only() {
+    // The draft's legacy RSA-PSS vector, within its hour: the RSA key's thumbprint is not
+    // computed here, so the keyid cannot be checked against it.
+    let s = Scratch::new();
+    let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../httpsig/tests/vectors/web-bot-auth-draft.json");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(vectors).unwrap()).unwrap();
+    let case = v["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["alg"] == "rsa-pss-sha512" && c["signature_agent_form"] == "legacy")
+        .unwrap();
+    let request = format!(
+        "{}\nSignature-Input: {}\nSignature: {}\n\n",
+        case["request"].as_str().unwrap(),
+        case["signature_input"].as_str().unwrap(),
+        case["signature"].as_str().unwrap()
+    );
+    let keys = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../httpsig/tests/vectors/rfc9421-appendix-b.json");
+    let k: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(keys).unwrap()).unwrap();
+    let pem = s.write(
+        "rsa.pem",
+        k["keys"]["test-key-rsa-pss"]["public_pem"]
+            .as_str()
+            .unwrap(),
+    );
+    check(
+        &s,
+        &request,
+        &[
+            "--pubkey",
+            &pem,
+            "--alg",
+            "rsa-pss-sha512",
+            "--legacy-signature-agent",
+            "--now",
+            "1735689601",
+        ],
+    )
+    .usage("Ed25519 keys");
+}
