@@ -6,7 +6,11 @@
 //! (`mcp<2`'s `streamablehttp_client` with envoys-mcp's `EnvoysAuth`) calls tools on a
 //! vouch-protected rmcp server, and a non-allowlisted envoys identity is refused. The `vouch`
 //! command takes part too: it checks envoys-signed raw requests and signs raw requests that envoys
-//! verifies. Any failure fails the task.
+//! verifies. Then Cloudflare's `web-bot-auth` npm package (pinned by
+//! `xtask/interop/node/package-lock.json`, installed with `npm ci` under `target/interop/node`,
+//! run by node) signs Web Bot Auth requests that `vouch check --profile web-bot-auth` verifies,
+//! and verifies requests `vouch sign --profile web-bot-auth` signs; each side also refuses a copy
+//! with another Signature-Agent. Any failure fails the task; a missing node or npm is a failure.
 
 use std::path::Path;
 use std::process::Command;
@@ -51,6 +55,7 @@ pub(crate) fn run() -> Result {
     cli(&python, &dir, &from_envoys)?;
     eprintln!("== interop: an envoys-mcp client calls a vouch-protected rmcp server");
     mcp(&python, &dir)?;
+    web_bot_auth()?;
     eprintln!("== interop: all directions passed");
     Ok(())
 }
@@ -97,6 +102,191 @@ fn cli(python: &Path, dir: &Path, from_envoys: &Path) -> Result {
             .arg("verify")
             .arg(&from_cli),
     )
+}
+
+/// The version of Cloudflare's `web-bot-auth` package that `package-lock.json` pins.
+const WEB_BOT_AUTH_VERSION: &str = "0.1.3";
+
+/// A command's stdout, failing the task on a non-zero exit.
+fn output(cmd: &mut Command) -> Result<Vec<u8>> {
+    let shown = format!("{cmd:?}");
+    eprintln!("$ {shown}");
+    let out = cmd.output().map_err(|e| format!("{shown}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{shown} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out.stdout)
+}
+
+/// Whether `tool --version` runs.
+fn runs(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Cloudflare's `web-bot-auth` npm package against the `vouch` command, both directions.
+pub(crate) fn web_bot_auth() -> Result {
+    for tool in ["node", "npm"] {
+        if !runs(tool) {
+            return Err(format!(
+                "interop runs Cloudflare's web-bot-auth npm package and needs node (v20 or later) \
+                 and npm on PATH; `{tool} --version` failed"
+            ));
+        }
+    }
+    let src = root().join("xtask").join("interop").join("node");
+    let dir = root().join("target").join("interop").join("node");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut changed = false;
+    for file in [
+        "package.json",
+        "package-lock.json",
+        "web_bot_auth_interop.mjs",
+    ] {
+        let from = std::fs::read(src.join(file)).map_err(|e| format!("{file}: {e}"))?;
+        let to = dir.join(file);
+        if std::fs::read(&to).ok().as_deref() != Some(&from[..]) {
+            changed |= file != "web_bot_auth_interop.mjs";
+            std::fs::write(&to, &from).map_err(|e| format!("{}: {e}", to.display()))?;
+        }
+    }
+    let installed = std::fs::read_to_string(
+        dir.join("node_modules")
+            .join("web-bot-auth")
+            .join("package.json"),
+    )
+    .ok()
+    .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+    .is_some_and(|v| v["version"] == WEB_BOT_AUTH_VERSION);
+    if changed || !installed {
+        exec(
+            Command::new("npm")
+                .args(["ci", "--ignore-scripts", "--no-audit", "--no-fund"])
+                .current_dir(&dir),
+        )?;
+    }
+    exec(cargo().args([
+        "build",
+        "--quiet",
+        "--locked",
+        "-p",
+        "vouch-cli",
+        "--no-default-features",
+    ]))?;
+    let vouch = root().join("target").join("debug").join("vouch");
+    let run = dir.join("run");
+    let _ = std::fs::remove_dir_all(&run);
+    std::fs::create_dir_all(&run).map_err(|e| format!("{}: {e}", run.display()))?;
+    let script = dir.join("web_bot_auth_interop.mjs");
+
+    eprintln!("== interop: web-bot-auth signs, vouch verifies");
+    exec(Command::new("node").arg(&script).arg("sign").arg(&run))?;
+    let directory = run.join("directory.json");
+    let mut signed: Vec<_> = std::fs::read_dir(&run)
+        .map_err(|e| format!("{}: {e}", run.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "http"))
+        .collect();
+    signed.sort();
+    if signed.len() != 2 {
+        return Err(format!(
+            "web-bot-auth signed {} requests, not 2",
+            signed.len()
+        ));
+    }
+    for request in &signed {
+        exec(
+            Command::new(&vouch)
+                .args([
+                    "check",
+                    "--profile",
+                    "web-bot-auth",
+                    "--legacy-signature-agent",
+                ])
+                .arg("--directory")
+                .arg(&directory)
+                .arg(request),
+        )?;
+        // Without --legacy-signature-agent, vouch holds it to the draft's dictionary form.
+        refused(&vouch, &directory, request, false)?;
+        // The same signature over another Signature-Agent: vouch must refuse it.
+        let text = std::fs::read_to_string(request).map_err(|e| e.to_string())?;
+        let tampered = run.join("tampered.txt");
+        std::fs::write(
+            &tampered,
+            text.replace("https://agent.example", "https://evil.example"),
+        )
+        .map_err(|e| e.to_string())?;
+        refused(&vouch, &directory, &tampered, true)?;
+    }
+
+    eprintln!("== interop: vouch signs, web-bot-auth verifies");
+    let key = run.join("vouch.pem");
+    output(Command::new(&vouch).arg("keygen").arg("--out").arg(&key))?;
+    let vouch_directory = run.join("vouch-directory.json");
+    let doc = output(Command::new(&vouch).arg("directory").arg("--key").arg(&key))?;
+    std::fs::write(&vouch_directory, doc).map_err(|e| e.to_string())?;
+    let get = run.join("get.txt");
+    std::fs::write(&get, "GET /page/1?q=2 HTTP/1.1\nHost: origin.example\n\n")
+        .map_err(|e| e.to_string())?;
+    let mut ours = Vec::new();
+    for (name, digest) in [("vouch-get.txt", "none"), ("vouch-digest.txt", "sha-256")] {
+        let out = output(
+            Command::new(&vouch)
+                .args([
+                    "sign",
+                    "--profile",
+                    "web-bot-auth",
+                    "--legacy-signature-agent",
+                ])
+                .args(["--signature-agent", "https://agent.example"])
+                .args(["--digest", digest, "--key"])
+                .arg(&key)
+                .arg(&get),
+        )?;
+        let path = run.join(name);
+        std::fs::write(&path, out).map_err(|e| e.to_string())?;
+        ours.push(path);
+    }
+    exec(
+        Command::new("node")
+            .arg(&script)
+            .arg("verify")
+            .arg(&vouch_directory)
+            .args(&ours),
+    )?;
+    eprintln!("== interop: web-bot-auth passed both directions");
+    Ok(())
+}
+
+/// `vouch check --profile web-bot-auth` (with or without `--legacy-signature-agent`) must reject
+/// `request` (exit status 1).
+fn refused(vouch: &Path, directory: &Path, request: &Path, legacy: bool) -> Result {
+    let mut cmd = Command::new(vouch);
+    cmd.args(["check", "--profile", "web-bot-auth"]);
+    if legacy {
+        cmd.arg("--legacy-signature-agent");
+    }
+    let status = cmd
+        .arg("--directory")
+        .arg(directory)
+        .arg(request)
+        .output()
+        .map_err(|e| format!("{}: {e}", vouch.display()))?
+        .status;
+    if status.code() != Some(1) {
+        return Err(format!(
+            "vouch check (legacy: {legacy}) did not reject {}: {status}",
+            request.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Starts `vouch-rmcp`'s `envoys_interop_server` example, runs the Python MCP client against it,

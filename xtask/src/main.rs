@@ -41,9 +41,13 @@ enum Task {
         /// Only benchmarks whose id matches this criterion filter.
         filter: Option<String>,
     },
-    /// Interop with real peers (the Python envoys package), both directions, in a venv under
-    /// target/.
-    Interop,
+    /// Interop with real peers (the Python envoys package, in a venv under target/; Cloudflare's
+    /// web-bot-auth npm package, run by node, installed under target/), both directions.
+    Interop {
+        /// Run only the Web Bot Auth step (node and npm; no Python).
+        #[arg(long)]
+        web_bot_auth_only: bool,
+    },
     /// The end-to-end demo: a real rmcp server behind vouch, a signing client with an attenuated
     /// token, allowed and refused calls printed.
     Demo,
@@ -61,7 +65,13 @@ fn main() -> ExitCode {
         Task::Ci { steps } => ci::run(&steps),
         Task::Bench { filter } => bench::run(filter.as_deref()),
         Task::Fuzz { seconds } => fuzz::run(seconds),
-        Task::Interop => interop::run(),
+        Task::Interop { web_bot_auth_only } => {
+            if web_bot_auth_only {
+                interop::web_bot_auth()
+            } else {
+                interop::run()
+            }
+        }
         // README's "run it" command, as a user types it.
         Task::Demo => exec(cargo().args([
             "run",

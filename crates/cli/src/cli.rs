@@ -148,11 +148,17 @@ one is replaced), Signature-Input and Signature added.
 
 Without --components the profile chooses what is covered and which parameters are set (mcp:
 @method, @target-uri, content-digest and the MCP headers present, with created, nonce, alg and
-keyid). With --components exactly what the command line names is signed: created (now unless
-given) and keyid, plus nonce, alg, expires and tag only when given.
+keyid; web-bot-auth: @authority, @method, @path, @query when there is one, content-digest when
+present and the Signature-Agent member, with created, expires (created + 300 unless given; at
+most 24 h later), the key's JWK thumbprint as keyid, alg, nonce and tag=\"web-bot-auth\"; the
+request gets Signature-Agent: LABEL=\"URL\" from --signature-agent). With --components exactly
+what the command line names is signed: created (now unless given) and keyid, plus nonce, alg,
+expires and tag only when given.
 
 Examples:
   vouch sign --key agent.pem --keyid https://agents.example/a request.http
+  vouch sign --key agent.pem --profile web-bot-auth --signature-agent https://agent.example \
+      --digest none request.http
   vouch sign --key agent.pem --keyid agent-a --profile envoys --scheme http request.http
   vouch sign --key rfc.pem --keyid test-key-ed25519 --label sig-b26 --created 1618884473 \\
       --digest none --components '\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\"' \\
@@ -165,12 +171,32 @@ content-digest whenever there is a body, and the MCP headers when present); with
 those named. A Content-Digest present in the request must match the body, covered or not.
 check keeps no replay state, so a nonce is required only with --require-nonce.
 
+--profile web-bot-auth checks the Web Bot Auth profile instead (tag web-bot-auth, @authority and
+the Signature-Agent member covered, expires at most 24 h after created, keyid the key's JWK
+thumbprint) and takes the key from --pubkey, from a directory file (--directory), or else from
+the directory the covered Signature-Agent member names, fetched over https (public addresses
+only, no redirects, media type application/http-message-signatures-directory+json).
+
 Examples:
   vouch check --pubkey agent.pub signed.http
+  vouch check --profile web-bot-auth signed.http
   vouch check --pubkey rfc.pub --now 1618884480 --max-age 60 \\
       --require '\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\"' \\
       --scheme https b26.http")]
     Check(CheckArgs),
+    /// Prints a Web Bot Auth key directory (a JWK Set) for one's own keys.
+    #[command(after_help = "\
+Without --signature-agent, prints the directory document (JSON, one line). With it, prints the
+response a directory server sends for GET <URL>/.well-known/http-message-signatures-directory:
+header lines (Content-Type application/http-message-signatures-directory+json, Content-Digest,
+and one signature per key, labelled binding0, binding1, ..., covering \"@authority\";req and
+content-digest, tagged http-message-signatures-directory), a blank line, then the body, exactly
+the bytes the digest covers (no trailing newline). Serve those headers and body as they are.
+
+Examples:
+  vouch directory --key agent.pem > directory.json
+  vouch directory --key agent.pem --key next.pem --signature-agent https://agent.example")]
+    Directory(DirectoryArgs),
     /// Operator actions on a key pin store.
     #[command(subcommand)]
     Pin(PinCommand),
@@ -249,9 +275,19 @@ pub(crate) struct SignArgs {
     /// The signer's private key file, in any format vouch reads.
     #[arg(long)]
     pub(crate) key: PathBuf,
-    /// The keyid parameter: who is signing.
+    /// The keyid parameter: who is signing (required but under --profile web-bot-auth, where it
+    /// is the key's JWK thumbprint).
     #[arg(long)]
-    pub(crate) keyid: String,
+    pub(crate) keyid: Option<String>,
+    /// Web Bot Auth: the URL the signer's keys are published at (an https origin serving
+    /// /.well-known/http-message-signatures-directory), sent as Signature-Agent: LABEL="URL".
+    #[arg(long, value_name = "URL")]
+    pub(crate) signature_agent: Option<String>,
+    /// Web Bot Auth: send the legacy Signature-Agent of earlier drafts, one string
+    /// (Signature-Agent: "URL"), covered as the whole field (for verifiers such as Cloudflare's
+    /// web-bot-auth 0.1.3 npm package that read only that form).
+    #[arg(long, requires = "signature_agent")]
+    pub(crate) legacy_signature_agent: bool,
     /// Add the alg parameter (the key's algorithm; only ed25519 keys sign).
     #[arg(long, value_parser = ["ed25519"])]
     pub(crate) alg: Option<String>,
@@ -288,11 +324,38 @@ pub(crate) struct SignArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct DirectoryArgs {
+    /// A private key to publish (Ed25519, any format vouch reads); repeat for several.
+    #[arg(long, required = true)]
+    pub(crate) key: Vec<PathBuf>,
+    /// The origin the directory is served at: sign the response for it.
+    #[arg(long, value_name = "URL")]
+    pub(crate) signature_agent: Option<String>,
+    /// The created parameter of the response signatures, Unix seconds (default now).
+    #[arg(long, value_name = "UNIX")]
+    pub(crate) created: Option<u64>,
+    /// The expires parameter of the response signatures, Unix seconds (default created + 1 day).
+    #[arg(long, value_name = "UNIX")]
+    pub(crate) expires: Option<u64>,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct CheckArgs {
     /// The signer's public key: hex, did:key, or a key file (Ed25519 in any format vouch reads;
-    /// RSA or ECDSA as PEM).
+    /// RSA or ECDSA as PEM). Required but under --profile web-bot-auth.
     #[arg(long)]
-    pub(crate) pubkey: String,
+    pub(crate) pubkey: Option<String>,
+    /// The checking profile.
+    #[arg(long, value_enum, default_value_t = Profile::Mcp)]
+    pub(crate) profile: Profile,
+    /// Web Bot Auth: a key directory (JWK Set) file to find the key in by thumbprint, instead
+    /// of fetching the one the Signature-Agent names.
+    #[arg(long, value_name = "FILE", conflicts_with = "pubkey")]
+    pub(crate) directory: Option<PathBuf>,
+    /// Web Bot Auth: also accept the legacy Signature-Agent of earlier drafts (one string,
+    /// covered as the whole field), read as a member keyed by the signature's label.
+    #[arg(long)]
+    pub(crate) legacy_signature_agent: bool,
     /// Require this keyid.
     #[arg(long, value_name = "K")]
     pub(crate) keyid: Option<String>,
@@ -302,9 +365,10 @@ pub(crate) struct CheckArgs {
     /// Check as of this Unix time (seconds) instead of now.
     #[arg(long, value_name = "UNIX")]
     pub(crate) now: Option<u64>,
-    /// Maximum age of the created parameter, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub(crate) max_age: u64,
+    /// Maximum age of the created parameter, in seconds (default 300; 86400 under
+    /// --profile web-bot-auth, whose signatures live until expires).
+    #[arg(long, value_name = "SECS")]
+    pub(crate) max_age: Option<u64>,
     /// Require exactly these components: '"@method" "@path" ...'.
     #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub(crate) require: Option<String>,
@@ -488,6 +552,11 @@ pub(crate) enum Profile {
     Mcp,
     /// The Python envoys client's profile.
     Envoys,
+    /// Web Bot Auth (draft-ietf-webbotauth-httpsig-protocol): tag web-bot-auth, thumbprint
+    /// keyid, @authority and the Signature-Agent member covered, expires at most 24 h after
+    /// created.
+    #[serde(rename = "web-bot-auth")]
+    WebBotAuth,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

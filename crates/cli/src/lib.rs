@@ -100,6 +100,7 @@ fn run(command: Command) -> Output {
         Command::Inspect { token, json } => tokens::inspect(&token, json),
         Command::Sign(args) => sigs::sign(&args),
         Command::Check(args) => sigs::check(&args),
+        Command::Directory(args) => sigs::directory(&args),
         Command::Pin(PinCommand::Reset { store, identity }) => pins::reset(&store, &identity),
         Command::Gateway(args) => gateway(*args),
         Command::Authz(args) => authz(*args),

@@ -256,6 +256,11 @@ impl ServeSettings {
         let policy = match args.profile.or(file.profile).unwrap_or(Profile::Mcp) {
             Profile::Mcp => VerifyPolicy::mcp(),
             Profile::Envoys => VerifyPolicy::envoys(),
+            Profile::WebBotAuth => {
+                return Err(Failure::usage(
+                    "profile web-bot-auth is for vouch sign and check; vouch serve does not resolve Signature-Agent directories",
+                ));
+            }
         };
         let replay = match args.replay.or(file.replay) {
             None => ReplaySetting::Memory(DEFAULT_REPLAY_CAPACITY),

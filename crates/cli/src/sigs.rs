@@ -4,12 +4,14 @@ use std::path::Path;
 
 use serde::Serialize;
 use vouch_httpsig::{
-    Algorithm, Component, DigestAlgorithm, DigestRule, RequestView, SignatureSpec, SigningKey,
-    Verifier, VerifyPolicy, VerifyingKey, content_digest, envoys_spec, mcp_spec, random_nonce,
-    verify_content_digest,
+    AgentKind, Algorithm, Component, DIRECTORY_MEDIA_TYPE, DigestAlgorithm, DigestRule,
+    RequestView, ResponseView, SignatureAgent, SignatureSpec, SigningKey, Verifier, VerifyPolicy,
+    VerifyingKey, WEB_BOT_AUTH_TAG, content_digest, directory_spec, ed25519_thumbprint,
+    envoys_spec, mcp_spec, random_nonce, signature_agent_value, verify_content_digest,
+    web_bot_auth_spec,
 };
 
-use crate::cli::{CheckArgs, DigestArg, Profile, SignArgs};
+use crate::cli::{CheckArgs, DigestArg, DirectoryArgs, Profile, SignArgs};
 use crate::failure::{Failure, Output};
 use crate::input::{self, json, read_input, unix_now};
 use crate::raw::RawRequest;
@@ -79,15 +81,48 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
     }
     let created = args.created.unwrap_or_else(unix_now);
     let scheme = args.scheme.as_str();
+    if let Some(url) = &args.signature_agent {
+        let mut line = signature_agent_value(label, url, AgentKind::Directory)
+            .map_err(|e| Failure::usage(format!("--signature-agent: {e}")))?;
+        if args.legacy_signature_agent {
+            // The same sf-string, without the member key.
+            line = line
+                .split_once('=')
+                .map(|(_, v)| v.to_owned())
+                .unwrap_or(line);
+        }
+        request
+            .append("Signature-Agent", &line)
+            .map_err(Failure::usage)?;
+    }
+    if args.profile == Profile::WebBotAuth && args.components.is_none() {
+        return sign_web_bot_auth(args, &key, request, label, created);
+    }
+    let keyid = match (&args.keyid, args.profile) {
+        (Some(k), _) => k.clone(),
+        // web-bot-auth with --components: the key's thumbprint, as the profile wants.
+        (None, Profile::WebBotAuth) => key
+            .verifying_key()
+            .and_then(|k| ed25519_thumbprint(&k))
+            .map_err(|e| Failure::usage(format!("key: {e}")))?,
+        (None, _) => {
+            return Err(Failure::usage(
+                "--keyid is required (but under --profile web-bot-auth)",
+            ));
+        }
+    };
+    let keyid = keyid.as_str();
     let covered: Vec<Component> = match (&args.components, args.profile) {
         (Some(list), _) => {
             Component::parse_list(list).map_err(|e| Failure::usage(format!("--components: {e}")))?
         }
-        (None, Profile::Mcp) => mcp_spec(&view(&request, scheme), &key, &args.keyid, None, created)
-            .map_err(Failure::usage)?
-            .components()
-            .to_vec(),
-        (None, Profile::Envoys) => envoys_spec(&args.keyid, created)
+        (None, Profile::Mcp | Profile::WebBotAuth) => {
+            mcp_spec(&view(&request, scheme), &key, keyid, None, created)
+                .map_err(Failure::usage)?
+                .components()
+                .to_vec()
+        }
+        (None, Profile::Envoys) => envoys_spec(keyid, created)
             .map_err(Failure::usage)?
             .components()
             .to_vec(),
@@ -105,7 +140,7 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
     let envoys_order = args.components.is_none() && args.profile == Profile::Envoys;
     if envoys_order {
         // The envoys client's parameter order: keyid first.
-        spec = spec.keyid(&args.keyid);
+        spec = spec.keyid(keyid);
     }
     spec = spec.created(created);
     if let Some(e) = args.expires {
@@ -118,12 +153,78 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
         spec = spec.alg(&key);
     }
     if !envoys_order {
-        spec = spec.keyid(&args.keyid);
+        spec = spec.keyid(keyid);
     }
     if let Some(t) = &args.tag {
         spec = spec.tag(t);
     }
     let signature = vouch_httpsig::sign(view(&request, scheme), &spec, &key)
+        .map_err(|e| Failure::usage(format!("cannot sign: {e}")))?;
+    request
+        .append("Signature-Input", &signature.input_member())
+        .map_err(Failure::usage)?;
+    request
+        .append("Signature", &signature.signature_member())
+        .map_err(Failure::usage)?;
+    Ok(request.to_bytes())
+}
+
+/// How long a Web Bot Auth signature made by `vouch sign` lives unless --expires says.
+const WEB_BOT_AUTH_LIFETIME: u64 = 300;
+
+/// `vouch sign --profile web-bot-auth` (without --components).
+fn sign_web_bot_auth(
+    args: &SignArgs,
+    key: &SigningKey,
+    mut request: RawRequest,
+    label: &str,
+    created: u64,
+) -> Output {
+    let thumbprint = key
+        .verifying_key()
+        .and_then(|k| ed25519_thumbprint(&k))
+        .map_err(|e| Failure::usage(format!("key: {e}")))?;
+    if let Some(keyid) = &args.keyid
+        && *keyid != thumbprint
+    {
+        return Err(Failure::usage(format!(
+            "--keyid {keyid:?} is not the key's JWK thumbprint {thumbprint:?}, which web-bot-auth requires"
+        )));
+    }
+    if !request.headers().contains_key("signature-agent") {
+        return Err(Failure::usage(
+            "web-bot-auth needs a Signature-Agent: give --signature-agent URL",
+        ));
+    }
+    let expires = args
+        .expires
+        .unwrap_or_else(|| created.saturating_add(WEB_BOT_AUTH_LIFETIME));
+    let scheme = args.scheme.as_str();
+    let profile = web_bot_auth_spec(&view(&request, scheme), key, Some(label), created, expires)
+        .map_err(|e| Failure::usage(format!("cannot sign: {e}")))?;
+    let nonce = match &args.nonce {
+        Some(n) => n.clone(),
+        None => random_nonce().map_err(Failure::usage)?,
+    };
+    let whole_field = Component::new("signature-agent").map_err(Failure::usage)?;
+    let spec = profile
+        .components()
+        .iter()
+        .map(|c| {
+            if args.legacy_signature_agent && c.name() == "signature-agent" {
+                whole_field.clone()
+            } else {
+                c.clone()
+            }
+        })
+        .fold(SignatureSpec::new(label), SignatureSpec::cover)
+        .created(created)
+        .expires(expires)
+        .keyid(&thumbprint)
+        .alg(key)
+        .nonce(nonce)
+        .tag(args.tag.as_deref().unwrap_or(WEB_BOT_AUTH_TAG));
+    let signature = vouch_httpsig::sign(view(&request, scheme), &spec, key)
         .map_err(|e| Failure::usage(format!("cannot sign: {e}")))?;
     request
         .append("Signature-Input", &signature.input_member())
@@ -172,22 +273,32 @@ struct CheckOutput<'a> {
     nonce: Option<&'a str>,
     tag: Option<&'a str>,
     covered: Vec<String>,
+    /// Web Bot Auth: the identifier the request is attributed to (the key set's URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature_agent: Option<&'a str>,
 }
 
 pub(crate) fn check(args: &CheckArgs) -> Output {
-    let alg = args
-        .alg
+    if args.profile == Profile::WebBotAuth {
+        return check_web_bot_auth(args);
+    }
+    if args.directory.is_some() {
+        return Err(Failure::usage("--directory is for --profile web-bot-auth"));
+    }
+    let pubkey = args
+        .pubkey
         .as_deref()
-        .map(|a| {
-            Algorithm::from_name(a).ok_or_else(|| Failure::usage(format!("unknown --alg {a:?}")))
-        })
-        .transpose()?;
-    let key = verifying_key(&args.pubkey, alg)?;
+        .ok_or_else(|| Failure::usage("--pubkey is required (but under --profile web-bot-auth)"))?;
+    let alg = check_alg(args)?;
+    let key = verifying_key(pubkey, alg)?;
     let request = parse_request(&args.request)?;
-    let mut policy = VerifyPolicy::mcp()
-        .window(args.max_age, FUTURE_SKEW)
-        .required_params(true, true, args.require_nonce)
-        .algorithms(&[key.algorithm()]);
+    let mut policy = match args.profile {
+        Profile::Envoys => VerifyPolicy::envoys(),
+        _ => VerifyPolicy::mcp(),
+    }
+    .window(args.max_age.unwrap_or(300), FUTURE_SKEW)
+    .required_params(true, true, args.require_nonce)
+    .algorithms(&[key.algorithm()]);
     if let Some(list) = &args.require {
         let required =
             Component::parse_list(list).map_err(|e| Failure::usage(format!("--require: {e}")))?;
@@ -200,8 +311,26 @@ pub(crate) fn check(args: &CheckArgs) -> Output {
     }
     let now = args.now.unwrap_or_else(unix_now);
     let message = view(&request, args.scheme.as_str());
+    check_digests(&request)?;
+    let prepared = Verifier::new(policy)
+        .prepare(message, now)
+        .map_err(rejected)?;
+    check_keyid(args, prepared.keyid())?;
+    let verified = prepared.verify(&key).map_err(rejected)?;
+    report(&verified)
+}
 
-    // A Content-Digest must match the body whether or not the signature covers it.
+fn check_alg(args: &CheckArgs) -> Result<Option<Algorithm>, Failure> {
+    args.alg
+        .as_deref()
+        .map(|a| {
+            Algorithm::from_name(a).ok_or_else(|| Failure::usage(format!("unknown --alg {a:?}")))
+        })
+        .transpose()
+}
+
+/// A Content-Digest must match the body whether or not the signature covers it.
+fn check_digests(request: &RawRequest) -> Result<(), Failure> {
     let digests: Vec<&[u8]> = request
         .headers()
         .get_all(CONTENT_DIGEST)
@@ -216,19 +345,22 @@ pub(crate) fn check(args: &CheckArgs) -> Output {
         )
         .map_err(|e| Failure::rejected(format!("content-digest: {e} ({})", e.code())))?;
     }
+    Ok(())
+}
 
-    let prepared = Verifier::new(policy)
-        .prepare(message, now)
-        .map_err(rejected)?;
+fn check_keyid(args: &CheckArgs, keyid: Option<&str>) -> Result<(), Failure> {
     if let Some(want) = &args.keyid
-        && prepared.keyid() != Some(want.as_str())
+        && keyid != Some(want.as_str())
     {
         return Err(Failure::rejected(format!(
             "the signature's keyid is {:?}, not {want:?} (keyid_mismatch)",
-            prepared.keyid().unwrap_or_default()
+            keyid.unwrap_or_default()
         )));
     }
-    let verified = prepared.verify(&key).map_err(rejected)?;
+    Ok(())
+}
+
+fn report(verified: &vouch_httpsig::Verified) -> Output {
     json(&CheckOutput {
         keyid: verified.params.keyid.as_deref(),
         label: &verified.label,
@@ -242,5 +374,194 @@ pub(crate) fn check(args: &CheckArgs) -> Output {
             .iter()
             .map(ToString::to_string)
             .collect(),
+        signature_agent: verified.signature_agent().map(SignatureAgent::identifier),
     })
+}
+
+/// `vouch check --profile web-bot-auth`: the policy from the head (tag, coverage, lifetime, the
+/// Signature-Agent member), and only then the key: --pubkey, --directory, or the member's
+/// directory fetched under the SSRF guards.
+fn check_web_bot_auth(args: &CheckArgs) -> Output {
+    let alg = check_alg(args)?;
+    let given = args
+        .pubkey
+        .as_deref()
+        .map(|k| verifying_key(k, alg))
+        .transpose()?;
+    let request = parse_request(&args.request)?;
+    let mut policy =
+        VerifyPolicy::web_bot_auth().legacy_signature_agent(args.legacy_signature_agent);
+    if let Some(max_age) = args.max_age {
+        policy = policy.window(max_age, FUTURE_SKEW);
+    }
+    if args.require_nonce {
+        policy = policy.required_params(true, true, true);
+    }
+    if let Some(key) = &given {
+        policy = policy.algorithms(&[key.algorithm()]);
+    }
+    if let Some(list) = &args.require {
+        let required =
+            Component::parse_list(list).map_err(|e| Failure::usage(format!("--require: {e}")))?;
+        policy = policy.require_exactly(required);
+    }
+    if let Some(label) = &args.label {
+        policy = policy.label(label.clone());
+    }
+    let now = args.now.unwrap_or_else(unix_now);
+    check_digests(&request)?;
+    let prepared = Verifier::new(policy)
+        .prepare(view(&request, args.scheme.as_str()), now)
+        .map_err(rejected)?;
+    check_keyid(args, prepared.keyid())?;
+    let keyid = prepared.keyid().unwrap_or_default().to_owned();
+    let agent = prepared
+        .signature_agent()
+        .cloned()
+        .ok_or_else(|| Failure::rejected("no covered signature-agent (missing_component)"))?;
+    let key = match (given, &args.directory) {
+        (Some(key), _) => {
+            // The keyid must be the key's thumbprint; vouch computes it for Ed25519 keys only.
+            let Ok(thumbprint) = ed25519_thumbprint(&key) else {
+                return Err(Failure::usage(
+                    "--profile web-bot-auth checks Ed25519 keys (their JWK thumbprint is the keyid)",
+                ));
+            };
+            if thumbprint != keyid {
+                return Err(Failure::rejected(format!(
+                    "the signature's keyid {keyid:?} is not the key's JWK thumbprint (keyid_mismatch)"
+                )));
+            }
+            key
+        }
+        (None, Some(path)) => key_in_directory_file(path, &keyid)?,
+        (None, None) => fetch_agent_key(&agent, &keyid)?,
+    };
+    let verified = prepared.verify(&key).map_err(rejected)?;
+    report(&verified)
+}
+
+/// The Ed25519 key whose thumbprint is `keyid` in a JWK Set file; a key whose `kid` is not its
+/// own thumbprint is refused.
+fn key_in_directory_file(path: &Path, keyid: &str) -> Result<VerifyingKey, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let doc: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::usage(format!("{}: not JSON: {e}", path.display())))?;
+    let keys = doc
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| Failure::usage(format!("{}: not a JWK Set", path.display())))?;
+    for jwk in keys {
+        let Ok(public) = vouch_keys::parse_public(&jwk.to_string()) else {
+            continue;
+        };
+        if vouch_keys::jwk_thumbprint(&public) != keyid {
+            continue;
+        }
+        if jwk
+            .get("kid")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|kid| kid != keyid)
+        {
+            return Err(Failure::rejected(
+                "the directory labels the key with another kid than its thumbprint (key_refused)",
+            ));
+        }
+        return VerifyingKey::try_ed25519(*public.as_bytes())
+            .map_err(|e| Failure::rejected(format!("key: {e} (key_refused)")));
+    }
+    Err(Failure::rejected(format!(
+        "no key in {} has the thumbprint {keyid:?} (unknown_key)",
+        path.display()
+    )))
+}
+
+#[cfg(feature = "gateway")]
+fn fetch_agent_key(agent: &SignatureAgent, keyid: &str) -> Result<VerifyingKey, Failure> {
+    use vouch_keys::{CacheConfig, DirectoryResolver, HttpsConfig};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage(format!("runtime: {e}")))?;
+    let resolver = DirectoryResolver::new(HttpsConfig::default(), CacheConfig::default())
+        .map_err(Failure::usage)?;
+    let key = runtime
+        .block_on(resolver.resolve_agent(agent, keyid))
+        .map_err(|e| Failure::rejected(format!("{}: {e} (key_unavailable)", agent.fetch_url())))?;
+    Ok(key.key().clone())
+}
+
+#[cfg(not(feature = "gateway"))]
+fn fetch_agent_key(agent: &SignatureAgent, _keyid: &str) -> Result<VerifyingKey, Failure> {
+    Err(Failure::usage(format!(
+        "this vouch was built without network support: give --pubkey or --directory (the key set is at {})",
+        agent.fetch_url()
+    )))
+}
+
+/// `vouch directory`: the JWK Set of the given keys, and with --signature-agent the signed
+/// response a directory server sends.
+pub(crate) fn directory(args: &DirectoryArgs) -> Output {
+    let keys = args
+        .key
+        .iter()
+        .map(|p| input::private_key(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut jwks = Vec::new();
+    for key in &keys {
+        let jwk = vouch_keys::public_jwk(&key.public_key());
+        if !seen.insert(vouch_keys::jwk_thumbprint(&key.public_key())) {
+            return Err(Failure::usage("the same key is given twice"));
+        }
+        jwks.push(jwk);
+    }
+    let body = serde_json::to_vec(&serde_json::json!({ "keys": jwks }))
+        .map_err(|e| Failure::usage(format!("json: {e}")))?;
+    let Some(url) = &args.signature_agent else {
+        let mut out = body;
+        out.push(b'\n');
+        return Ok(out);
+    };
+    let agent = SignatureAgent::parse("directory", url, AgentKind::Directory)
+        .map_err(|e| Failure::usage(format!("--signature-agent: {e}")))?;
+    let uri: http::Uri = agent
+        .fetch_url()
+        .parse()
+        .map_err(|_| Failure::usage("--signature-agent: not a url"))?;
+    let created = args.created.unwrap_or_else(unix_now);
+    let expires = args
+        .expires
+        .unwrap_or_else(|| created.saturating_add(vouch_httpsig::MAX_LIFETIME));
+    let digest = content_digest(&body, &[DigestAlgorithm::Sha256]);
+    let mut headers = http::HeaderMap::new();
+    let value =
+        |v: &str| http::HeaderValue::from_str(v).map_err(|_| Failure::usage("not a header value"));
+    headers.insert(http::header::CONTENT_TYPE, value(DIRECTORY_MEDIA_TYPE)?);
+    headers.insert(CONTENT_DIGEST, value(&digest)?);
+    let method = http::Method::GET;
+    let request_headers = http::HeaderMap::new();
+    let fetch = RequestView::from_parts(&method, &uri, &request_headers, b"");
+    let response =
+        ResponseView::from_parts(http::StatusCode::OK, &headers, &body).with_request(fetch);
+    let (mut inputs, mut signatures) = (Vec::new(), Vec::new());
+    for (i, key) in keys.iter().enumerate() {
+        let signer = SigningKey::ed25519_from_seed(key.seed())
+            .map_err(|e| Failure::usage(format!("key: {e}")))?;
+        let spec = directory_spec(&signer, i, created, expires)
+            .map_err(|e| Failure::usage(format!("cannot sign: {e}")))?;
+        let signature = vouch_httpsig::sign(response, &spec, &signer)
+            .map_err(|e| Failure::usage(format!("cannot sign: {e}")))?;
+        inputs.push(signature.input_member());
+        signatures.push(signature.signature_member());
+    }
+    let mut out = format!(
+        "Content-Type: {DIRECTORY_MEDIA_TYPE}\nContent-Digest: {digest}\nSignature-Input: {}\nSignature: {}\n\n",
+        inputs.join(", "),
+        signatures.join(", ")
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    Ok(out)
 }

@@ -57,6 +57,9 @@ pub enum Error {
     },
     /// A key could not be parsed or used.
     Key(&'static str),
+    /// `expires` is further after `created` than the policy allows (Web Bot Auth: 24 hours), or
+    /// before it.
+    LifetimeTooLong,
 }
 
 impl Error {
@@ -85,6 +88,7 @@ impl Error {
             Self::ReplayStoreUnavailable(_) => "replay_store_unavailable",
             Self::ReplayShareExceeded { .. } => "replay_share_exceeded",
             Self::Key(_) => "key",
+            Self::LifetimeTooLong => "lifetime_too_long",
         }
     }
 
@@ -126,6 +130,7 @@ impl fmt::Display for Error {
                 "signer holds its share of the replay store (retry after {retry_after} s)"
             ),
             Self::Key(why) => write!(f, "key error: {why}"),
+            Self::LifetimeTooLong => f.write_str("expires is too far after created"),
         }
     }
 }

@@ -12,6 +12,9 @@
 //! - [`Verifier::prepare_head`] does the policy from the request head alone, so that the
 //!   signature is verified before the body is read; the [`BodyCheck`] it returns hashes the body
 //!   as it streams in and compares it with the signed Content-Digest (see below).
+//! - Web Bot Auth: [`VerifyPolicy::web_bot_auth`] and [`web_bot_auth_spec`] (tag, thumbprint
+//!   keyid, `Signature-Agent` covered and parsed into a [`SignatureAgent`] before any key is
+//!   fetched), and [`directory_spec`] for a key directory's signed response.
 //! - Algorithms: ed25519 (default), ecdsa-p256-sha256, ecdsa-p384-sha384, hmac-sha256,
 //!   rsa-pss-sha512, rsa-v1_5-sha256, all on ring.
 //!
@@ -97,6 +100,7 @@ mod replay;
 mod sf;
 mod sign;
 mod verify;
+mod web_bot_auth;
 
 pub use alg::{Algorithm, SigningKey, VerifyingKey};
 pub use component::Component;
@@ -110,6 +114,11 @@ pub use sign::{
     Signature, SignatureSpec, envoys_spec, mcp_content_digest, mcp_spec, random_nonce, sign,
 };
 pub use verify::{Prepared, Verified, Verifier};
+pub use web_bot_auth::{
+    AgentKind, DIRECTORY_MEDIA_TYPE, DIRECTORY_PATH, DIRECTORY_TAG, MAX_LIFETIME,
+    SIGNATURE_AGENT_HEADER, SignatureAgent, WEB_BOT_AUTH_TAG, directory_spec, ed25519_thumbprint,
+    signature_agent_value, web_bot_auth_spec,
+};
 
 /// Hooks for fuzzing. Not part of the stable API.
 #[doc(hidden)]

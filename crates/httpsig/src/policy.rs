@@ -50,6 +50,10 @@ pub struct VerifyPolicy {
     pub(crate) future_skew: u64,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_signatures: usize,
+    pub(crate) require_expires: bool,
+    pub(crate) max_lifetime: Option<u64>,
+    pub(crate) signature_agent: bool,
+    pub(crate) legacy_signature_agent: bool,
 }
 
 impl Default for VerifyPolicy {
@@ -101,6 +105,10 @@ impl VerifyPolicy {
             future_skew: 30,
             max_header_bytes: 8 * 1024,
             max_signatures: 4,
+            require_expires: false,
+            max_lifetime: None,
+            signature_agent: false,
+            legacy_signature_agent: false,
         }
     }
 
@@ -118,6 +126,79 @@ impl VerifyPolicy {
             algorithms: vec![Algorithm::Ed25519],
             ..Self::mcp()
         }
+    }
+
+    /// The Web Bot Auth profile (draft-ietf-webbotauth-httpsig-protocol): only signatures tagged
+    /// `web-bot-auth`; covering `@authority` and one member of the `Signature-Agent` dictionary
+    /// (`"signature-agent";key="<member>"`, whose value is an `https` URL of type `directory` or
+    /// `jwks_uri`, checked here before any key is fetched: see [`Prepared::signature_agent`]);
+    /// `created`, `expires` and `keyid` required, `nonce` not; `expires - created` at most
+    /// 86 400 s (the draft's recommended maximum) and `created` at most that old, 30 s future
+    /// skew; a covered Content-Digest when there is a body; the asymmetric algorithms.
+    ///
+    /// The `keyid` is the JWK SHA-256 thumbprint of the key, which the caller looks up in the
+    /// directory the Signature-Agent member names (vouch-keys' `DirectoryResolver`).
+    ///
+    /// [`Prepared::signature_agent`]: crate::Prepared::signature_agent
+    pub fn web_bot_auth() -> Self {
+        Self {
+            required_tag: Some(crate::web_bot_auth::WEB_BOT_AUTH_TAG.to_owned()),
+            required: components(&["@authority"]),
+            required_if_present: Vec::new(),
+            require_nonce: false,
+            max_age: crate::web_bot_auth::MAX_LIFETIME,
+            require_expires: true,
+            max_lifetime: Some(crate::web_bot_auth::MAX_LIFETIME),
+            signature_agent: true,
+            ..Self::mcp()
+        }
+    }
+
+    /// The policy for the signature a key directory puts on its own response (the draft's
+    /// "Possession Proof on the Directory Response"): tag `http-message-signatures-directory`,
+    /// covering `"@authority";req` and `content-digest` (which must match the body), with
+    /// `created`, `expires` and `keyid`; `created` may not be in the future (30 s skew) and has
+    /// no maximum age, the proof being meant to outlive the fetch until `expires`.
+    pub fn directory_response() -> Self {
+        Self {
+            required_tag: Some(crate::web_bot_auth::DIRECTORY_TAG.to_owned()),
+            required: Component::parse_list("\"@authority\";req \"content-digest\"")
+                .unwrap_or_default(),
+            required_if_present: Vec::new(),
+            digest_rule: DigestRule::Always,
+            require_nonce: false,
+            max_age: u64::MAX,
+            require_expires: true,
+            ..Self::mcp()
+        }
+    }
+
+    /// Whether `expires` is required, and the longest `expires - created` accepted (`None`: no
+    /// bound). The Web Bot Auth profile requires it and bounds it to 86 400 s.
+    #[must_use]
+    pub fn lifetime(mut self, require_expires: bool, max_lifetime: Option<u64>) -> Self {
+        self.require_expires = require_expires;
+        self.max_lifetime = max_lifetime;
+        self
+    }
+
+    /// Whether the signature must cover one member of a well-formed `Signature-Agent` dictionary
+    /// (the Web Bot Auth profile's rule).
+    #[must_use]
+    pub fn require_signature_agent(mut self, required: bool) -> Self {
+        self.signature_agent = required;
+        self
+    }
+
+    /// Web Bot Auth: also accept the legacy `Signature-Agent` of earlier drafts, one String item
+    /// (`Signature-Agent: "https://agent.example"`) covered as the whole field, which the
+    /// draft lets a verifier accept as a dictionary whose one member is keyed by the signature's
+    /// label. Off by default: signers must send the dictionary form. Cloudflare's
+    /// `web-bot-auth` 0.1.3 npm package sends only the legacy form.
+    #[must_use]
+    pub fn legacy_signature_agent(mut self, accept: bool) -> Self {
+        self.legacy_signature_agent = accept;
+        self
     }
 
     /// Only consider the signature with this label.

@@ -10,6 +10,7 @@ use crate::message::Message;
 use crate::params::{Params, ParseLimits, Received, combined, received};
 use crate::policy::{CONTENT_DIGEST, DigestRule, VerifyPolicy};
 use crate::replay::{ReplayGuard, ReplayKey};
+use crate::web_bot_auth::{SignatureAgent, covered_agent};
 
 /// Verifies signed messages under one [`VerifyPolicy`].
 ///
@@ -63,6 +64,7 @@ pub struct Prepared {
     signature: Vec<u8>,
     algorithms: Vec<Algorithm>,
     keep_until: u64,
+    signature_agent: Option<SignatureAgent>,
 }
 
 /// A signature that verified.
@@ -77,6 +79,7 @@ pub struct Verified {
     alg: Algorithm,
     replay_key: ReplayKey,
     keep_until: u64,
+    signature_agent: Option<SignatureAgent>,
 }
 
 impl Verifier {
@@ -232,6 +235,15 @@ impl Verifier {
         if params.expires.is_some_and(|e| now >= e) {
             return Err(Error::Expired);
         }
+        if p.require_expires && params.expires.is_none() {
+            return Err(Error::MissingParameter("expires"));
+        }
+        if let (Some(max), Some(created), Some(expires)) =
+            (p.max_lifetime, params.created, params.expires)
+            && (expires < created || expires - created > max)
+        {
+            return Err(Error::LifetimeTooLong);
+        }
         if let Some(created) = params.created {
             if created > now.saturating_add(p.future_skew) {
                 return Err(Error::CreatedInFuture);
@@ -252,6 +264,17 @@ impl Verifier {
                 return Err(Error::MissingComponent(format!("\"{header}\"")));
             }
         }
+        let signature_agent = if p.signature_agent {
+            Some(covered_agent(
+                message.headers(),
+                &c.label,
+                &c.components,
+                p.max_header_bytes,
+                p.legacy_signature_agent,
+            )?)
+        } else {
+            None
+        };
         let mut body_check = self.body_check(message, &c.components)?;
         if let Some(body) = body {
             body_check.update(body);
@@ -267,6 +290,7 @@ impl Verifier {
             base,
             signature: c.signature,
             algorithms: p.algorithms.clone(),
+            signature_agent,
         };
         Ok((prepared, body_check))
     }
@@ -318,6 +342,15 @@ impl Prepared {
         &self.base
     }
 
+    /// The `Signature-Agent` member the signature covers, parsed, under a policy that requires
+    /// one ([`VerifyPolicy::web_bot_auth`]); `None` otherwise. It is covered but not yet
+    /// proven: fetch the key set it names, pick the key by `keyid`, then [`Prepared::verify`].
+    ///
+    /// [`VerifyPolicy::web_bot_auth`]: crate::VerifyPolicy::web_bot_auth
+    pub fn signature_agent(&self) -> Option<&SignatureAgent> {
+        self.signature_agent.as_ref()
+    }
+
     /// Checks the signature with the resolved key.
     ///
     /// # Errors
@@ -345,6 +378,7 @@ impl Prepared {
             alg,
             replay_key,
             keep_until: self.keep_until,
+            signature_agent: self.signature_agent,
         })
     }
 }
@@ -358,6 +392,12 @@ impl Verified {
     /// The components the signature covers, in the order it lists them.
     pub fn components(&self) -> &[Component] {
         &self.components
+    }
+
+    /// The covered `Signature-Agent` member, under a policy that requires one (see
+    /// [`Prepared::signature_agent`]).
+    pub fn signature_agent(&self) -> Option<&SignatureAgent> {
+        self.signature_agent.as_ref()
     }
 
     /// The key this signature is recorded under in a replay store.

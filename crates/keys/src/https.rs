@@ -211,6 +211,23 @@ impl HttpsResolver {
     }
 
     async fn fetch(&self, url: &Url) -> Result<Value, ResolveError> {
+        let (_, body) = self
+            .fetch_bytes(
+                url,
+                "application/json, application/jwk+json, application/jwk-set+json, application/did+json",
+            )
+            .await?;
+        serde_json::from_slice(&body)
+            .map_err(|e| ResolveError::Fetch(format!("{url}: not JSON: {e}")))
+    }
+
+    /// GETs `url` under every guard (scheme, addresses, no redirects, timeout, body cap) and
+    /// returns its `Content-Type` and body.
+    pub(crate) async fn fetch_bytes(
+        &self,
+        url: &Url,
+        accept: &'static str,
+    ) -> Result<(Option<String>, Vec<u8>), ResolveError> {
         match url.scheme() {
             "https" => {}
             "http" if self.config.allow_http => {}
@@ -237,10 +254,7 @@ impl HttpsResolver {
         let mut response = self
             .client
             .get(url.clone())
-            .header(
-                reqwest::header::ACCEPT,
-                "application/json, application/jwk+json, application/jwk-set+json, application/did+json",
-            )
+            .header(reqwest::header::ACCEPT, accept)
             .send()
             .await
             .map_err(|e| ResolveError::Fetch(format!("{url}: {}", error_chain(&e))))?;
@@ -253,6 +267,11 @@ impl HttpsResolver {
         if !status.is_success() {
             return Err(ResolveError::Fetch(format!("{url}: status {status}")));
         }
+        let content_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let cap = self.config.max_body_bytes;
         if response.content_length().is_some_and(|n| n > cap as u64) {
             return Err(ResolveError::Fetch(format!(
@@ -272,8 +291,7 @@ impl HttpsResolver {
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| ResolveError::Fetch(format!("{url}: not JSON: {e}")))
+        Ok((content_type, body))
     }
 
     async fn lookup(&self, keyid: &str) -> Result<ResolvedKey, ResolveError> {
@@ -323,11 +341,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn is_thumbprint(s: &str) -> bool {
+pub(crate) fn is_thumbprint(s: &str) -> bool {
     s.len() == 43 && Base64UrlUnpadded::decode_vec(s).is_ok_and(|b| b.len() == 32)
 }
 
-fn jwk_key(jwk: &Value) -> Option<PublicKey> {
+pub(crate) fn jwk_key(jwk: &Value) -> Option<PublicKey> {
     if jwk.get("kty")?.as_str()? != "OKP" || jwk.get("crv")?.as_str()? != "Ed25519" {
         return None;
     }

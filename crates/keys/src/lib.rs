@@ -1,7 +1,8 @@
 //! Keys and trust state for vouch: key files, key resolution, key pinning and replay stores.
 //!
 //! Today it holds the Ed25519 key formats, key resolution (static keys, the address identity
-//! rule, an HTTPS resolver with address guards, a caching wrapper), the pin store (memory and
+//! rule, an HTTPS resolver with address guards, a caching wrapper, the Web Bot Auth
+//! `DirectoryResolver`), the pin store (memory and
 //! file, and Redis with the `redis` feature) and replay stores (sharded memory, Redis: one
 //! server or a Redis Cluster).
 //!
@@ -23,6 +24,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod cache;
+mod directory;
 mod error;
 mod format;
 mod https;
@@ -34,6 +36,7 @@ mod resolve;
 mod store;
 
 pub use cache::{CacheConfig, CachingResolver};
+pub use directory::{DirectoryResolver, MAX_DIRECTORY_KEYS, STALE_IF_ERROR};
 pub use error::Error;
 pub use format::{
     KeyFormat, did_key, encode_private, encode_public, from_did_key, from_pkcs8_der,

@@ -19,3 +19,4 @@ mod requests;
 mod support;
 mod tokens;
 mod usage;
+mod web_bot_auth;

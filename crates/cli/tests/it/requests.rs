@@ -147,7 +147,17 @@ fn envoys_profile_round_trips_with_each_digest() {
         assert_eq!(verified["keyid"], "agent-a");
         // The MCP profile wants the target URI, which the envoys profile does not cover.
         check(&s, &public, &signed, &[]).rejected("missing_component");
+        // check --profile envoys applies the envoys policy itself.
+        let verified = check(&s, &public, &signed, &["--profile", "envoys"]).json();
+        assert_eq!(verified["covered"][1], "\"@path\"");
     }
+    // An MCP-profile signature does not cover @path: the envoys policy refuses it.
+    let mcp = sign(&s, "post.http", &[]);
+    check(&s, &public, &mcp, &["--profile", "envoys"]).rejected("missing_component");
+    // --directory belongs to web-bot-auth.
+    s.write("signed.http", &mcp);
+    s.run(&["check", "--directory", "x.json", "signed.http"])
+        .usage("--directory is for --profile web-bot-auth");
     // The envoys profile covers content-digest, so it cannot sign without one.
     sign_run(
         &s,

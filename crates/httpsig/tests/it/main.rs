@@ -17,3 +17,4 @@ mod rejections;
 mod support;
 mod vectors;
 mod weak_keys;
+mod web_bot_auth;

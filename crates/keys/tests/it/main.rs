@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod directory;
 mod formats;
 mod https;
 mod pins;
