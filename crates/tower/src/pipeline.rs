@@ -53,6 +53,25 @@ pub struct VerifiedCaller {
     pub algorithm: Algorithm,
     /// The signature's `created` time, Unix seconds.
     pub created: Option<u64>,
+    /// The signature's `tag` (SEP-2752: the client's stable identifier across key rotations;
+    /// claimed by the client, not proven: the identity is the keyid's).
+    pub tag: Option<String>,
+}
+
+/// How the signature layer answers a refused request.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefusalStyle {
+    /// vouch's: `{"detail": {"error": kind, "detail": reason}}`, and on 401 the
+    /// `WWW-Authenticate: Signature` challenge.
+    #[default]
+    Vouch,
+    /// SEP-2752 §3.2-3.3: a 401 also carries `Accept-Signature` (RFC 9421 §5.1) naming what the
+    /// policy requires of this request (components, `created`, `nonce`, a required tag), and
+    /// its body is a JSON-RPC error: `{"jsonrpc": "2.0", "id": null, "error": {"code": -32001,
+    /// "message": "invalid_signature", "data": {"reason": reason}}}`. Other statuses (408, 413,
+    /// 421, 429, 503) are answered as [`RefusalStyle::Vouch`] does.
+    Sep2752,
 }
 
 /// Why a request was refused. The peer sees the status and a short reason; the detail goes to
@@ -120,6 +139,7 @@ pub struct SignaturePipeline {
     pins: Option<Arc<dyn PinStore>>,
     allowlist: Arc<dyn Allowlist>,
     origins: Arc<[Origin]>,
+    style: RefusalStyle,
 }
 
 impl SignaturePipeline {
@@ -141,7 +161,63 @@ impl SignaturePipeline {
             pins: None,
             allowlist: Arc::new(AllowAll),
             origins: Arc::from([origin]),
+            style: RefusalStyle::Vouch,
         }
+    }
+
+    /// The SEP-2752 profile: [`VerifyPolicy::sep2752`] and [`RefusalStyle::Sep2752`]. Keyids
+    /// are JWK thumbprints, so the resolver must know keys by thumbprint (a fixed map, or an
+    /// HTTP Message Signatures Directory); the identity is the thumbprint, and the client's
+    /// `tag` is in [`VerifiedCaller::tag`].
+    #[must_use]
+    pub fn sep2752(self) -> Self {
+        self.policy(VerifyPolicy::sep2752())
+            .refusal_style(RefusalStyle::Sep2752)
+    }
+
+    /// SEP-2752 §3.1's capability advertisement for this pipeline: the value of the
+    /// `authentication` member of the server's `ServerCapabilities` (in its `initialize`
+    /// result), listing the policy's algorithms in its order of preference:
+    /// `{"httpMessageSignatures": {"algorithms": [...], "requiresSignature": true}}`.
+    ///
+    /// vouch does not write it into `initialize` results itself (the gateway forwards the
+    /// upstream's untouched): an MCP server behind the signature layer merges it into its
+    /// capabilities. `requires_signature` is `true` for a server that, like one behind
+    /// [`SignatureLayer`](crate::SignatureLayer), refuses unsigned requests.
+    pub fn sep2752_capability(&self, requires_signature: bool) -> serde_json::Value {
+        let algorithms: Vec<&str> = self
+            .verifier
+            .policy()
+            .allowed_algorithms()
+            .iter()
+            .map(|a| a.name())
+            .collect();
+        serde_json::json!({
+            "httpMessageSignatures": {
+                "algorithms": algorithms,
+                "requiresSignature": requires_signature,
+            }
+        })
+    }
+
+    /// How refusals are answered.
+    #[must_use]
+    pub fn refusal_style(mut self, style: RefusalStyle) -> Self {
+        self.style = style;
+        self
+    }
+
+    /// The refusal style.
+    pub fn style(&self) -> RefusalStyle {
+        self.style
+    }
+
+    /// The `Accept-Signature` value for a refused request with these `headers`
+    /// ([`VerifyPolicy::accept_signature`] of this pipeline's policy, label `sig1`).
+    pub fn accept_signature(&self, headers: &http::HeaderMap, has_body: bool) -> String {
+        self.verifier
+            .policy()
+            .accept_signature("sig1", headers, has_body)
     }
 
     /// Also accepts requests addressed to `origin` (another name or port of this server).
@@ -274,6 +350,7 @@ impl SignaturePipeline {
             thumbprint: key.fingerprint().to_owned(),
             algorithm: verified.algorithm(),
             created: verified.params.created,
+            tag: verified.params.tag.clone(),
         };
         Ok(HeadVerified {
             caller,
@@ -359,6 +436,7 @@ fn sig_reason(e: &SigError) -> &'static str {
             "digest_mismatch"
         }
         SigError::MissingComponent(_) | SigError::MissingParameter(_) => "incomplete_signature",
+        SigError::KeyidMismatch => "keyid_mismatch",
         SigError::Replayed => "replayed",
         _ => "bad_signature",
     }
