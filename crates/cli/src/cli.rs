@@ -148,25 +148,30 @@ one is replaced), Signature-Input and Signature added.
 
 Without --components the profile chooses what is covered and which parameters are set (mcp:
 @method, @target-uri, content-digest and the MCP headers present, with created, nonce, alg and
-keyid). With --components exactly what the command line names is signed: created (now unless
+keyid; sep2752: @method, @target-uri, content-digest, and MCP-Protocol-Version and
+MCP-Session-Id when present, with created, nonce, keyid (the key's JWK thumbprint) and tag
+(--tag, or the keyid), no alg). With --components exactly what the command line names is signed: created (now unless
 given) and keyid, plus nonce, alg, expires and tag only when given.
 
 Examples:
   vouch sign --key agent.pem --keyid https://agents.example/a request.http
   vouch sign --key agent.pem --keyid agent-a --profile envoys --scheme http request.http
+  vouch sign --key agent.pem --profile sep2752 --tag agent-instance-9f3e request.http
   vouch sign --key rfc.pem --keyid test-key-ed25519 --label sig-b26 --created 1618884473 \\
       --digest none --components '\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\"' \\
       request.http")]
     Sign(SignArgs),
     /// Verifies the signature of a raw HTTP request and prints the verified identity (JSON).
     #[command(after_help = "\
-Without --require the MCP profile's components are required (@method, @target-uri, a
-content-digest whenever there is a body, and the MCP headers when present); with it, exactly
-those named. A Content-Digest present in the request must match the body, covered or not.
+Without --require the profile's components are required (mcp: @method, @target-uri, a
+content-digest whenever there is a body, and the MCP headers when present; sep2752: the same
+without Authorization, content-digest always, and created, nonce, tag and a keyid that is the
+key's JWK thumbprint; envoys: @method, @path, content-digest); with it, exactly those named. A Content-Digest present in the request must match the body, covered or not.
 check keeps no replay state, so a nonce is required only with --require-nonce.
 
 Examples:
   vouch check --pubkey agent.pub signed.http
+  vouch check --pubkey agent.pub --profile sep2752 signed.http
   vouch check --pubkey rfc.pub --now 1618884480 --max-age 60 \\
       --require '\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\"' \\
       --scheme https b26.http")]
@@ -249,9 +254,10 @@ pub(crate) struct SignArgs {
     /// The signer's private key file, in any format vouch reads.
     #[arg(long)]
     pub(crate) key: PathBuf,
-    /// The keyid parameter: who is signing.
+    /// The keyid parameter: who is signing (required but for --profile sep2752, whose keyid is
+    /// the key's JWK thumbprint).
     #[arg(long)]
-    pub(crate) keyid: String,
+    pub(crate) keyid: Option<String>,
     /// Add the alg parameter (the key's algorithm; only ed25519 keys sign).
     #[arg(long, value_parser = ["ed25519"])]
     pub(crate) alg: Option<String>,
@@ -267,7 +273,7 @@ pub(crate) struct SignArgs {
     /// The nonce parameter (the mcp and envoys profiles otherwise pick a random one).
     #[arg(long, value_name = "S")]
     pub(crate) nonce: Option<String>,
-    /// The tag parameter.
+    /// The tag parameter (sep2752: the client's stable identifier, by default the keyid).
     #[arg(long, value_name = "S")]
     pub(crate) tag: Option<String>,
     /// Exactly the components to sign, as in Signature-Input: '"@method" "@path" ...'.
@@ -308,6 +314,9 @@ pub(crate) struct CheckArgs {
     /// Require exactly these components: '"@method" "@path" ...'.
     #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub(crate) require: Option<String>,
+    /// The signature profile checked [default: mcp].
+    #[arg(long, value_enum)]
+    pub(crate) profile: Option<Profile>,
     /// The algorithm to accept (default: the key's own; RSA keys need it).
     #[arg(long, value_name = "A")]
     pub(crate) alg: Option<String>,
@@ -488,6 +497,9 @@ pub(crate) enum Profile {
     Mcp,
     /// The Python envoys client's profile.
     Envoys,
+    /// SEP-2752 (RFC 9421 proof-of-possession client authentication for MCP): keyid = the
+    /// key's JWK thumbprint, a tag, no alg.
+    Sep2752,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -22,7 +22,7 @@ use vouch_keys::{
     StaticResolver,
 };
 use vouch_token::{RootKeySet, Verifier};
-use vouch_tower::{Decision, Origin, SignaturePipeline};
+use vouch_tower::{Decision, Origin, RefusalStyle, SignaturePipeline};
 
 use crate::cli::{LogFormat, Profile, ServeArgs};
 use crate::failure::Failure;
@@ -157,6 +157,7 @@ pub(crate) struct ServeSettings {
     pub(crate) token_header: Option<HeaderName>,
     pub(crate) ops: Vec<(String, String)>,
     policy: VerifyPolicy,
+    style: RefusalStyle,
     replay: ReplaySetting,
     pins: Option<String>,
     pub(crate) rate: Option<NonZeroU32>,
@@ -253,9 +254,10 @@ impl ServeSettings {
                 _ => Err(Failure::usage(format!("--op {op:?}: expected TOOL:OP"))),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let policy = match args.profile.or(file.profile).unwrap_or(Profile::Mcp) {
-            Profile::Mcp => VerifyPolicy::mcp(),
-            Profile::Envoys => VerifyPolicy::envoys(),
+        let (policy, style) = match args.profile.or(file.profile).unwrap_or(Profile::Mcp) {
+            Profile::Mcp => (VerifyPolicy::mcp(), RefusalStyle::Vouch),
+            Profile::Envoys => (VerifyPolicy::envoys(), RefusalStyle::Vouch),
+            Profile::Sep2752 => (VerifyPolicy::sep2752(), RefusalStyle::Sep2752),
         };
         let replay = match args.replay.or(file.replay) {
             None => ReplaySetting::Memory(DEFAULT_REPLAY_CAPACITY),
@@ -285,6 +287,7 @@ impl ServeSettings {
             token_header,
             ops,
             policy,
+            style,
             replay,
             pins: args.pins.or(file.pins),
             rate,
@@ -319,7 +322,8 @@ impl ServeSettings {
                     .map_err(|e| Failure::usage(format!("--replay: {e}")))?,
             ),
         }
-        .policy(self.policy);
+        .policy(self.policy)
+        .refusal_style(self.style);
         for origin in origins {
             signature = signature.origin(origin.clone());
         }

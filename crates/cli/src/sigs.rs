@@ -6,7 +6,7 @@ use serde::Serialize;
 use vouch_httpsig::{
     Algorithm, Component, DigestAlgorithm, DigestRule, RequestView, SignatureSpec, SigningKey,
     Verifier, VerifyPolicy, VerifyingKey, content_digest, envoys_spec, mcp_spec, random_nonce,
-    verify_content_digest,
+    sep2752_spec, verify_content_digest,
 };
 
 use crate::cli::{CheckArgs, DigestArg, Profile, SignArgs};
@@ -19,6 +19,9 @@ const SIGNATURE_INPUT: http::HeaderName = http::HeaderName::from_static("signatu
 
 /// How far in the future `created` may be, as in the MCP profile.
 const FUTURE_SKEW: u64 = 30;
+
+/// How far in the future `created` may be under SEP-2752 (§2.2).
+const SEP2752_FUTURE_SKEW: u64 = 60;
 
 /// A failed signature check: the reason and its stable code.
 fn rejected(e: vouch_httpsig::Error) -> Failure {
@@ -56,6 +59,28 @@ fn label_taken(request: &RawRequest, label: &str) -> bool {
         .any(|member| member.trim_start().split('=').next() == Some(label))
 }
 
+/// The keyid to sign with: --keyid, or for the sep2752 profile the key's JWK thumbprint (which
+/// --keyid, if given, must be).
+fn signing_keyid(args: &SignArgs, key: &SigningKey, sep2752: bool) -> Result<String, Failure> {
+    if !sep2752 {
+        return args
+            .keyid
+            .clone()
+            .ok_or_else(|| Failure::usage("--keyid is required (but for --profile sep2752)"));
+    }
+    let thumbprint = key
+        .verifying_key()
+        .ok()
+        .and_then(|k| k.jwk_thumbprint())
+        .ok_or_else(|| Failure::usage("--profile sep2752: the key has no JWK thumbprint"))?;
+    match &args.keyid {
+        Some(k) if *k != thumbprint => Err(Failure::usage(format!(
+            "--profile sep2752: the keyid must be the key's JWK thumbprint {thumbprint:?}, not {k:?}"
+        ))),
+        _ => Ok(thumbprint),
+    }
+}
+
 pub(crate) fn sign(args: &SignArgs) -> Output {
     let key = signing_key(&args.key)?;
     let mut request = parse_request(&args.request)?;
@@ -79,15 +104,21 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
     }
     let created = args.created.unwrap_or_else(unix_now);
     let scheme = args.scheme.as_str();
+    let sep2752 = args.components.is_none() && args.profile == Profile::Sep2752;
+    let keyid = signing_keyid(args, &key, sep2752)?;
     let covered: Vec<Component> = match (&args.components, args.profile) {
         (Some(list), _) => {
             Component::parse_list(list).map_err(|e| Failure::usage(format!("--components: {e}")))?
         }
-        (None, Profile::Mcp) => mcp_spec(&view(&request, scheme), &key, &args.keyid, None, created)
+        (None, Profile::Mcp) => mcp_spec(&view(&request, scheme), &key, &keyid, None, created)
             .map_err(Failure::usage)?
             .components()
             .to_vec(),
-        (None, Profile::Envoys) => envoys_spec(&args.keyid, created)
+        (None, Profile::Envoys) => envoys_spec(&keyid, created)
+            .map_err(Failure::usage)?
+            .components()
+            .to_vec(),
+        (None, Profile::Sep2752) => sep2752_spec(&view(&request, scheme), &key, None, created)
             .map_err(Failure::usage)?
             .components()
             .to_vec(),
@@ -100,12 +131,13 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
         (None, None) => Some(random_nonce().map_err(Failure::usage)?),
         (None, Some(_)) => None,
     };
-    let with_alg =
-        args.alg.is_some() || (args.components.is_none() && args.profile == Profile::Mcp);
+    // SEP-2752 forbids alg: not even --alg adds it.
+    let with_alg = !sep2752
+        && (args.alg.is_some() || (args.components.is_none() && args.profile == Profile::Mcp));
     let envoys_order = args.components.is_none() && args.profile == Profile::Envoys;
     if envoys_order {
         // The envoys client's parameter order: keyid first.
-        spec = spec.keyid(&args.keyid);
+        spec = spec.keyid(&keyid);
     }
     spec = spec.created(created);
     if let Some(e) = args.expires {
@@ -118,10 +150,13 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
         spec = spec.alg(&key);
     }
     if !envoys_order {
-        spec = spec.keyid(&args.keyid);
+        spec = spec.keyid(&keyid);
     }
-    if let Some(t) = &args.tag {
-        spec = spec.tag(t);
+    match (&args.tag, sep2752) {
+        (Some(t), _) => spec = spec.tag(t),
+        // SEP-2752 §2.2: on first contact the tag is the keyid.
+        (None, true) => spec = spec.tag(&keyid),
+        (None, false) => {}
     }
     let signature = vouch_httpsig::sign(view(&request, scheme), &spec, &key)
         .map_err(|e| Failure::usage(format!("cannot sign: {e}")))?;
@@ -184,10 +219,28 @@ pub(crate) fn check(args: &CheckArgs) -> Output {
         .transpose()?;
     let key = verifying_key(&args.pubkey, alg)?;
     let request = parse_request(&args.request)?;
-    let mut policy = VerifyPolicy::mcp()
-        .window(args.max_age, FUTURE_SKEW)
-        .required_params(true, true, args.require_nonce)
-        .algorithms(&[key.algorithm()]);
+    let profile = args.profile.unwrap_or(Profile::Mcp);
+    let mut policy = match profile {
+        Profile::Mcp => VerifyPolicy::mcp()
+            .window(args.max_age, FUTURE_SKEW)
+            .required_params(true, true, args.require_nonce),
+        Profile::Envoys => VerifyPolicy::envoys()
+            .window(args.max_age, FUTURE_SKEW)
+            .required_params(true, true, args.require_nonce),
+        // SEP-2752 requires a nonce whatever --require-nonce says, and allows 60 s of skew.
+        Profile::Sep2752 => VerifyPolicy::sep2752().window(args.max_age, SEP2752_FUTURE_SKEW),
+    };
+    // The key's algorithm only; for sep2752, only if the SEP allows it.
+    let algorithms: Vec<Algorithm> = match profile {
+        Profile::Sep2752 => policy
+            .allowed_algorithms()
+            .iter()
+            .copied()
+            .filter(|a| *a == key.algorithm())
+            .collect(),
+        _ => vec![key.algorithm()],
+    };
+    policy = policy.algorithms(&algorithms);
     if let Some(list) = &args.require {
         let required =
             Component::parse_list(list).map_err(|e| Failure::usage(format!("--require: {e}")))?;
