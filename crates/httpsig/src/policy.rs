@@ -220,6 +220,11 @@ impl VerifyPolicy {
         self
     }
 
+    /// True if the policy's keyid rule is `rule`.
+    pub fn keyid_rule_is(&self, rule: KeyidRule) -> bool {
+        self.keyid_rule == rule
+    }
+
     /// The algorithms accepted, in the policy's order of preference (for a capability
     /// advertisement such as SEP-2752's `httpMessageSignatures.algorithms`).
     pub fn allowed_algorithms(&self) -> &[Algorithm] {

@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod agent;
 mod cache;
 mod error;
 mod format;
@@ -33,6 +34,7 @@ mod replay;
 mod resolve;
 mod store;
 
+pub use agent::{MAX_SIGNATURE_AGENT_BYTES, signature_agent_key};
 pub use cache::{CacheConfig, CachingResolver};
 pub use error::Error;
 pub use format::{

@@ -4,10 +4,17 @@
 use std::sync::Arc;
 
 use http::request::Parts;
+use vouch_httpsig::KeyidRule;
 use vouch_httpsig::{
     Algorithm, BodyCheck, Error as SigError, ReplayGuard, RequestView, Verifier, VerifyPolicy,
 };
-use vouch_keys::{KeyResolver, PinCheckError, PinStore, StoreError, address_claim, verify_and_pin};
+use vouch_keys::{
+    KeyResolver, PinCheckError, PinStore, ResolvedKey, StoreError, address_claim,
+    signature_agent_key, verify_and_pin,
+};
+
+/// The field SEP-2752 §2.6.1 carries a client's key in.
+const SIGNATURE_AGENT: http::HeaderName = http::HeaderName::from_static("signature-agent");
 
 use crate::origin::{Origin, addressed};
 
@@ -140,6 +147,7 @@ pub struct SignaturePipeline {
     allowlist: Arc<dyn Allowlist>,
     origins: Arc<[Origin]>,
     style: RefusalStyle,
+    signature_agent_keys: bool,
 }
 
 impl SignaturePipeline {
@@ -162,6 +170,7 @@ impl SignaturePipeline {
             allowlist: Arc::new(AllowAll),
             origins: Arc::from([origin]),
             style: RefusalStyle::Vouch,
+            signature_agent_keys: false,
         }
     }
 
@@ -197,6 +206,50 @@ impl SignaturePipeline {
                 "algorithms": algorithms,
                 "requiresSignature": requires_signature,
             }
+        })
+    }
+
+    /// Also accepts the key a request presents inline in `Signature-Agent` (SEP-2752 §2.6.1,
+    /// the `data:` form; a URL is never fetched): the JWKS key whose thumbprint is the keyid is
+    /// used instead of the resolver's. Off by default. Such a key is self-asserted, so only use
+    /// this with a policy whose keyid is the key's thumbprint ([`VerifyPolicy::sep2752`]: any
+    /// other policy is refused here, fail closed), and decide who may call with the allowlist
+    /// (it sees the thumbprint before any key is read) and pins: with it on, anyone can make a
+    /// key whose signatures verify.
+    #[must_use]
+    pub fn signature_agent_keys(mut self, accept: bool) -> Self {
+        self.signature_agent_keys = accept;
+        self
+    }
+
+    /// The key for `keyid`: from `Signature-Agent` when enabled and present in the `data:`
+    /// form, else from the resolver.
+    async fn key_for(&self, parts: &Parts, keyid: &str) -> Result<ResolvedKey, Rejection> {
+        let thumbprint_policy = self
+            .verifier
+            .policy()
+            .keyid_rule_is(KeyidRule::JwkThumbprint);
+        let mut agents = parts.headers.get_all(SIGNATURE_AGENT).iter();
+        if self.signature_agent_keys
+            && thumbprint_policy
+            && let Some(value) = agents.next()
+        {
+            if agents.next().is_some() {
+                tracing::info!(%keyid, "several signature-agent fields: refused");
+                return Err(unauthorized("unknown_key"));
+            }
+            match signature_agent_key(value.as_bytes(), keyid) {
+                Ok(Some(key)) => return Ok(key),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::info!(%keyid, detail = %e, "signature-agent key refused");
+                    return Err(unauthorized("unknown_key"));
+                }
+            }
+        }
+        self.resolver.resolve(keyid).await.map_err(|e| {
+            tracing::info!(%keyid, detail = %e, "key resolution failed");
+            unauthorized("unknown_key")
         })
     }
 
@@ -314,10 +367,7 @@ impl SignaturePipeline {
             tracing::info!(%identity, "caller not on the allowlist (before any key fetch)");
             return Err(unauthorized("not_allowed"));
         }
-        let key = self.resolver.resolve(&keyid).await.map_err(|e| {
-            tracing::info!(%keyid, detail = %e, "key resolution failed");
-            unauthorized("unknown_key")
-        })?;
+        let key = self.key_for(parts, &keyid).await?;
         let verified = match &self.pins {
             Some(pins) => {
                 let admit = |_: &vouch_httpsig::Verified| self.allowlist.admits(&identity);

@@ -272,3 +272,146 @@ fn the_capability_lists_the_policys_algorithms() {
         }})
     );
 }
+
+/// base64url without padding (the test's own, to build `Signature-Agent` values).
+fn b64url(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// `Signature-Agent` carrying a JWKS of the keys of `seeds`, in the `data:` form.
+fn agent_header(jwks: &serde_json::Value) -> String {
+    format!(
+        "\"data:application/http-message-signatures-directory+json;base64,{}\"",
+        b64url(jwks.to_string().as_bytes())
+    )
+}
+
+fn jwk(seed: u8) -> serde_json::Value {
+    vouch_keys::public_jwk(&KeyPair::from_seed(&[seed; 32]).unwrap().public_key())
+}
+
+/// A pipeline that knows no key and takes keys from `Signature-Agent` when `accept`.
+async fn call_agent(accept: bool, req: Request<Body>) -> (StatusCode, serde_json::Value) {
+    let pipeline = SignaturePipeline::new(
+        crate::origin(),
+        StaticResolver::new(),
+        ShardedReplayStore::new(1000),
+    )
+    .sep2752()
+    .signature_agent_keys(accept);
+    let svc = ServiceBuilder::new()
+        .layer(SignatureLayer::new(pipeline))
+        .service(tower::service_fn(|req: Request<Body>| async move {
+            let caller = req.extensions().get::<VerifiedCaller>().cloned().unwrap();
+            let json = serde_json::json!({"identity": caller.identity});
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::from(json.to_string())))
+        }));
+    let (parts, body) = svc.oneshot(req).await.unwrap().into_parts();
+    let bytes = body.collect().await.unwrap().to_bytes();
+    (parts.status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn a_key_presented_in_signature_agent_is_used_only_when_enabled() {
+    let jwks = serde_json::json!({"keys": [jwk(5), jwk(1)]});
+    let request = || {
+        signed(
+            &[("signature-agent", agent_header(&jwks).as_str())],
+            "{}",
+            |view, key| sep2752_spec(view, key, None, now()).unwrap(),
+        )
+    };
+    let (status, body) = call_agent(true, request()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["identity"], thumbprint(1));
+    // Off (the default): the resolver knows no key.
+    let (status, body) = call_agent(false, request()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["data"]["reason"], "unknown_key");
+}
+
+#[tokio::test]
+async fn signature_agent_attacks_are_refused() {
+    let t = now();
+    // Another key's JWKS: no key for the keyid.
+    let other = agent_header(&serde_json::json!({"keys": [jwk(2)]}));
+    // A JWK of another key under the signer's thumbprint as kid: found by kid, and then the
+    // signature (made by key 1) does not verify with key 2.
+    let mut forged = jwk(2);
+    forged["kid"] = thumbprint(1).into();
+    let forged = agent_header(&serde_json::json!({"keys": [forged]}));
+    let url = "\"https://client.example/.well-known/http-message-signatures-directory\"".to_owned();
+    let own = agent_header(&serde_json::json!({"keys": [jwk(1)]}));
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "another key",
+            vec![("signature-agent", &other)],
+            "unknown_key",
+        ),
+        (
+            "a forged kid",
+            vec![("signature-agent", &forged)],
+            "bad_signature",
+        ),
+        (
+            "a URL (never fetched)",
+            vec![("signature-agent", &url)],
+            "unknown_key",
+        ),
+        (
+            "not a string",
+            vec![("signature-agent", "data:x")],
+            "unknown_key",
+        ),
+        (
+            "two fields",
+            vec![("signature-agent", &own), ("signature-agent", &own)],
+            "unknown_key",
+        ),
+    ];
+    for (name, headers, reason) in cases {
+        let req = signed(&headers, "{}", |view, key| {
+            sep2752_spec(view, key, None, t).unwrap()
+        });
+        let (status, body) = call_agent(true, req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{name}");
+        assert_eq!(body["error"]["data"]["reason"], reason, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn signature_agent_keys_are_never_used_under_a_policy_without_thumbprint_keyids() {
+    let own = agent_header(&serde_json::json!({"keys": [jwk(1)]}));
+    let pipeline = SignaturePipeline::new(
+        crate::origin(),
+        StaticResolver::new(),
+        ShardedReplayStore::new(1000),
+    )
+    .signature_agent_keys(true);
+    let svc = ServiceBuilder::new()
+        .layer(SignatureLayer::new(pipeline))
+        .service(tower::service_fn(|_: Request<Body>| async {
+            Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+        }));
+    // vouch's MCP policy, the keyid being the thumbprint all the same.
+    let req = signed(&[("signature-agent", &own)], "{}", |view, key| {
+        mcp_spec(view, key, &thumbprint(1), None, now()).unwrap()
+    });
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body: serde_json::Value =
+        serde_json::from_slice(&res.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["detail"]["detail"], "unknown_key");
+}
