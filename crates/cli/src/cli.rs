@@ -276,6 +276,10 @@ pub(crate) struct SignArgs {
     /// The tag parameter (sep2752: the client's stable identifier, by default the keyid).
     #[arg(long, value_name = "S")]
     pub(crate) tag: Option<String>,
+    /// Add a Signature-Agent field carrying the signer's public key inline (a data: JWKS, as
+    /// SEP-2752 clients that host no key directory send it); replaces an existing one.
+    #[arg(long)]
+    pub(crate) signature_agent: bool,
     /// Exactly the components to sign, as in Signature-Input: '"@method" "@path" ...'.
     #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub(crate) components: Option<String>,
@@ -415,6 +419,11 @@ pub(crate) struct ServeArgs {
     /// The signature verification profile [default: mcp].
     #[arg(long, value_enum)]
     pub(crate) profile: Option<Profile>,
+    /// With --profile sep2752: also accept the key a request presents inline in its
+    /// Signature-Agent field (a data: JWKS; URLs are not fetched). Anyone can then make a key
+    /// that verifies: admit callers with --allow (on the key's JWK thumbprint) or --pins.
+    #[arg(long)]
+    pub(crate) signature_agent_keys: bool,
     /// The replay store: memory, memory:N (N nonces) or a redis:// URL [default: memory].
     #[arg(long, value_name = "memory[:N]|REDIS_URL")]
     pub(crate) replay: Option<String>,

@@ -75,6 +75,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     op: Vec<String>,
     profile: Option<Profile>,
+    #[serde(default)]
+    signature_agent_keys: bool,
     replay: Option<String>,
     pins: Option<String>,
     rate: Option<u32>,
@@ -158,6 +160,7 @@ pub(crate) struct ServeSettings {
     pub(crate) ops: Vec<(String, String)>,
     policy: VerifyPolicy,
     style: RefusalStyle,
+    signature_agent_keys: bool,
     replay: ReplaySetting,
     pins: Option<String>,
     pub(crate) rate: Option<NonZeroU32>,
@@ -259,6 +262,12 @@ impl ServeSettings {
             Profile::Envoys => (VerifyPolicy::envoys(), RefusalStyle::Vouch),
             Profile::Sep2752 => (VerifyPolicy::sep2752(), RefusalStyle::Sep2752),
         };
+        let signature_agent_keys = args.signature_agent_keys || file.signature_agent_keys;
+        if signature_agent_keys && style != RefusalStyle::Sep2752 {
+            return Err(Failure::usage(
+                "--signature-agent-keys: only with --profile sep2752 (whose keyids are key thumbprints)",
+            ));
+        }
         let replay = match args.replay.or(file.replay) {
             None => ReplaySetting::Memory(DEFAULT_REPLAY_CAPACITY),
             Some(r) if r == "memory" => ReplaySetting::Memory(DEFAULT_REPLAY_CAPACITY),
@@ -288,6 +297,7 @@ impl ServeSettings {
             ops,
             policy,
             style,
+            signature_agent_keys,
             replay,
             pins: args.pins.or(file.pins),
             rate,
@@ -323,7 +333,8 @@ impl ServeSettings {
             ),
         }
         .policy(self.policy)
-        .refusal_style(self.style);
+        .refusal_style(self.style)
+        .signature_agent_keys(self.signature_agent_keys);
         for origin in origins {
             signature = signature.origin(origin.clone());
         }

@@ -9,6 +9,8 @@ use vouch_httpsig::{
     sep2752_spec, verify_content_digest,
 };
 
+use vouch_keys::signature_agent_value;
+
 use crate::cli::{CheckArgs, DigestArg, Profile, SignArgs};
 use crate::failure::{Failure, Output};
 use crate::input::{self, json, read_input, unix_now};
@@ -16,6 +18,7 @@ use crate::raw::RawRequest;
 
 const CONTENT_DIGEST: http::HeaderName = http::HeaderName::from_static("content-digest");
 const SIGNATURE_INPUT: http::HeaderName = http::HeaderName::from_static("signature-input");
+const SIGNATURE_AGENT: http::HeaderName = http::HeaderName::from_static("signature-agent");
 
 /// How far in the future `created` may be, as in the MCP profile.
 const FUTURE_SKEW: u64 = 30;
@@ -94,6 +97,13 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
         request.remove(&CONTENT_DIGEST);
         request
             .append("Content-Digest", &value)
+            .map_err(Failure::usage)?;
+    }
+    if args.signature_agent {
+        let public = input::private_key(&args.key)?.public_key();
+        request.remove(&SIGNATURE_AGENT);
+        request
+            .append("Signature-Agent", &signature_agent_value(&[public]))
             .map_err(Failure::usage)?;
     }
     let label = args.label.as_deref().unwrap_or("sig1");

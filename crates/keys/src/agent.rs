@@ -3,6 +3,9 @@
 
 use base64ct::{Base64, Base64Url, Base64UrlUnpadded, Encoding};
 
+use vouch_token::PublicKey;
+
+use crate::format::public_jwk;
 use crate::https::key_from_document;
 use crate::resolve::{ResolveError, ResolvedKey};
 
@@ -52,6 +55,18 @@ pub fn signature_agent_key(value: &[u8], keyid: &str) -> Result<Option<ResolvedK
     }
     let key = key_from_document(&doc, Some(keyid)).map_err(|e| refused(&e.to_string()))?;
     ResolvedKey::ed25519(&key).map(Some)
+}
+
+/// A `Signature-Agent` value carrying `keys` inline: the structured-field string
+/// `"data:application/http-message-signatures-directory+json;base64,<base64url JWKS>"`, each
+/// key as its public JWK (with `kid` the thumbprint). What a SEP-2752 client that cannot host a
+/// directory sends (§2.6.1); [`signature_agent_key`] reads it.
+pub fn signature_agent_value(keys: &[PublicKey]) -> String {
+    let jwks = serde_json::json!({"keys": keys.iter().map(public_jwk).collect::<Vec<_>>()});
+    format!(
+        "\"{DATA_PREFIX}{}\"",
+        Base64UrlUnpadded::encode_string(jwks.to_string().as_bytes())
+    )
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ mod replay;
 mod resolve;
 mod store;
 
-pub use agent::{MAX_SIGNATURE_AGENT_BYTES, signature_agent_key};
+pub use agent::{MAX_SIGNATURE_AGENT_BYTES, signature_agent_key, signature_agent_value};
 pub use cache::{CacheConfig, CachingResolver};
 pub use error::Error;
 pub use format::{

@@ -355,3 +355,61 @@ fn the_sep2752_profile_admits_a_thumbprint_and_refuses_in_the_seps_form() {
         "{response}"
     );
 }
+
+#[test]
+fn signature_agent_keys_admit_a_key_the_request_carries_only_when_enabled() {
+    let s = Scratch::new();
+    s.keygen("agent.pem");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:10000\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let file = s.write("list.http", &request);
+    let signed = s
+        .run(&[
+            "sign",
+            "--key",
+            "agent.pem",
+            "--profile",
+            "sep2752",
+            "--signature-agent",
+            "--scheme",
+            "http",
+            &file,
+        ])
+        .ok()
+        .replacen("POST /mcp ", "POST /check/mcp ", 1);
+    assert!(
+        signed.contains(
+            "\r\nSignature-Agent: \"data:application/http-message-signatures-directory+json;base64,"
+        ),
+        "{signed}"
+    );
+    for (enabled, expected) in [(true, 200), (false, 401)] {
+        let mut args = vec![
+            "--http",
+            "127.0.0.1:0",
+            "--origin",
+            ORIGIN,
+            "--profile",
+            "sep2752",
+        ];
+        if enabled {
+            args.push("--signature-agent-keys");
+        }
+        let authz = Running::start(&s, &args);
+        let (status, response) = send(authz.port("http"), signed.as_bytes());
+        assert_eq!(status, expected, "enabled {enabled}: {response}");
+    }
+    // Only with the sep2752 profile.
+    s.run(&[
+        "authz",
+        "--http",
+        "127.0.0.1:0",
+        "--origin",
+        ORIGIN,
+        "--signature-agent-keys",
+    ])
+    .usage("--signature-agent-keys");
+}

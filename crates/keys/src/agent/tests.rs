@@ -25,6 +25,19 @@ fn the_key_for_the_keyid_is_found_in_either_alphabet() {
 }
 
 #[test]
+fn signature_agent_value_round_trips() {
+    let value = signature_agent_value(&[key(1), key(2)]);
+    assert!(value.starts_with(&format!("\"{DATA_PREFIX}")));
+    for seed in [1, 2] {
+        let keyid = jwk_thumbprint(&key(seed));
+        let found = signature_agent_key(value.as_bytes(), &keyid)
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.fingerprint(), keyid);
+    }
+}
+
+#[test]
 fn a_url_is_not_fetched() {
     let v = br#""https://client.example/.well-known/http-message-signatures-directory""#;
     assert!(signature_agent_key(v, "x").unwrap().is_none());
