@@ -5,7 +5,9 @@
 //! sent it. The crate has no async runtime and no HTTP framework: it works on
 //! [`http::Request`] parts and the exact body bytes.
 //!
-//! - [`sign`] a message as a [`SignatureSpec`] says; [`mcp_spec`] is vouch's MCP profile.
+//! - [`sign`] a message as a [`SignatureSpec`] says; [`mcp_spec`] is vouch's MCP profile,
+//!   [`envoys_spec`] the envoys client's, [`sep2752_spec`] SEP-2752's (each with its
+//!   [`VerifyPolicy`]).
 //! - [`Verifier::prepare`] applies a [`VerifyPolicy`] (required components and parameters,
 //!   algorithms, time window, Content-Digest over the body bytes), then [`Prepared::verify`]
 //!   checks the signature with the resolved key, then [`Verified::check_replay`] refuses replays.
