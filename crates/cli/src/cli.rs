@@ -151,24 +151,28 @@ Without --components the profile chooses what is covered and which parameters ar
 keyid; web-bot-auth: @authority, @method, @path, @query when there is one, content-digest when
 present and the Signature-Agent member, with created, expires (created + 300 unless given; at
 most 24 h later), the key's JWK thumbprint as keyid, alg, nonce and tag=\"web-bot-auth\"; the
-request gets Signature-Agent: LABEL=\"URL\" from --signature-agent). With --components exactly
-what the command line names is signed: created (now unless given) and keyid, plus nonce, alg,
-expires and tag only when given.
+request gets Signature-Agent: LABEL=\"URL\" from --signature-agent; sep2752: @method,
+@target-uri, content-digest, and MCP-Protocol-Version and MCP-Session-Id when present, with
+created, nonce, keyid (the key's JWK thumbprint) and tag (--tag, or the keyid), no alg). With
+--components exactly what the command line names is signed: created (now unless given) and
+keyid, plus nonce, alg, expires and tag only when given.
 
 Examples:
   vouch sign --key agent.pem --keyid https://agents.example/a request.http
   vouch sign --key agent.pem --profile web-bot-auth --signature-agent https://agent.example \
       --digest none request.http
   vouch sign --key agent.pem --keyid agent-a --profile envoys --scheme http request.http
+  vouch sign --key agent.pem --profile sep2752 --tag agent-instance-9f3e request.http
   vouch sign --key rfc.pem --keyid test-key-ed25519 --label sig-b26 --created 1618884473 \\
       --digest none --components '\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\"' \\
       request.http")]
     Sign(SignArgs),
     /// Verifies the signature of a raw HTTP request and prints the verified identity (JSON).
     #[command(after_help = "\
-Without --require the MCP profile's components are required (@method, @target-uri, a
-content-digest whenever there is a body, and the MCP headers when present); with it, exactly
-those named. A Content-Digest present in the request must match the body, covered or not.
+Without --require the profile's components are required (mcp: @method, @target-uri, a
+content-digest whenever there is a body, and the MCP headers when present; sep2752: the same
+without Authorization, content-digest always, and created, nonce, tag and a keyid that is the
+key's JWK thumbprint; envoys: @method, @path, content-digest); with it, exactly those named. A Content-Digest present in the request must match the body, covered or not.
 check keeps no replay state, so a nonce is required only with --require-nonce.
 
 --profile web-bot-auth checks the Web Bot Auth profile instead (tag web-bot-auth, @authority and
@@ -180,6 +184,7 @@ only, no redirects, media type application/http-message-signatures-directory+jso
 Examples:
   vouch check --pubkey agent.pub signed.http
   vouch check --profile web-bot-auth signed.http
+  vouch check --pubkey agent.pub --profile sep2752 signed.http
   vouch check --pubkey rfc.pub --now 1618884480 --max-age 60 \\
       --require '\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\"' \\
       --scheme https b26.http")]
@@ -275,8 +280,8 @@ pub(crate) struct SignArgs {
     /// The signer's private key file, in any format vouch reads.
     #[arg(long)]
     pub(crate) key: PathBuf,
-    /// The keyid parameter: who is signing (required but under --profile web-bot-auth, where it
-    /// is the key's JWK thumbprint).
+    /// The keyid parameter: who is signing (required but under --profile web-bot-auth and
+    /// --profile sep2752, where it is the key's JWK thumbprint).
     #[arg(long)]
     pub(crate) keyid: Option<String>,
     /// Web Bot Auth: the URL the signer's keys are published at (an https origin serving
@@ -303,9 +308,13 @@ pub(crate) struct SignArgs {
     /// The nonce parameter (the mcp and envoys profiles otherwise pick a random one).
     #[arg(long, value_name = "S")]
     pub(crate) nonce: Option<String>,
-    /// The tag parameter.
+    /// The tag parameter (sep2752: the client's stable identifier, by default the keyid).
     #[arg(long, value_name = "S")]
     pub(crate) tag: Option<String>,
+    /// SEP-2752: add a Signature-Agent field carrying the signer's public key inline (a data:
+    /// JWKS, as SEP-2752 clients that host no key directory send it); replaces an existing one.
+    #[arg(long, conflicts_with = "signature_agent")]
+    pub(crate) inline_signature_agent: bool,
     /// Exactly the components to sign, as in Signature-Input: '"@method" "@path" ...'.
     #[arg(long, value_name = "LIST", allow_hyphen_values = true)]
     pub(crate) components: Option<String>,
@@ -470,6 +479,11 @@ pub(crate) struct ServeArgs {
     /// The signature verification profile [default: mcp].
     #[arg(long, value_enum)]
     pub(crate) profile: Option<Profile>,
+    /// With --profile sep2752: also accept the key a request presents inline in its
+    /// Signature-Agent field (a data: JWKS; URLs are not fetched). Anyone can then make a key
+    /// that verifies: admit callers with --allow (on the key's JWK thumbprint) or --pins.
+    #[arg(long)]
+    pub(crate) signature_agent_keys: bool,
     /// The replay store: memory, memory:N (N nonces) or a redis:// URL [default: memory].
     #[arg(long, value_name = "memory[:N]|REDIS_URL")]
     pub(crate) replay: Option<String>,
@@ -557,6 +571,9 @@ pub(crate) enum Profile {
     /// created.
     #[serde(rename = "web-bot-auth")]
     WebBotAuth,
+    /// SEP-2752 (RFC 9421 proof-of-possession client authentication for MCP): keyid = the
+    /// key's JWK thumbprint, a tag, no alg.
+    Sep2752,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

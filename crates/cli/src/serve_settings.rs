@@ -22,7 +22,7 @@ use vouch_keys::{
     StaticResolver,
 };
 use vouch_token::{RootKeySet, Verifier};
-use vouch_tower::{Decision, Origin, SignaturePipeline};
+use vouch_tower::{Decision, Origin, RefusalStyle, SignaturePipeline};
 
 use crate::cli::{LogFormat, Profile, ServeArgs};
 use crate::failure::Failure;
@@ -75,6 +75,8 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     op: Vec<String>,
     profile: Option<Profile>,
+    #[serde(default)]
+    signature_agent_keys: bool,
     replay: Option<String>,
     pins: Option<String>,
     rate: Option<u32>,
@@ -157,6 +159,8 @@ pub(crate) struct ServeSettings {
     pub(crate) token_header: Option<HeaderName>,
     pub(crate) ops: Vec<(String, String)>,
     policy: VerifyPolicy,
+    style: RefusalStyle,
+    signature_agent_keys: bool,
     replay: ReplaySetting,
     pins: Option<String>,
     pub(crate) rate: Option<NonZeroU32>,
@@ -253,15 +257,22 @@ impl ServeSettings {
                 _ => Err(Failure::usage(format!("--op {op:?}: expected TOOL:OP"))),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let policy = match args.profile.or(file.profile).unwrap_or(Profile::Mcp) {
-            Profile::Mcp => VerifyPolicy::mcp(),
-            Profile::Envoys => VerifyPolicy::envoys(),
+        let (policy, style) = match args.profile.or(file.profile).unwrap_or(Profile::Mcp) {
+            Profile::Mcp => (VerifyPolicy::mcp(), RefusalStyle::Vouch),
+            Profile::Envoys => (VerifyPolicy::envoys(), RefusalStyle::Vouch),
+            Profile::Sep2752 => (VerifyPolicy::sep2752(), RefusalStyle::Sep2752),
             Profile::WebBotAuth => {
                 return Err(Failure::usage(
                     "profile web-bot-auth is for vouch sign and check; vouch serve does not resolve Signature-Agent directories",
                 ));
             }
         };
+        let signature_agent_keys = args.signature_agent_keys || file.signature_agent_keys;
+        if signature_agent_keys && style != RefusalStyle::Sep2752 {
+            return Err(Failure::usage(
+                "--signature-agent-keys: only with --profile sep2752 (whose keyids are key thumbprints)",
+            ));
+        }
         let replay = match args.replay.or(file.replay) {
             None => ReplaySetting::Memory(DEFAULT_REPLAY_CAPACITY),
             Some(r) if r == "memory" => ReplaySetting::Memory(DEFAULT_REPLAY_CAPACITY),
@@ -290,6 +301,8 @@ impl ServeSettings {
             token_header,
             ops,
             policy,
+            style,
+            signature_agent_keys,
             replay,
             pins: args.pins.or(file.pins),
             rate,
@@ -324,7 +337,9 @@ impl ServeSettings {
                     .map_err(|e| Failure::usage(format!("--replay: {e}")))?,
             ),
         }
-        .policy(self.policy);
+        .policy(self.policy)
+        .refusal_style(self.style)
+        .signature_agent_keys(self.signature_agent_keys);
         for origin in origins {
             signature = signature.origin(origin.clone());
         }

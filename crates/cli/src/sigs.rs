@@ -7,9 +7,10 @@ use vouch_httpsig::{
     AgentKind, Algorithm, Component, DIRECTORY_MEDIA_TYPE, DigestAlgorithm, DigestRule,
     RequestView, ResponseView, SignatureAgent, SignatureSpec, SigningKey, Verifier, VerifyPolicy,
     VerifyingKey, WEB_BOT_AUTH_TAG, content_digest, directory_spec, ed25519_thumbprint,
-    envoys_spec, mcp_spec, random_nonce, signature_agent_value, verify_content_digest,
-    web_bot_auth_spec,
+    envoys_spec, mcp_spec, random_nonce, sep2752_spec, signature_agent_value,
+    verify_content_digest, web_bot_auth_spec,
 };
+use vouch_keys::signature_agent_value as inline_signature_agent_value;
 
 use crate::cli::{CheckArgs, DigestArg, DirectoryArgs, Profile, SignArgs};
 use crate::failure::{Failure, Output};
@@ -18,9 +19,13 @@ use crate::raw::RawRequest;
 
 const CONTENT_DIGEST: http::HeaderName = http::HeaderName::from_static("content-digest");
 const SIGNATURE_INPUT: http::HeaderName = http::HeaderName::from_static("signature-input");
+const SIGNATURE_AGENT: http::HeaderName = http::HeaderName::from_static("signature-agent");
 
 /// How far in the future `created` may be, as in the MCP profile.
 const FUTURE_SKEW: u64 = 30;
+
+/// How far in the future `created` may be under SEP-2752 (§2.2).
+const SEP2752_FUTURE_SKEW: u64 = 60;
 
 /// A failed signature check: the reason and its stable code.
 fn rejected(e: vouch_httpsig::Error) -> Failure {
@@ -58,6 +63,27 @@ fn label_taken(request: &RawRequest, label: &str) -> bool {
         .any(|member| member.trim_start().split('=').next() == Some(label))
 }
 
+/// The keyid to sign with: --keyid, or for the sep2752 profile the key's JWK thumbprint (which
+/// --keyid, if given, must be).
+fn signing_keyid(args: &SignArgs, key: &SigningKey, sep2752: bool) -> Result<String, Failure> {
+    if !sep2752 {
+        return args.keyid.clone().ok_or_else(|| {
+            Failure::usage("--keyid is required (but for --profile web-bot-auth and sep2752)")
+        });
+    }
+    let thumbprint = key
+        .verifying_key()
+        .ok()
+        .and_then(|k| k.jwk_thumbprint())
+        .ok_or_else(|| Failure::usage("--profile sep2752: the key has no JWK thumbprint"))?;
+    match &args.keyid {
+        Some(k) if *k != thumbprint => Err(Failure::usage(format!(
+            "--profile sep2752: the keyid must be the key's JWK thumbprint {thumbprint:?}, not {k:?}"
+        ))),
+        _ => Ok(thumbprint),
+    }
+}
+
 pub(crate) fn sign(args: &SignArgs) -> Output {
     let key = signing_key(&args.key)?;
     let mut request = parse_request(&args.request)?;
@@ -71,6 +97,13 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
         request.remove(&CONTENT_DIGEST);
         request
             .append("Content-Digest", &value)
+            .map_err(Failure::usage)?;
+    }
+    if args.inline_signature_agent {
+        let public = input::private_key(&args.key)?.public_key();
+        request.remove(&SIGNATURE_AGENT);
+        request
+            .append("Signature-Agent", &inline_signature_agent_value(&[public]))
             .map_err(Failure::usage)?;
     }
     let label = args.label.as_deref().unwrap_or("sig1");
@@ -98,18 +131,14 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
     if args.profile == Profile::WebBotAuth && args.components.is_none() {
         return sign_web_bot_auth(args, &key, request, label, created);
     }
+    let sep2752 = args.components.is_none() && args.profile == Profile::Sep2752;
     let keyid = match (&args.keyid, args.profile) {
-        (Some(k), _) => k.clone(),
         // web-bot-auth with --components: the key's thumbprint, as the profile wants.
         (None, Profile::WebBotAuth) => key
             .verifying_key()
             .and_then(|k| ed25519_thumbprint(&k))
             .map_err(|e| Failure::usage(format!("key: {e}")))?,
-        (None, _) => {
-            return Err(Failure::usage(
-                "--keyid is required (but under --profile web-bot-auth)",
-            ));
-        }
+        _ => signing_keyid(args, &key, sep2752)?,
     };
     let keyid = keyid.as_str();
     let covered: Vec<Component> = match (&args.components, args.profile) {
@@ -126,6 +155,10 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
             .map_err(Failure::usage)?
             .components()
             .to_vec(),
+        (None, Profile::Sep2752) => sep2752_spec(&view(&request, scheme), &key, None, created)
+            .map_err(Failure::usage)?
+            .components()
+            .to_vec(),
     };
     let mut spec = covered
         .into_iter()
@@ -135,8 +168,9 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
         (None, None) => Some(random_nonce().map_err(Failure::usage)?),
         (None, Some(_)) => None,
     };
-    let with_alg =
-        args.alg.is_some() || (args.components.is_none() && args.profile == Profile::Mcp);
+    // SEP-2752 forbids alg: not even --alg adds it.
+    let with_alg = !sep2752
+        && (args.alg.is_some() || (args.components.is_none() && args.profile == Profile::Mcp));
     let envoys_order = args.components.is_none() && args.profile == Profile::Envoys;
     if envoys_order {
         // The envoys client's parameter order: keyid first.
@@ -155,8 +189,11 @@ pub(crate) fn sign(args: &SignArgs) -> Output {
     if !envoys_order {
         spec = spec.keyid(keyid);
     }
-    if let Some(t) = &args.tag {
-        spec = spec.tag(t);
+    match (&args.tag, sep2752) {
+        (Some(t), _) => spec = spec.tag(t),
+        // SEP-2752 §2.2: on first contact the tag is the keyid.
+        (None, true) => spec = spec.tag(keyid),
+        (None, false) => {}
     }
     let signature = vouch_httpsig::sign(view(&request, scheme), &spec, &key)
         .map_err(|e| Failure::usage(format!("cannot sign: {e}")))?;
@@ -292,13 +329,29 @@ pub(crate) fn check(args: &CheckArgs) -> Output {
     let alg = check_alg(args)?;
     let key = verifying_key(pubkey, alg)?;
     let request = parse_request(&args.request)?;
-    let mut policy = match args.profile {
-        Profile::Envoys => VerifyPolicy::envoys(),
-        _ => VerifyPolicy::mcp(),
-    }
-    .window(args.max_age.unwrap_or(300), FUTURE_SKEW)
-    .required_params(true, true, args.require_nonce)
-    .algorithms(&[key.algorithm()]);
+    let profile = args.profile;
+    let max_age = args.max_age.unwrap_or(300);
+    let mut policy = match profile {
+        Profile::Envoys => VerifyPolicy::envoys()
+            .window(max_age, FUTURE_SKEW)
+            .required_params(true, true, args.require_nonce),
+        // SEP-2752 requires a nonce whatever --require-nonce says, and allows 60 s of skew.
+        Profile::Sep2752 => VerifyPolicy::sep2752().window(max_age, SEP2752_FUTURE_SKEW),
+        _ => VerifyPolicy::mcp()
+            .window(max_age, FUTURE_SKEW)
+            .required_params(true, true, args.require_nonce),
+    };
+    // The key's algorithm only; for sep2752, only if the SEP allows it.
+    let algorithms: Vec<Algorithm> = match profile {
+        Profile::Sep2752 => policy
+            .allowed_algorithms()
+            .iter()
+            .copied()
+            .filter(|a| *a == key.algorithm())
+            .collect(),
+        _ => vec![key.algorithm()],
+    };
+    policy = policy.algorithms(&algorithms);
     if let Some(list) = &args.require {
         let required =
             Component::parse_list(list).map_err(|e| Failure::usage(format!("--require: {e}")))?;

@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use base64ct::{Base64UrlUnpadded, Encoding};
+
 use curve25519_dalek::edwards::CompressedEdwardsY;
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, KeyPair as _};
@@ -209,6 +211,49 @@ impl VerifyingKey {
     /// The algorithm this key verifies.
     pub fn algorithm(&self) -> Algorithm {
         self.alg
+    }
+
+    /// The RFC 7638 JWK thumbprint of this public key: base64url (no padding) of the SHA-256 of
+    /// its canonical JWK (`{"crv","kty","x"}` for Ed25519 as RFC 8037 defines it,
+    /// `{"crv","kty","x","y"}` for P-256 and P-384). `None` for RSA keys (not computed here)
+    /// and HMAC secrets (which have no public form).
+    ///
+    /// SEP-2752 requires the `keyid` to be this value ([`KeyidRule::JwkThumbprint`]).
+    ///
+    /// [`KeyidRule::JwkThumbprint`]: crate::KeyidRule::JwkThumbprint
+    pub fn jwk_thumbprint(&self) -> Option<String> {
+        let b64 = |b: &[u8]| Base64UrlUnpadded::encode_string(b);
+        let canonical = match self.alg {
+            Algorithm::Ed25519 => format!(
+                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+                b64(&self.bytes)
+            ),
+            Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaP384Sha384 => {
+                let (crv, n) = if self.alg == Algorithm::EcdsaP256Sha256 {
+                    ("P-256", 32)
+                } else {
+                    ("P-384", 48)
+                };
+                // The uncompressed point: 0x04, x, y.
+                let (x, y) = match self.bytes.split_first() {
+                    Some((4, xy)) if xy.len() == 2 * n => xy.split_at(n),
+                    _ => return None,
+                };
+                format!(
+                    r#"{{"crv":"{crv}","kty":"EC","x":"{}","y":"{}"}}"#,
+                    b64(x),
+                    b64(y)
+                )
+            }
+            Algorithm::RsaPssSha512 | Algorithm::RsaV15Sha256 | Algorithm::HmacSha256 => {
+                return None;
+            }
+        };
+        Some(b64(ring::digest::digest(
+            &ring::digest::SHA256,
+            canonical.as_bytes(),
+        )
+        .as_ref()))
     }
 
     /// The raw public key bytes (for HMAC: nothing, the secret stays inside).

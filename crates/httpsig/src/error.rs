@@ -31,6 +31,9 @@ pub enum Error {
     AlgorithmMismatch,
     /// The `tag` parameter is not the one the policy requires.
     TagMismatch,
+    /// The `keyid` is not of the form the policy requires, or does not name the key that
+    /// verified (SEP-2752: the key's JWK thumbprint).
+    KeyidMismatch,
     /// The `expires` time has passed.
     Expired,
     /// `created` is older than the policy's maximum age.
@@ -77,6 +80,7 @@ impl Error {
             Self::AlgorithmNotAllowed(_) => "algorithm_not_allowed",
             Self::AlgorithmMismatch => "algorithm_mismatch",
             Self::TagMismatch => "tag_mismatch",
+            Self::KeyidMismatch => "keyid_mismatch",
             Self::Expired => "expired",
             Self::TooOld => "too_old",
             Self::CreatedInFuture => "created_in_future",
@@ -116,6 +120,7 @@ impl fmt::Display for Error {
             Self::AlgorithmNotAllowed(a) => write!(f, "algorithm {a} not allowed"),
             Self::AlgorithmMismatch => f.write_str("alg parameter does not match the key"),
             Self::TagMismatch => f.write_str("tag parameter does not match"),
+            Self::KeyidMismatch => f.write_str("keyid is not the form or the key required"),
             Self::Expired => f.write_str("signature expired"),
             Self::TooOld => f.write_str("signature too old"),
             Self::CreatedInFuture => f.write_str("signature created in the future"),

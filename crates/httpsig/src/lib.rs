@@ -5,7 +5,9 @@
 //! sent it. The crate has no async runtime and no HTTP framework: it works on
 //! [`http::Request`] parts and the exact body bytes.
 //!
-//! - [`sign`] a message as a [`SignatureSpec`] says; [`mcp_spec`] is vouch's MCP profile.
+//! - [`sign`] a message as a [`SignatureSpec`] says; [`mcp_spec`] is vouch's MCP profile,
+//!   [`envoys_spec`] the envoys client's, [`sep2752_spec`] SEP-2752's (each with its
+//!   [`VerifyPolicy`]).
 //! - [`Verifier::prepare`] applies a [`VerifyPolicy`] (required components and parameters,
 //!   algorithms, time window, Content-Digest over the body bytes), then [`Prepared::verify`]
 //!   checks the signature with the resolved key, then [`Verified::check_replay`] refuses replays.
@@ -108,10 +110,11 @@ pub use digest::{BodyCheck, DigestAlgorithm, content_digest, verify_content_dige
 pub use error::Error;
 pub use message::{Message, RequestView, ResponseView};
 pub use params::Params;
-pub use policy::{DEFAULT_TOKEN_HEADER, DigestRule, VerifyPolicy};
+pub use policy::{AlgParam, DEFAULT_TOKEN_HEADER, DigestRule, KeyidRule, VerifyPolicy};
 pub use replay::{MemoryReplayGuard, ReplayFuture, ReplayGuard, ReplayKey};
 pub use sign::{
-    Signature, SignatureSpec, envoys_spec, mcp_content_digest, mcp_spec, random_nonce, sign,
+    Signature, SignatureSpec, envoys_spec, mcp_content_digest, mcp_spec, random_nonce,
+    sep2752_spec, sign,
 };
 pub use verify::{Prepared, Verified, Verifier};
 pub use web_bot_auth::{

@@ -230,6 +230,7 @@ pub(crate) fn params_value(
                 sfv::Integer::try_from(*i).map_err(|_| Error::Malformed("time out of range"))?,
             ),
             ParamValue::Str(s) => string_item(s)?,
+            ParamValue::True => BareItem::Boolean(true),
         };
         p.insert(key_of(name)?, bare);
     }
@@ -241,4 +242,6 @@ pub(crate) fn params_value(
 pub(crate) enum ParamValue {
     Int(u64),
     Str(String),
+    /// A bare parameter (`;created`), as `Accept-Signature` requests one.
+    True,
 }

@@ -3,6 +3,7 @@
 use crate::alg::Algorithm;
 use crate::component::Component;
 use crate::digest::DigestAlgorithm;
+use crate::params::{ParamValue, params_value};
 
 /// The header vouch's MCP profile carries a capability token in.
 pub const DEFAULT_TOKEN_HEADER: &str = "x-mcpvault-token";
@@ -27,6 +28,32 @@ pub enum DigestRule {
     /// Only when the signature covers a Content-Digest (then it must match the body). For
     /// checking third-party examples; a server should not accept unbound bodies.
     WhenCovered,
+}
+
+/// What the `keyid` parameter must be.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyidRule {
+    /// Any string: the key resolver decides what it names (vouch's profiles: a URL, an address,
+    /// a DID or a local name).
+    Any,
+    /// The RFC 7638 JWK thumbprint (SHA-256, base64url without padding) of the key that
+    /// verifies the signature (SEP-2752 §2.2, §2.4). A keyid that cannot be one (not 43
+    /// base64url characters) is refused before any key is resolved, and after verification the
+    /// resolved key's thumbprint must equal it.
+    JwkThumbprint,
+}
+
+/// What the verifier does with an `alg` signature parameter.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlgParam {
+    /// When present it must name an allowed algorithm and the key's own (RFC 9421 §3.2,
+    /// vouch's profiles).
+    Checked,
+    /// Not read at all: the algorithm is the key's (SEP-2752 §2.2: `alg` "MUST be ignored if
+    /// present"). It is still part of the signed `@signature-params`, so it cannot be changed.
+    Ignored,
 }
 
 /// A verification policy.
@@ -54,6 +81,10 @@ pub struct VerifyPolicy {
     pub(crate) max_lifetime: Option<u64>,
     pub(crate) signature_agent: bool,
     pub(crate) legacy_signature_agent: bool,
+    pub(crate) require_tag: bool,
+    pub(crate) keyid_rule: KeyidRule,
+    pub(crate) alg_param: AlgParam,
+    pub(crate) min_nonce_bytes: usize,
 }
 
 impl Default for VerifyPolicy {
@@ -109,6 +140,10 @@ impl VerifyPolicy {
             max_lifetime: None,
             signature_agent: false,
             legacy_signature_agent: false,
+            require_tag: false,
+            keyid_rule: KeyidRule::Any,
+            alg_param: AlgParam::Checked,
+            min_nonce_bytes: 0,
         }
     }
 
@@ -173,6 +208,43 @@ impl VerifyPolicy {
         }
     }
 
+    /// The SEP-2752 profile (RFC 9421 proof-of-possession client authentication for MCP, draft
+    /// of 2026-05-19): covers `@method`, `@target-uri` and `content-digest` on every request
+    /// (empty bodies included), and `mcp-protocol-version` and `mcp-session-id` whenever the
+    /// request carries them; requires `created`, `nonce` (base64url, at least 96 bits),
+    /// `keyid` (the JWK thumbprint of the verifying key) and `tag` (the client's stable
+    /// identifier); ignores `alg`; allows ed25519, ecdsa-p256-sha256 and ecdsa-p384-sha384;
+    /// max age 300 s, future skew 60 s. The token header stays covered when present (a vouch
+    /// capability token must be bound to the request; SEP-2752 clients do not send one).
+    ///
+    /// How it differs from [`VerifyPolicy::mcp`], and why, is in `docs/signature-profile.md`.
+    pub fn sep2752() -> Self {
+        Self {
+            required: components(&["@method", "@target-uri"]),
+            required_if_present: [
+                "mcp-protocol-version",
+                "mcp-session-id",
+                DEFAULT_TOKEN_HEADER,
+            ]
+            .into_iter()
+            .map(http::HeaderName::from_static)
+            .collect(),
+            digest_rule: DigestRule::Always,
+            digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Sha512],
+            algorithms: vec![
+                Algorithm::Ed25519,
+                Algorithm::EcdsaP256Sha256,
+                Algorithm::EcdsaP384Sha384,
+            ],
+            future_skew: 60,
+            require_tag: true,
+            keyid_rule: KeyidRule::JwkThumbprint,
+            alg_param: AlgParam::Ignored,
+            min_nonce_bytes: 12,
+            ..Self::mcp()
+        }
+    }
+
     /// Whether `expires` is required, and the longest `expires - created` accepted (`None`: no
     /// bound). The Web Bot Auth profile requires it and bounds it to 86 400 s.
     #[must_use]
@@ -199,6 +271,104 @@ impl VerifyPolicy {
     pub fn legacy_signature_agent(mut self, accept: bool) -> Self {
         self.legacy_signature_agent = accept;
         self
+    }
+
+    /// Whether a `tag` parameter is required (SEP-2752: yes; vouch's profiles: no).
+    #[must_use]
+    pub fn require_tag(mut self, required: bool) -> Self {
+        self.require_tag = required;
+        self
+    }
+
+    /// What the `keyid` must be.
+    #[must_use]
+    pub fn keyid_rule(mut self, rule: KeyidRule) -> Self {
+        self.keyid_rule = rule;
+        self
+    }
+
+    /// What is done with an `alg` parameter.
+    #[must_use]
+    pub fn alg_param(mut self, rule: AlgParam) -> Self {
+        self.alg_param = rule;
+        self
+    }
+
+    /// The fewest bytes of randomness a `nonce` must carry, as base64url (0: any string).
+    #[must_use]
+    pub fn min_nonce_bytes(mut self, bytes: usize) -> Self {
+        self.min_nonce_bytes = bytes;
+        self
+    }
+
+    /// True if the policy's keyid rule is `rule`.
+    pub fn keyid_rule_is(&self, rule: KeyidRule) -> bool {
+        self.keyid_rule == rule
+    }
+
+    /// The algorithms accepted, in the policy's order of preference (for a capability
+    /// advertisement such as SEP-2752's `httpMessageSignatures.algorithms`).
+    pub fn allowed_algorithms(&self) -> &[Algorithm] {
+        &self.algorithms
+    }
+
+    /// An `Accept-Signature` member (RFC 9421 §5.1) asking for what this policy demands of a
+    /// request with these `headers`: the required components, `content-digest` when the digest
+    /// rule asks for it (for [`DigestRule::WithBody`], when `has_body`), each when-present
+    /// header the request carries, then `created`, `nonce` when required, and `tag="…"` when
+    /// the policy requires one tag value ([`VerifyPolicy::required_tag`]). `keyid` is not
+    /// requested: in `Accept-Signature` it names the key to use, which the server does not
+    /// choose. For SEP-2752 §3.3:
+    ///
+    /// ```
+    /// use vouch_httpsig::VerifyPolicy;
+    /// let mut headers = http::HeaderMap::new();
+    /// headers.insert("mcp-protocol-version", "2026-03-26".parse().unwrap());
+    /// assert_eq!(
+    ///     VerifyPolicy::sep2752().accept_signature("sig1", &headers, true),
+    ///     r#"sig1=("@method" "@target-uri" "content-digest" "mcp-protocol-version");created;nonce"#,
+    /// );
+    /// ```
+    pub fn accept_signature(
+        &self,
+        label: &str,
+        headers: &http::HeaderMap,
+        has_body: bool,
+    ) -> String {
+        let mut covered = self.required.clone();
+        let digest = match self.digest_rule {
+            DigestRule::Always => true,
+            DigestRule::WithBody => has_body,
+            DigestRule::WhenCovered => false,
+        };
+        if digest {
+            covered.extend(Component::new("content-digest").ok());
+        }
+        for h in &self.required_if_present {
+            if headers.contains_key(h) {
+                covered.extend(Component::new(h.as_str()).ok());
+            }
+        }
+        let mut params = Vec::new();
+        if self.require_created {
+            params.push(("created", ParamValue::True));
+        }
+        if self.require_nonce {
+            params.push(("nonce", ParamValue::True));
+        }
+        if let Some(tag) = &self.required_tag {
+            params.push(("tag", ParamValue::Str(tag.clone())));
+        }
+        match params_value(&covered, &params) {
+            Ok(value) => format!("{label}={value}"),
+            // Only a required tag that is not a structured-field string gets here: ask
+            // without it rather than not at all.
+            Err(_) => {
+                params.retain(|(n, _)| *n != "tag");
+                let value = params_value(&covered, &params).unwrap_or_default();
+                format!("{label}={value}")
+            }
+        }
     }
 
     /// Only consider the signature with this label.

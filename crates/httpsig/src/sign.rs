@@ -263,3 +263,64 @@ pub fn envoys_spec(keyid: &str, created: u64) -> Result<SignatureSpec, Error> {
         .created(created)
         .nonce(random_nonce()?))
 }
+
+/// The [`SignatureSpec`] of SEP-2752 (RFC 9421 proof-of-possession client authentication for
+/// MCP) for `request`: label `sig1`, covering `@method`, `@target-uri`, `content-digest` (on
+/// every request, empty bodies included), and `mcp-protocol-version` and `mcp-session-id` when
+/// present (an `initialize` request has no session yet, so it covers none); parameters
+/// `created`, `nonce` (16 random bytes), `keyid` (the key's RFC 7638 JWK thumbprint) and `tag`
+/// (the client's stable identifier: on first contact, SEP-2752 §2.2 has it equal the keyid).
+/// No `alg`: SEP-2752 forbids it.
+///
+/// The request must already carry its `Content-Digest` (see [`mcp_content_digest`]), even for
+/// an empty body.
+///
+/// ```
+/// use vouch_httpsig::*;
+/// # fn main() -> Result<(), Error> {
+/// let key = SigningKey::ed25519_from_seed(&[7; 32])?;
+/// let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#.to_vec();
+/// let mut request = http::Request::post("https://mcp.example/mcp")
+///     .header("content-digest", mcp_content_digest(&body))
+///     .header("mcp-protocol-version", "2026-03-26")
+///     .body(body)
+///     .unwrap();
+/// let now = 1_700_000_000;
+/// let spec = sep2752_spec(&RequestView::of(&request), &key, None, now)?;
+/// sign(RequestView::of(&request), &spec, &key)?.apply(request.headers_mut())?;
+///
+/// let prepared = Verifier::new(VerifyPolicy::sep2752()).prepare(RequestView::of(&request), now)?;
+/// let thumbprint = key.verifying_key()?.jwk_thumbprint();
+/// assert_eq!(prepared.keyid(), thumbprint.as_deref());
+/// prepared.verify(&key.verifying_key()?)?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Key`] for a key without a JWK thumbprint here (RSA, HMAC: SEP-2752 allows neither),
+/// or as [`random_nonce`].
+pub fn sep2752_spec(
+    request: &RequestView<'_>,
+    key: &SigningKey,
+    tag: Option<&str>,
+    created: u64,
+) -> Result<SignatureSpec, Error> {
+    let keyid = key
+        .verifying_key()?
+        .jwk_thumbprint()
+        .ok_or(Error::Key("SEP-2752 needs an ed25519 or ECDSA key"))?;
+    let mut spec =
+        SignatureSpec::new("sig1").cover_names(&["@method", "@target-uri", "content-digest"])?;
+    for h in ["mcp-protocol-version", "mcp-session-id"] {
+        if request.headers().contains_key(h) {
+            spec = spec.cover(Component::new(h)?);
+        }
+    }
+    let tag = tag.map_or_else(|| keyid.clone(), str::to_owned);
+    Ok(spec
+        .created(created)
+        .nonce(random_nonce()?)
+        .keyid(keyid)
+        .tag(tag))
+}

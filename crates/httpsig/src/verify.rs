@@ -8,7 +8,7 @@ use crate::digest::BodyCheck;
 use crate::error::Error;
 use crate::message::Message;
 use crate::params::{Params, ParseLimits, Received, combined, received};
-use crate::policy::{CONTENT_DIGEST, DigestRule, VerifyPolicy};
+use crate::policy::{AlgParam, CONTENT_DIGEST, DigestRule, KeyidRule, VerifyPolicy};
 use crate::replay::{ReplayGuard, ReplayKey};
 use crate::web_bot_auth::{SignatureAgent, covered_agent};
 
@@ -63,6 +63,8 @@ pub struct Prepared {
     base: Vec<u8>,
     signature: Vec<u8>,
     algorithms: Vec<Algorithm>,
+    keyid_rule: KeyidRule,
+    alg_param: AlgParam,
     keep_until: u64,
     signature_agent: Option<SignatureAgent>,
 }
@@ -105,6 +107,7 @@ impl Verifier {
     /// Any policy failure: [`Error::NoSignature`], [`Error::MissingParameter`],
     /// [`Error::AlgorithmNotAllowed`], [`Error::Expired`], [`Error::TooOld`],
     /// [`Error::CreatedInFuture`], [`Error::MissingComponent`], [`Error::DigestMissing`],
+    /// [`Error::KeyidMismatch`] (a keyid not of the form the policy requires),
     /// [`Error::DigestMismatch`], [`Error::ComponentUnavailable`], [`Error::Malformed`] (which
     /// includes a label, a Content-Digest algorithm, a signature or component parameter, or a
     /// member of a dictionary field covered with `;key` or `;sf` named twice), ...
@@ -227,7 +230,24 @@ impl Verifier {
         if p.require_nonce && params.nonce.is_none() {
             return Err(Error::MissingParameter("nonce"));
         }
-        if let Some(alg) = params.algorithm()?
+        if p.require_tag && params.tag.is_none() {
+            return Err(Error::MissingParameter("tag"));
+        }
+        if p.min_nonce_bytes > 0
+            && let Some(nonce) = &params.nonce
+            && !nonce_has_bytes(nonce, p.min_nonce_bytes)
+        {
+            return Err(Error::Malformed(
+                "nonce is not base64url of enough random bytes",
+            ));
+        }
+        if p.keyid_rule == KeyidRule::JwkThumbprint
+            && !params.keyid.as_deref().is_some_and(is_thumbprint_form)
+        {
+            return Err(Error::KeyidMismatch);
+        }
+        if p.alg_param == AlgParam::Checked
+            && let Some(alg) = params.algorithm()?
             && !p.algorithms.contains(&alg)
         {
             return Err(Error::AlgorithmNotAllowed(alg.name().to_owned()));
@@ -291,6 +311,8 @@ impl Verifier {
             signature: c.signature,
             algorithms: p.algorithms.clone(),
             signature_agent,
+            keyid_rule: p.keyid_rule,
+            alg_param: p.alg_param,
         };
         Ok((prepared, body_check))
     }
@@ -314,6 +336,21 @@ impl Verifier {
             DigestRule::WhenCovered => Ok(BodyCheck::unconstrained()),
         }
     }
+}
+
+/// True if `keyid` can be an RFC 7638 SHA-256 JWK thumbprint: 43 base64url characters that
+/// decode (strictly) to 32 bytes.
+fn is_thumbprint_form(keyid: &str) -> bool {
+    use base64ct::Encoding as _;
+    keyid.len() == 43 && base64ct::Base64UrlUnpadded::decode_vec(keyid).is_ok_and(|b| b.len() == 32)
+}
+
+/// True if `nonce` is base64url (unpadded or padded, strictly) of at least `min` bytes.
+fn nonce_has_bytes(nonce: &str, min: usize) -> bool {
+    use base64ct::{Base64Url, Base64UrlUnpadded, Encoding as _};
+    Base64UrlUnpadded::decode_vec(nonce)
+        .or_else(|_| Base64Url::decode_vec(nonce))
+        .is_ok_and(|b| b.len() >= min)
 }
 
 impl Prepared {
@@ -356,18 +393,27 @@ impl Prepared {
     /// # Errors
     ///
     /// [`Error::AlgorithmNotAllowed`] if the key's algorithm is not allowed,
-    /// [`Error::AlgorithmMismatch`] if the `alg` parameter names another algorithm,
-    /// [`Error::BadSignature`] if the signature does not verify.
+    /// [`Error::AlgorithmMismatch`] if the `alg` parameter names another algorithm (unless the
+    /// policy ignores `alg`), [`Error::BadSignature`] if the signature does not verify,
+    /// [`Error::KeyidMismatch`] if the policy requires the keyid to be the key's JWK thumbprint
+    /// and it is not.
     pub fn verify(self, key: &VerifyingKey) -> Result<Verified, Error> {
         let alg = key.algorithm();
         if !self.algorithms.contains(&alg) {
             return Err(Error::AlgorithmNotAllowed(alg.name().to_owned()));
         }
-        if self.params.algorithm()?.is_some_and(|a| a != alg) {
+        if self.alg_param == AlgParam::Checked && self.params.algorithm()?.is_some_and(|a| a != alg)
+        {
             return Err(Error::AlgorithmMismatch);
         }
         if !key.verify(&self.base, &self.signature) {
             return Err(Error::BadSignature);
+        }
+        if self.keyid_rule == KeyidRule::JwkThumbprint {
+            let thumbprint = key.jwk_thumbprint().ok_or(Error::KeyidMismatch)?;
+            if self.params.keyid.as_deref() != Some(thumbprint.as_str()) {
+                return Err(Error::KeyidMismatch);
+            }
         }
         let keyid = self.params.keyid.as_deref().unwrap_or("");
         let replay_key = ReplayKey::derive(keyid, self.params.nonce.as_deref(), &self.base);

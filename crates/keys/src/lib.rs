@@ -23,6 +23,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod agent;
 mod cache;
 mod directory;
 mod error;
@@ -35,6 +36,7 @@ mod replay;
 mod resolve;
 mod store;
 
+pub use agent::{MAX_SIGNATURE_AGENT_BYTES, signature_agent_key, signature_agent_value};
 pub use cache::{CacheConfig, CachingResolver};
 pub use directory::{DirectoryResolver, MAX_DIRECTORY_KEYS, STALE_IF_ERROR};
 pub use error::Error;

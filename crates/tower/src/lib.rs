@@ -38,7 +38,7 @@ pub use checked::{Check, Checked};
 pub use extract::MissingCaller;
 pub use origin::{Origin, OriginError};
 pub use pipeline::{
-    AllowAll, Allowlist, HeadVerified, Rejection, SignaturePipeline, VerifiedCaller,
+    AllowAll, Allowlist, HeadVerified, RefusalStyle, Rejection, SignaturePipeline, VerifiedCaller,
 };
 pub use rate_limit::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit, RateLimitLayer};
 pub use serve::{ServeConfig, serve};

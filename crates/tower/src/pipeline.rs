@@ -4,10 +4,17 @@
 use std::sync::Arc;
 
 use http::request::Parts;
+use vouch_httpsig::KeyidRule;
 use vouch_httpsig::{
     Algorithm, BodyCheck, Error as SigError, ReplayGuard, RequestView, Verifier, VerifyPolicy,
 };
-use vouch_keys::{KeyResolver, PinCheckError, PinStore, StoreError, address_claim, verify_and_pin};
+use vouch_keys::{
+    KeyResolver, PinCheckError, PinStore, ResolvedKey, StoreError, address_claim,
+    signature_agent_key, verify_and_pin,
+};
+
+/// The field SEP-2752 §2.6.1 carries a client's key in.
+const SIGNATURE_AGENT: http::HeaderName = http::HeaderName::from_static("signature-agent");
 
 use crate::origin::{Origin, addressed};
 
@@ -53,6 +60,25 @@ pub struct VerifiedCaller {
     pub algorithm: Algorithm,
     /// The signature's `created` time, Unix seconds.
     pub created: Option<u64>,
+    /// The signature's `tag` (SEP-2752: the client's stable identifier across key rotations;
+    /// claimed by the client, not proven: the identity is the keyid's).
+    pub tag: Option<String>,
+}
+
+/// How the signature layer answers a refused request.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefusalStyle {
+    /// vouch's: `{"detail": {"error": kind, "detail": reason}}`, and on 401 the
+    /// `WWW-Authenticate: Signature` challenge.
+    #[default]
+    Vouch,
+    /// SEP-2752 §3.2-3.3: a 401 also carries `Accept-Signature` (RFC 9421 §5.1) naming what the
+    /// policy requires of this request (components, `created`, `nonce`, a required tag), and
+    /// its body is a JSON-RPC error: `{"jsonrpc": "2.0", "id": null, "error": {"code": -32001,
+    /// "message": "invalid_signature", "data": {"reason": reason}}}`. Other statuses (408, 413,
+    /// 421, 429, 503) are answered as [`RefusalStyle::Vouch`] does.
+    Sep2752,
 }
 
 /// Why a request was refused. The peer sees the status and a short reason; the detail goes to
@@ -120,6 +146,8 @@ pub struct SignaturePipeline {
     pins: Option<Arc<dyn PinStore>>,
     allowlist: Arc<dyn Allowlist>,
     origins: Arc<[Origin]>,
+    style: RefusalStyle,
+    signature_agent_keys: bool,
 }
 
 impl SignaturePipeline {
@@ -141,7 +169,108 @@ impl SignaturePipeline {
             pins: None,
             allowlist: Arc::new(AllowAll),
             origins: Arc::from([origin]),
+            style: RefusalStyle::Vouch,
+            signature_agent_keys: false,
         }
+    }
+
+    /// The SEP-2752 profile: [`VerifyPolicy::sep2752`] and [`RefusalStyle::Sep2752`]. Keyids
+    /// are JWK thumbprints, so the resolver must know keys by thumbprint (a fixed map, or an
+    /// HTTP Message Signatures Directory); the identity is the thumbprint, and the client's
+    /// `tag` is in [`VerifiedCaller::tag`].
+    #[must_use]
+    pub fn sep2752(self) -> Self {
+        self.policy(VerifyPolicy::sep2752())
+            .refusal_style(RefusalStyle::Sep2752)
+    }
+
+    /// SEP-2752 §3.1's capability advertisement for this pipeline: the value of the
+    /// `authentication` member of the server's `ServerCapabilities` (in its `initialize`
+    /// result), listing the policy's algorithms in its order of preference:
+    /// `{"httpMessageSignatures": {"algorithms": [...], "requiresSignature": true}}`.
+    ///
+    /// vouch does not write it into `initialize` results itself (the gateway forwards the
+    /// upstream's untouched): an MCP server behind the signature layer merges it into its
+    /// capabilities. `requires_signature` is `true` for a server that, like one behind
+    /// [`SignatureLayer`](crate::SignatureLayer), refuses unsigned requests.
+    pub fn sep2752_capability(&self, requires_signature: bool) -> serde_json::Value {
+        let algorithms: Vec<&str> = self
+            .verifier
+            .policy()
+            .allowed_algorithms()
+            .iter()
+            .map(|a| a.name())
+            .collect();
+        serde_json::json!({
+            "httpMessageSignatures": {
+                "algorithms": algorithms,
+                "requiresSignature": requires_signature,
+            }
+        })
+    }
+
+    /// Also accepts the key a request presents inline in `Signature-Agent` (SEP-2752 §2.6.1,
+    /// the `data:` form; a URL is never fetched): the JWKS key whose thumbprint is the keyid is
+    /// used instead of the resolver's. Off by default. Such a key is self-asserted, so only use
+    /// this with a policy whose keyid is the key's thumbprint ([`VerifyPolicy::sep2752`]: any
+    /// other policy is refused here, fail closed), and decide who may call with the allowlist
+    /// (it sees the thumbprint before any key is read) and pins: with it on, anyone can make a
+    /// key whose signatures verify.
+    #[must_use]
+    pub fn signature_agent_keys(mut self, accept: bool) -> Self {
+        self.signature_agent_keys = accept;
+        self
+    }
+
+    /// The key for `keyid`: from `Signature-Agent` when enabled and present in the `data:`
+    /// form, else from the resolver.
+    async fn key_for(&self, parts: &Parts, keyid: &str) -> Result<ResolvedKey, Rejection> {
+        let thumbprint_policy = self
+            .verifier
+            .policy()
+            .keyid_rule_is(KeyidRule::JwkThumbprint);
+        let mut agents = parts.headers.get_all(SIGNATURE_AGENT).iter();
+        if self.signature_agent_keys
+            && thumbprint_policy
+            && let Some(value) = agents.next()
+        {
+            if agents.next().is_some() {
+                tracing::info!(%keyid, "several signature-agent fields: refused");
+                return Err(unauthorized("unknown_key"));
+            }
+            match signature_agent_key(value.as_bytes(), keyid) {
+                Ok(Some(key)) => return Ok(key),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::info!(%keyid, detail = %e, "signature-agent key refused");
+                    return Err(unauthorized("unknown_key"));
+                }
+            }
+        }
+        self.resolver.resolve(keyid).await.map_err(|e| {
+            tracing::info!(%keyid, detail = %e, "key resolution failed");
+            unauthorized("unknown_key")
+        })
+    }
+
+    /// How refusals are answered.
+    #[must_use]
+    pub fn refusal_style(mut self, style: RefusalStyle) -> Self {
+        self.style = style;
+        self
+    }
+
+    /// The refusal style.
+    pub fn style(&self) -> RefusalStyle {
+        self.style
+    }
+
+    /// The `Accept-Signature` value for a refused request with these `headers`
+    /// ([`VerifyPolicy::accept_signature`] of this pipeline's policy, label `sig1`).
+    pub fn accept_signature(&self, headers: &http::HeaderMap, has_body: bool) -> String {
+        self.verifier
+            .policy()
+            .accept_signature("sig1", headers, has_body)
     }
 
     /// Also accepts requests addressed to `origin` (another name or port of this server).
@@ -238,10 +367,7 @@ impl SignaturePipeline {
             tracing::info!(%identity, "caller not on the allowlist (before any key fetch)");
             return Err(unauthorized("not_allowed"));
         }
-        let key = self.resolver.resolve(&keyid).await.map_err(|e| {
-            tracing::info!(%keyid, detail = %e, "key resolution failed");
-            unauthorized("unknown_key")
-        })?;
+        let key = self.key_for(parts, &keyid).await?;
         let verified = match &self.pins {
             Some(pins) => {
                 let admit = |_: &vouch_httpsig::Verified| self.allowlist.admits(&identity);
@@ -274,6 +400,7 @@ impl SignaturePipeline {
             thumbprint: key.fingerprint().to_owned(),
             algorithm: verified.algorithm(),
             created: verified.params.created,
+            tag: verified.params.tag.clone(),
         };
         Ok(HeadVerified {
             caller,
@@ -359,6 +486,7 @@ fn sig_reason(e: &SigError) -> &'static str {
             "digest_mismatch"
         }
         SigError::MissingComponent(_) | SigError::MissingParameter(_) => "incomplete_signature",
+        SigError::KeyidMismatch => "keyid_mismatch",
         SigError::Replayed => "replayed",
         _ => "bad_signature",
     }

@@ -49,3 +49,36 @@ pub(crate) fn rejection_response(rejection: &Rejection, challenge: &str) -> Resp
     }
     response
 }
+
+/// A refusal in SEP-2752's form: as [`rejection_response`], but a 401 also carries
+/// `Accept-Signature` and its body is a JSON-RPC error.
+pub(crate) fn sep2752_response(
+    rejection: &Rejection,
+    challenge: &str,
+    accept_signature: &str,
+) -> Response<Body> {
+    let mut response = rejection_response(rejection, challenge);
+    if rejection.status() != http::StatusCode::UNAUTHORIZED {
+        return response;
+    }
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {
+            "code": SEP2752_ERROR_CODE,
+            "message": "invalid_signature",
+            "data": {"reason": rejection.reason()},
+        },
+    });
+    *response.body_mut() = Body::from(body.to_string());
+    if let Ok(v) = HeaderValue::from_str(accept_signature) {
+        response
+            .headers_mut()
+            .insert(http::HeaderName::from_static("accept-signature"), v);
+    }
+    response
+}
+
+/// The JSON-RPC error code of a SEP-2752 refusal (in the range JSON-RPC reserves for
+/// implementation-defined server errors; SEP-2752 names none).
+pub(crate) const SEP2752_ERROR_CODE: i64 = -32001;

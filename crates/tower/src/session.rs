@@ -1249,6 +1249,7 @@ mod tests {
             thumbprint: caller.thumbprint.to_owned(),
             algorithm: vouch_httpsig::Algorithm::Ed25519,
             created: None,
+            tag: None,
         });
         if let Some(s) = session {
             request

@@ -21,8 +21,8 @@ use tower_service::Service;
 use tracing::Instrument as _;
 
 use crate::audit::{AuditHook, Decision};
-use crate::pipeline::{HeadVerified, Rejection, SignaturePipeline};
-use crate::response::rejection_response;
+use crate::pipeline::{HeadVerified, RefusalStyle, Rejection, SignaturePipeline};
+use crate::response::{rejection_response, sep2752_response};
 
 /// Largest body the layer reads unless configured otherwise: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
@@ -122,9 +122,17 @@ impl SignatureLayer {
         }
     }
 
-    fn refuse(&self, parts: &Parts, rejection: &Rejection) -> Response<Body> {
+    fn refuse(&self, parts: &Parts, rejection: &Rejection, has_body: bool) -> Response<Body> {
         self.report(parts, false, None, rejection.reason());
-        rejection_response(rejection, &self.pipeline.challenge())
+        let challenge = self.pipeline.challenge();
+        match self.pipeline.style() {
+            RefusalStyle::Sep2752 => sep2752_response(
+                rejection,
+                &challenge,
+                &self.pipeline.accept_signature(&parts.headers, has_body),
+            ),
+            _ => rejection_response(rejection, &challenge),
+        }
     }
 
     /// The whole decision; on success the request goes on with its body in memory.
@@ -147,20 +155,24 @@ impl SignatureLayer {
         };
         if declared_length(&parts).is_some_and(|n| n > self.max_body_bytes as u64) {
             tracing::info!("declared body larger than the cap");
-            return Err(unread(self.refuse(&parts, &Rejection::PayloadTooLarge)));
+            return Err(unread(self.refuse(
+                &parts,
+                &Rejection::PayloadTooLarge,
+                has_body,
+            )));
         }
         let now = unix_now();
         let mut head = match self.pipeline.verify_head(&parts, now).await {
             Ok(head) => head,
-            Err(rejection) => return Err(unread(self.refuse(&parts, &rejection))),
+            Err(rejection) => return Err(unread(self.refuse(&parts, &rejection, has_body))),
         };
         let read = read_hashed(body, &mut head, self.max_body_bytes);
         let bytes = match tokio::time::timeout(self.body_timeout, read).await {
             Ok(Ok(bytes)) => bytes,
-            Ok(Err(rejection)) => return Err(unread(self.refuse(&parts, &rejection))),
+            Ok(Err(rejection)) => return Err(unread(self.refuse(&parts, &rejection, has_body))),
             Err(_) => {
                 tracing::info!(identity = %head.caller().identity, "body timed out");
-                return Err(self.refuse(&parts, &Rejection::Timeout));
+                return Err(self.refuse(&parts, &Rejection::Timeout, has_body));
             }
         };
         match head.finish(unix_now()).await {
@@ -169,7 +181,7 @@ impl SignatureLayer {
                 parts.extensions.insert(caller);
                 Ok(Request::from_parts(parts, Body::from(bytes)))
             }
-            Err(rejection) => Err(self.refuse(&parts, &rejection)),
+            Err(rejection) => Err(self.refuse(&parts, &rejection, has_body)),
         }
     }
 }

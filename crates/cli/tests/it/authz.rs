@@ -285,3 +285,131 @@ fn sigterm_stops_the_authorizer_with_status_0() {
     assert!(killed.success());
     assert_eq!(authz.child.wait_exit(Duration::from_secs(15)), Some(0));
 }
+
+#[test]
+fn the_sep2752_profile_admits_a_thumbprint_and_refuses_in_the_seps_form() {
+    let s = Scratch::new();
+    let agent = s.keygen("agent.pem");
+    let thumbprint = s
+        .run(&["pubkey", "--key", "agent.pem", "--format", "jwk"])
+        .json()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let authz = Running::start(
+        &s,
+        &[
+            "--http",
+            "127.0.0.1:0",
+            "--origin",
+            ORIGIN,
+            "--agent",
+            &format!("{thumbprint}={agent}"),
+            "--profile",
+            "sep2752",
+        ],
+    );
+    let port = authz.port("http");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:10000\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-03-26\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let file = s.write("list.http", &request);
+    let signed = s
+        .run(&[
+            "sign",
+            "--key",
+            "agent.pem",
+            "--profile",
+            "sep2752",
+            "--scheme",
+            "http",
+            &file,
+        ])
+        .ok()
+        .replacen("POST /mcp ", "POST /check/mcp ", 1);
+    let (status, response) = send(port, signed.as_bytes());
+    assert_eq!(status, 200, "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains(&format!(
+            "\r\nx-vouch-identity: {}\r\n",
+            thumbprint.to_ascii_lowercase()
+        )),
+        "{response}"
+    );
+
+    // Unsigned: 401 with Accept-Signature and a JSON-RPC error.
+    let unsigned = request.replacen("POST /mcp ", "POST /check/mcp ", 1);
+    let (status, response) = send(port, unsigned.as_bytes());
+    assert_eq!(status, 401, "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains(
+            r#"accept-signature: sig1=("@method" "@target-uri" "content-digest" "mcp-protocol-version");created;nonce"#
+        ),
+        "{response}"
+    );
+    assert!(response.contains(r#""jsonrpc":"2.0""#), "{response}");
+    assert!(
+        response.contains(r#""reason":"missing_signature""#),
+        "{response}"
+    );
+}
+
+#[test]
+fn signature_agent_keys_admit_a_key_the_request_carries_only_when_enabled() {
+    let s = Scratch::new();
+    s.keygen("agent.pem");
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:10000\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let file = s.write("list.http", &request);
+    let signed = s
+        .run(&[
+            "sign",
+            "--key",
+            "agent.pem",
+            "--profile",
+            "sep2752",
+            "--inline-signature-agent",
+            "--scheme",
+            "http",
+            &file,
+        ])
+        .ok()
+        .replacen("POST /mcp ", "POST /check/mcp ", 1);
+    assert!(
+        signed.contains(
+            "\r\nSignature-Agent: \"data:application/http-message-signatures-directory+json;base64,"
+        ),
+        "{signed}"
+    );
+    for (enabled, expected) in [(true, 200), (false, 401)] {
+        let mut args = vec![
+            "--http",
+            "127.0.0.1:0",
+            "--origin",
+            ORIGIN,
+            "--profile",
+            "sep2752",
+        ];
+        if enabled {
+            args.push("--signature-agent-keys");
+        }
+        let authz = Running::start(&s, &args);
+        let (status, response) = send(authz.port("http"), signed.as_bytes());
+        assert_eq!(status, expected, "enabled {enabled}: {response}");
+    }
+    // Only with the sep2752 profile.
+    s.run(&[
+        "authz",
+        "--http",
+        "127.0.0.1:0",
+        "--origin",
+        ORIGIN,
+        "--signature-agent-keys",
+    ])
+    .usage("--signature-agent-keys");
+}

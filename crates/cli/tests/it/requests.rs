@@ -372,3 +372,92 @@ fn a_second_signature_needs_its_own_label() {
     check(&s, &public, &twice, &["--label", "sig2"]).json();
     check(&s, &public, &twice, &["--label", "sig1"]).json();
 }
+
+#[test]
+fn sep2752_profile_round_trips_and_refuses_what_the_sep_forbids() {
+    let (s, public) = setup();
+    let thumbprint = s
+        .run(&["pubkey", "--key", "agent.pem", "--format", "jwk"])
+        .json()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let sep = |request: &str, extra: &[&str]| {
+        let mut args = vec!["sign", "--key", "agent.pem", "--profile", "sep2752"];
+        args.extend_from_slice(extra);
+        args.push(request);
+        s.run(&args)
+    };
+    let signed = sep(
+        "post.http",
+        &["--tag", "agent-instance-9f3e", "--created", "1700000000"],
+    );
+    let signed = signed.ok().into_bytes();
+    let text = String::from_utf8(signed.clone()).unwrap();
+    let input = header(&text, "Signature-Input").unwrap();
+    assert!(
+        input.starts_with(
+            r#"sig1=("@method" "@target-uri" "content-digest" "mcp-protocol-version");created=1700000000;nonce=""#
+        ),
+        "{input}"
+    );
+    assert!(
+        input.ends_with(&format!(
+            r#";keyid="{thumbprint}";tag="agent-instance-9f3e""#
+        )),
+        "{input}"
+    );
+    assert!(!input.contains("alg="), "{input}");
+    let verified = check(
+        &s,
+        &public,
+        &signed,
+        &["--profile", "sep2752", "--now", "1700000300"],
+    )
+    .json();
+    assert_eq!(verified["keyid"], thumbprint.as_str());
+    assert_eq!(verified["tag"], "agent-instance-9f3e");
+    assert_eq!(verified["alg"], "ed25519");
+    // 301 s later it is too old; 61 s early it is in the future.
+    check(
+        &s,
+        &public,
+        &signed,
+        &["--profile", "sep2752", "--now", "1700000301"],
+    )
+    .rejected("too_old");
+    check(
+        &s,
+        &public,
+        &signed,
+        &["--profile", "sep2752", "--now", "1699999939"],
+    )
+    .rejected("created_in_future");
+
+    // Without a body, content-digest is still covered; the tag defaults to the keyid.
+    let signed = sep("get.http", &["--scheme", "http"]).ok().into_bytes();
+    let verified = check(
+        &s,
+        &public,
+        &signed,
+        &["--profile", "sep2752", "--scheme", "http"],
+    )
+    .json();
+    assert_eq!(
+        verified["covered"],
+        json!(["\"@method\"", "\"@target-uri\"", "\"content-digest\""])
+    );
+    assert_eq!(verified["tag"], thumbprint.as_str());
+
+    // The keyid is the thumbprint: another one is refused at signing...
+    sep("post.http", &["--keyid", "agent-a"]).usage("JWK thumbprint");
+    // ...and a request signed by vouch's MCP profile is refused by the sep2752 check (no tag,
+    // keyid not a thumbprint).
+    let mcp = sign(&s, "post.http", &[]);
+    check(&s, &public, &mcp, &["--profile", "sep2752"]).rejected("missing_parameter");
+    let mcp_with_tag = sign(&s, "post.http", &["--tag", "t"]);
+    check(&s, &public, &mcp_with_tag, &["--profile", "sep2752"]).rejected("keyid_mismatch");
+    // Without --profile sep2752, sign still needs --keyid.
+    s.run(&["sign", "--key", "agent.pem", "post.http"])
+        .usage("--keyid");
+}

@@ -14,6 +14,7 @@ mod cross;
 mod duplicates;
 mod head_first;
 mod rejections;
+mod sep2752;
 mod support;
 mod vectors;
 mod weak_keys;
