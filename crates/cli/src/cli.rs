@@ -333,6 +333,11 @@ pub(crate) struct GatewayArgs {
     /// the Mozilla root store.
     #[arg(long, value_name = "PEM_FILE")]
     pub(crate) upstream_ca: Option<PathBuf>,
+    /// Connect to the upstream over this Unix domain socket instead of TCP (an upstream beside
+    /// the gateway); --upstream, an http:// URL, still gives the Host, the path and what
+    /// --sign-upstream signs.
+    #[arg(long, value_name = "SOCKET")]
+    pub(crate) upstream_socket: Option<PathBuf>,
     /// The address to listen on [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<String>,
