@@ -19,12 +19,23 @@
 //! `VOUCH_BENCH_UPSTREAM_THREAD=1` the upstream gets a thread of its own instead (three busy
 //! threads then share the machine).
 //!
+//! The whole comparison runs twice: with the gateway reaching its upstream over loopback TCP (the
+//! figure against the goal, at the top level of the JSON), then over a Unix domain socket
+//! (`Gateway::upstream_unix_socket`, the sidecar shape; under `"unix"` in the JSON). `Protected`
+//! is the same in both.
+//!
 //! Throughput and latency are measured at `CONNECTIONS` connections, then latency again at one
 //! connection (one request in flight: the round trip without queueing). Each is measured in
 //! rounds that alternate the two sides (and which goes first), on fresh servers each time, so
 //! that whatever else the machine does at the time weighs on both alike; the rounds are pooled.
-//! Prints req/s and p50/p99 of each, the ratio gateway/`Protected` and the latency the gateway adds, and writes them to
-//! `target/vouch-bench/gateway-throughput.json` for `cargo xtask bench`.
+//! Besides req/s, the CPU time the server threads used per request (`/proc/self/task/*/schedstat`
+//! of the `protected` thread, and of the `gateway` and `upstream` threads, over every request
+//! answered, warmup included): when other work shares the machine, req/s says how much CPU the
+//! server thread got, the CPU per request what it cost; their ratio Protected/gateway is what
+//! the req/s ratio is on an otherwise idle machine with the server thread saturated.
+//! Prints req/s and p50/p99 of each, the ratios gateway/`Protected`, the latency the gateway
+//! adds and the CPU per request, and writes them to `target/vouch-bench/gateway-throughput.json`
+//! for `cargo xtask bench`.
 
 #![allow(
     missing_docs,

@@ -127,7 +127,9 @@ pub(crate) struct Config {
 #[derive(Clone, Debug)]
 pub(crate) struct Forward {
     pub(crate) config: Arc<Config>,
-    pub(crate) client: UpstreamClient,
+    /// Shared: a clone for each request is one reference count, not a copy of the client's
+    /// connector and pool handles.
+    pub(crate) client: Arc<UpstreamClient>,
 }
 
 /// The HTTP/1.1 client for the upstream, with its pool of keep-alive connections: over TCP
@@ -212,7 +214,7 @@ impl Forward {
         };
         Self {
             config: Arc::new(config),
-            client,
+            client: Arc::new(client),
         }
     }
 }
