@@ -186,7 +186,7 @@ impl Service<Uri> for UnixConnector {
 #[derive(Clone, Debug)]
 pub(crate) enum Transport {
     /// TCP to the upstream URL's host and port; TLS for `https://` with this configuration.
-    Network(rustls::ClientConfig),
+    Network(Box<rustls::ClientConfig>),
     /// The Unix domain socket at this path (`http://` upstream URLs only).
     #[cfg(unix)]
     Unix(Arc<std::path::Path>),
@@ -203,7 +203,7 @@ impl Forward {
                 // The scheme is the configured upstream's, never the client's.
                 http.enforce_http(false);
                 let connector = HttpsConnectorBuilder::new()
-                    .with_tls_config(tls)
+                    .with_tls_config(*tls)
                     .https_or_http()
                     .enable_http1()
                     .wrap_connector(http);

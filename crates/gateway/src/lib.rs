@@ -442,10 +442,10 @@ impl Gateway {
         #[cfg(unix)]
         let transport = match self.unix_socket {
             Some(path) => Transport::Unix(path),
-            None => Transport::Network(self.tls),
+            None => Transport::Network(Box::new(self.tls)),
         };
         #[cfg(not(unix))]
-        let transport = Transport::Network(self.tls);
+        let transport = Transport::Network(Box::new(self.tls));
         let forward = Forward::new(
             Config {
                 upstream: self.upstream,
