@@ -125,17 +125,40 @@ pub fn capabilities() -> CapabilityPipeline {
 /// [`protected`] is: the same signatures, token and operations, no session binding, and a rate
 /// limit far above what one server thread can serve (never limits, but is checked per request).
 pub fn gateway(upstream: SocketAddr, origin: Origin, capacity: usize) -> axum::Router {
-    let unlimited = std::num::NonZeroU32::new(1_000_000).unwrap_or(std::num::NonZeroU32::MIN);
-    let mut gateway = vouch_gateway::Gateway::new(
-        &format!("http://{upstream}/mcp"),
-        signatures(origin, capacity),
-        capabilities(),
+    configured(
+        vouch_gateway::Gateway::new(
+            &format!("http://{upstream}/mcp"),
+            signatures(origin, capacity),
+            capabilities(),
+        )
+        .expect("an http:// upstream"),
     )
-    .expect("an http:// upstream")
-    .rate_limit(vouch_tower::RateLimitLayer::per_second(
-        unlimited, unlimited,
-    ))
-    .session_binding(None);
+}
+
+/// [`gateway`], reaching the unprotected server over the Unix domain socket at `socket`
+/// (`Host: localhost`, which rmcp admits by default).
+#[cfg(unix)]
+pub fn gateway_unix(socket: &std::path::Path, origin: Origin, capacity: usize) -> axum::Router {
+    configured(
+        vouch_gateway::Gateway::new(
+            "http://localhost/mcp",
+            signatures(origin, capacity),
+            capabilities(),
+        )
+        .expect("an http:// upstream")
+        .upstream_unix_socket(socket)
+        .expect("a socket path"),
+    )
+}
+
+/// The settings [`gateway`] and [`gateway_unix`] share.
+fn configured(gateway: vouch_gateway::Gateway) -> axum::Router {
+    let unlimited = std::num::NonZeroU32::new(1_000_000).unwrap_or(std::num::NonZeroU32::MIN);
+    let mut gateway = gateway
+        .rate_limit(vouch_tower::RateLimitLayer::per_second(
+            unlimited, unlimited,
+        ))
+        .session_binding(None);
     for (tool, operation) in operations().iter() {
         gateway = gateway.operation(tool, operation);
     }
@@ -459,4 +482,28 @@ pub fn write_result(file: &str, value: &serde_json::Value) {
         .join("vouch-bench");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(file), value.to_string()).unwrap();
+}
+
+/// The CPU time this process's threads called `name` have used so far, user and kernel
+/// (`/proc/self/task/*/schedstat`, in nanoseconds; Linux only, zero elsewhere). Threads of
+/// earlier runs keep their names but sit idle, so the difference between two reads is what the
+/// current one used.
+pub fn thread_cpu(name: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let mut ns = 0;
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+        ns += stat
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Duration::from_nanos(ns)
 }

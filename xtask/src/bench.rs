@@ -156,24 +156,49 @@ fn print_gateway_throughput() {
         println!("gateway throughput: {} is unreadable", path.display());
         return;
     };
-    let us = |side: &str, p: &str| v[side][p].as_i64().unwrap_or(0);
     println!();
     println!(
         "{:<48} {:>8} {:>8} {:>8}",
         "gateway vs Protected (rmcp tools/call)", "req/s", "p50", "p99"
     );
+    if !v["upstream"].is_null() {
+        println!(
+            "{:<48} {:>8.0} {:>6}µs {:>6}µs",
+            format!("upstream alone, {connections} connections"),
+            v["upstream"]["rps"].as_f64().unwrap_or(0.0),
+            v["upstream"]["p50_us"].as_i64().unwrap_or(0),
+            v["upstream"]["p99_us"].as_i64().unwrap_or(0)
+        );
+    }
+    print_gateway_transport(&v, "over loopback TCP", connections, gateway / protected);
+    let unix = &v["unix"];
+    if let (Some(protected), Some(gateway)) = (
+        unix["protected"]["rps"].as_f64(),
+        unix["gateway"]["rps"].as_f64(),
+    ) {
+        print_gateway_transport(unix, "over a Unix socket", connections, gateway / protected);
+    }
+}
+
+/// One transport's rows of the gateway load run: req/s and latency of both sides, the latency
+/// the gateway adds, the req/s ratio against its goal, and the CPU per request of each side.
+fn print_gateway_transport(v: &Value, transport: &str, connections: u64, ratio: f64) {
+    let us = |side: &str, p: &str| v[side][p].as_i64().unwrap_or(0);
+    println!("{transport}");
     for (side, label) in [
         (
-            "upstream",
-            format!("upstream alone, {connections} connections"),
+            "protected",
+            format!("  Protected, {connections} connections"),
         ),
-        ("protected", format!("Protected, {connections} connections")),
         (
             "gateway",
-            format!("gateway -> upstream, {connections} connections"),
+            format!("  gateway -> upstream, {connections} connections"),
         ),
-        ("protected_1", "Protected, 1 connection".to_owned()),
-        ("gateway_1", "gateway -> upstream, 1 connection".to_owned()),
+        ("protected_1", "  Protected, 1 connection".to_owned()),
+        (
+            "gateway_1",
+            "  gateway -> upstream, 1 connection".to_owned(),
+        ),
     ] {
         if v[side].is_null() {
             continue;
@@ -189,12 +214,12 @@ fn print_gateway_throughput() {
         (
             "gateway",
             "protected",
-            format!("added by the gateway, {connections} connections"),
+            format!("  added by the gateway, {connections} connections"),
         ),
         (
             "gateway_1",
             "protected_1",
-            "added by the gateway, 1 connection".to_owned(),
+            "  added by the gateway, 1 connection".to_owned(),
         ),
     ] {
         if v[gw].is_null() || v[pr].is_null() {
@@ -207,7 +232,6 @@ fn print_gateway_throughput() {
             us(gw, "p99_us") - us(pr, "p99_us")
         );
     }
-    let ratio = gateway / protected;
     let verdict = if ratio >= GATEWAY_THROUGHPUT_GOAL {
         "met"
     } else {
@@ -215,9 +239,16 @@ fn print_gateway_throughput() {
     };
     println!(
         "{:<48} {ratio:>8.3} {:>8}  {verdict}",
-        "goal: gateway/Protected",
+        "  goal: gateway/Protected req/s",
         format!(">= {GATEWAY_THROUGHPUT_GOAL}")
     );
+    if let (Some(p), Some(g)) = (v["protected_cpu_us"].as_f64(), v["gateway_cpu_us"].as_f64()) {
+        println!(
+            "{:<48} {:>8.3}  (CPU µs/request: Protected {p:.1}, gateway + upstream {g:.1})",
+            "  CPU per request: Protected/gateway",
+            p / g
+        );
+    }
 }
 
 /// What `benches/authz_throughput.rs` runs as processes: `vouch` (`-p vouch-cli --release`,

@@ -37,6 +37,7 @@ impl Settings {
             &[
                 ("upstream", file.upstream.is_some()),
                 ("upstream-ca", file.upstream_ca.is_some()),
+                ("upstream-socket", file.upstream_socket.is_some()),
                 ("listen", file.listen.is_some()),
                 ("sign-upstream", file.sign_upstream.is_some()),
                 ("upstream-keyid", file.upstream_keyid.is_some()),

@@ -219,9 +219,14 @@ forwarded request with its own key, so that a vouch-protected upstream can verif
 Without --root the gateway is an identity gate only: requests must be signed by an admitted
 signer, no token is asked for, and the upstream gets X-Vouch-Identity and X-Vouch-Keyid.
 
+With --upstream-socket SOCKET the gateway reaches the upstream over that Unix domain socket;
+--upstream (http://) still gives the Host and path sent.
+
 Examples:
   vouch gateway --upstream http://127.0.0.1:8000/mcp --root root.pub \\
       --agent https://agents.example/a=agent.pub --op db_query:read
+  vouch gateway --upstream http://mcp.internal/mcp --upstream-socket /run/mcp/mcp.sock \\
+      --root root.pub --agent https://agents.example/a=agent.pub
   vouch gateway --config gateway.toml --listen 0.0.0.0:8080 \\
       --origin https://gateway.example")]
     Gateway(Box<GatewayArgs>),
@@ -406,6 +411,11 @@ pub(crate) struct GatewayArgs {
     /// the Mozilla root store.
     #[arg(long, value_name = "PEM_FILE")]
     pub(crate) upstream_ca: Option<PathBuf>,
+    /// Connect to the upstream over this Unix domain socket instead of TCP (an upstream beside
+    /// the gateway); --upstream, an http:// URL, still gives the Host, the path and what
+    /// --sign-upstream signs.
+    #[arg(long, value_name = "SOCKET")]
+    pub(crate) upstream_socket: Option<PathBuf>,
     /// The address to listen on [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub(crate) listen: Option<String>,

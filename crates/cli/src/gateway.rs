@@ -37,11 +37,29 @@ fn load_roots(path: &Path) -> Result<rustls::RootCertStore, Failure> {
     Ok(roots)
 }
 
+/// `gateway` reaching its upstream over the Unix domain socket at `path`.
+#[cfg(unix)]
+fn over_unix_socket(gateway: Gateway, path: std::path::PathBuf) -> Result<Gateway, Failure> {
+    gateway
+        .upstream_unix_socket(path)
+        .map_err(|e| Failure::usage(format!("--upstream-socket: {e}")))
+}
+
+/// Unix domain sockets are for Unix.
+#[cfg(not(unix))]
+fn over_unix_socket(_: Gateway, _: std::path::PathBuf) -> Result<Gateway, Failure> {
+    Err(Failure::usage(
+        "--upstream-socket: Unix domain sockets are not supported on this platform",
+    ))
+}
+
 /// Everything the gateway runs with, after the flags override the file.
 struct Settings {
     upstream: String,
     /// `--upstream-ca`: the roots for an `https://` upstream in place of the web PKI.
     upstream_roots: Option<rustls::RootCertStore>,
+    /// `--upstream-socket`: the Unix domain socket to reach the upstream by.
+    upstream_socket: Option<std::path::PathBuf>,
     listen: SocketAddr,
     /// `--sign-upstream` and `--upstream-keyid`.
     sign_upstream: Option<(SigningKey, String)>,
@@ -99,6 +117,7 @@ impl Settings {
             Some(path) => Some(load_roots(&path)?),
             None => None,
         };
+        let upstream_socket = args.upstream_socket.or(file.upstream_socket.take());
         let listen_text = args
             .listen
             .or(file.listen.take())
@@ -107,6 +126,7 @@ impl Settings {
         Ok(Self {
             upstream,
             upstream_roots,
+            upstream_socket,
             listen,
             sign_upstream,
             forward_token,
@@ -166,6 +186,14 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
             .upstream_roots(roots)
             .map_err(|e| Failure::usage(format!("--upstream-ca: {e}")))?;
     }
+    let via = settings
+        .upstream_socket
+        .as_ref()
+        .map(|path| format!(" over unix:{}", path.display()))
+        .unwrap_or_default();
+    if let Some(path) = settings.upstream_socket {
+        gateway = over_unix_socket(gateway, path)?;
+    }
     if let Some(header) = token_header {
         gateway = gateway.token_header(header);
     }
@@ -192,7 +220,7 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
     // must stop the gateway cleanly, not kill it.
     let stop = shutdown_signal()?;
     eprintln!(
-        "vouch gateway: listening on http://{local}{}, origin {}, upstream {}",
+        "vouch gateway: listening on http://{local}{}, origin {}, upstream {}{via}",
         vouch_gateway::DEFAULT_PATH,
         origins.join(", "),
         settings.upstream

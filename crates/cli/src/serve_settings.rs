@@ -50,6 +50,7 @@ pub(crate) struct FileConfig {
     // `vouch gateway` only.
     pub(crate) upstream: Option<String>,
     pub(crate) upstream_ca: Option<std::path::PathBuf>,
+    pub(crate) upstream_socket: Option<std::path::PathBuf>,
     pub(crate) listen: Option<String>,
     pub(crate) sign_upstream: Option<std::path::PathBuf>,
     pub(crate) upstream_keyid: Option<String>,

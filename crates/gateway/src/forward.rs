@@ -17,8 +17,8 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt as _, Limited};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tower_service::Service;
@@ -127,24 +127,94 @@ pub(crate) struct Config {
 #[derive(Clone, Debug)]
 pub(crate) struct Forward {
     pub(crate) config: Arc<Config>,
-    pub(crate) client: Client<HttpsConnector<HttpConnector>, Body>,
+    /// Shared: a clone for each request is one reference count, not a copy of the client's
+    /// connector and pool handles.
+    pub(crate) client: Arc<UpstreamClient>,
+}
+
+/// The HTTP/1.1 client for the upstream, with its pool of keep-alive connections: over TCP
+/// (TLS for `https://`), or over a Unix domain socket.
+#[derive(Clone, Debug)]
+pub(crate) enum UpstreamClient {
+    /// TCP, to the upstream URL's host and port.
+    Network(Client<HttpsConnector<HttpConnector>, Body>),
+    /// The Unix domain socket the gateway was given.
+    #[cfg(unix)]
+    Unix(Client<UnixConnector, Body>),
+}
+
+impl UpstreamClient {
+    /// Sends `request` (absolute upstream URI) on a pooled or new connection.
+    pub(crate) fn request(&self, request: Request<Body>) -> ResponseFuture {
+        match self {
+            Self::Network(client) => client.request(request),
+            #[cfg(unix)]
+            Self::Unix(client) => client.request(request),
+        }
+    }
+}
+
+/// Connects to one Unix domain socket, whatever the request's authority (the pool still keys
+/// connections by it: there is only one).
+#[cfg(unix)]
+#[derive(Clone, Debug)]
+pub(crate) struct UnixConnector {
+    path: Arc<std::path::Path>,
+}
+
+#[cfg(unix)]
+impl Service<Uri> for UnixConnector {
+    type Response = hyper_util::rt::TokioIo<tokio::net::UnixStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let path = self.path.clone();
+        Box::pin(async move {
+            tokio::net::UnixStream::connect(&*path)
+                .await
+                .map(hyper_util::rt::TokioIo::new)
+        })
+    }
+}
+
+/// How the forwarder reaches the upstream.
+#[derive(Clone, Debug)]
+pub(crate) enum Transport {
+    /// TCP to the upstream URL's host and port; TLS for `https://` with this configuration.
+    Network(Box<rustls::ClientConfig>),
+    /// The Unix domain socket at this path (`http://` upstream URLs only).
+    #[cfg(unix)]
+    Unix(Arc<std::path::Path>),
 }
 
 impl Forward {
-    /// The forwarder, connecting to `https://` upstreams with `tls` (HTTP/1.1 only).
-    pub(crate) fn new(config: Config, tls: rustls::ClientConfig) -> Self {
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        // The scheme is the configured upstream's, never the client's.
-        http.enforce_http(false);
-        let connector = HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+    /// The forwarder, reaching the upstream by `transport` (HTTP/1.1 only).
+    pub(crate) fn new(config: Config, transport: Transport) -> Self {
+        let builder = Client::builder(TokioExecutor::new());
+        let client = match transport {
+            Transport::Network(tls) => {
+                let mut http = HttpConnector::new();
+                http.set_nodelay(true);
+                // The scheme is the configured upstream's, never the client's.
+                http.enforce_http(false);
+                let connector = HttpsConnectorBuilder::new()
+                    .with_tls_config(*tls)
+                    .https_or_http()
+                    .enable_http1()
+                    .wrap_connector(http);
+                UpstreamClient::Network(builder.build(connector))
+            }
+            #[cfg(unix)]
+            Transport::Unix(path) => UpstreamClient::Unix(builder.build(UnixConnector { path })),
+        };
         Self {
             config: Arc::new(config),
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Arc::new(client),
         }
     }
 }

@@ -78,7 +78,7 @@ pub use authz::{
 pub use headers::{GRANTS_HEADER, IDENTITY_HEADER, KEYID_HEADER};
 pub use metrics::{METRICS_CONTENT_TYPE, METRICS_PATH, Metrics};
 
-use forward::{Config, Forward, Upstream, UpstreamSigner};
+use forward::{Config, Forward, Transport, Upstream, UpstreamSigner};
 
 /// The path the gateway serves unless told otherwise.
 pub const DEFAULT_PATH: &str = "/mcp";
@@ -135,6 +135,9 @@ pub struct Gateway {
     sessions: Option<SessionBindingLayer>,
     /// For `https://` upstreams.
     tls: rustls::ClientConfig,
+    /// Connect to this Unix domain socket instead of the upstream URL's host.
+    #[cfg(unix)]
+    unix_socket: Option<Arc<std::path::Path>>,
     token_header: HeaderName,
     forward_token: bool,
     head_timeout: Duration,
@@ -150,6 +153,7 @@ impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
             .field("upstream", &self.upstream)
+            .field("unix_socket", &self.unix_socket())
             .field("path", &self.path)
             .field("token_header", &self.token_header)
             .field("forward_token", &self.forward_token)
@@ -219,6 +223,8 @@ impl Gateway {
                 path,
             },
             tls: forward::tls_config(web_pki_roots()).map_err(Error::Tls)?,
+            #[cfg(unix)]
+            unix_socket: None,
             path: DEFAULT_PATH.to_owned(),
             signature,
             capability: None,
@@ -247,6 +253,45 @@ impl Gateway {
     pub fn upstream_roots(mut self, roots: rustls::RootCertStore) -> Result<Self, Error> {
         self.tls = forward::tls_config(roots).map_err(Error::Tls)?;
         Ok(self)
+    }
+
+    /// Connects to the upstream over the Unix domain socket at `path` instead of TCP: for an
+    /// upstream beside the gateway (a sidecar), whose socket's file permissions say who may
+    /// serve it. The upstream URL still gives everything else: the `Host` sent, the path (and
+    /// query) requested, and, with [`sign_upstream`](Self::sign_upstream), the `@authority`
+    /// and `@target-uri` signed; its host is not resolved or connected to. Connections are
+    /// pooled and kept alive as over TCP; if the socket cannot be connected to, the request is
+    /// answered 502 (`upstream_unavailable`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Upstream`] if the upstream URL is `https://` (no TLS over the socket) or `path`
+    /// is empty.
+    #[cfg(unix)]
+    #[cfg_attr(docsrs, doc(cfg(unix)))]
+    pub fn upstream_unix_socket(
+        mut self,
+        path: impl Into<std::path::PathBuf>,
+    ) -> Result<Self, Error> {
+        let path = path.into();
+        if self.upstream.scheme != Scheme::HTTP {
+            return Err(Error::Upstream(
+                "a Unix socket upstream needs an http:// upstream URL".into(),
+            ));
+        }
+        if path.as_os_str().is_empty() {
+            return Err(Error::Upstream("empty Unix socket path".into()));
+        }
+        self.unix_socket = Some(Arc::from(path));
+        Ok(self)
+    }
+
+    /// The Unix domain socket the upstream is reached by, if any.
+    fn unix_socket(&self) -> Option<&std::path::Path> {
+        #[cfg(unix)]
+        return self.unix_socket.as_deref();
+        #[cfg(not(unix))]
+        return None;
     }
 
     /// The path the gateway serves (exactly; default [`DEFAULT_PATH`]). Requests to it are
@@ -394,6 +439,13 @@ impl Gateway {
     /// The axum router: the gateway's path behind the layers, forwarded; [`HEALTH_PATH`]
     /// without a signature. Serve it with [`vouch_tower::serve`].
     pub fn into_router(self) -> Router {
+        #[cfg(unix)]
+        let transport = match self.unix_socket {
+            Some(path) => Transport::Unix(path),
+            None => Transport::Network(Box::new(self.tls)),
+        };
+        #[cfg(not(unix))]
+        let transport = Transport::Network(Box::new(self.tls));
         let forward = Forward::new(
             Config {
                 upstream: self.upstream,
@@ -405,7 +457,7 @@ impl Gateway {
                 signer: self.sign_upstream,
                 identity_only: self.capability.is_none(),
             },
-            self.tls,
+            transport,
         );
         let hook = metrics::audit_hook(self.metrics.clone(), self.audit);
         // Innermost first: the capability check (unless identity-only), the session binding,

@@ -240,6 +240,7 @@ fn configuration_errors_exit_2_naming_the_field() {
         "upstream = \"http://127.0.0.1:1/mcp\"",
         "listen = \"127.0.0.1:0\"",
         "forward-token = true",
+        "upstream-socket = \"/run/mcp.sock\"",
         "bogus_key = 1",
     ] {
         let config = s.write("authz.toml", format!("origin = [\"{ORIGIN}\"]\n{key}\n"));

@@ -54,7 +54,8 @@ impl Upstream {
     }
 }
 
-fn answer(stream: TcpStream, seen: &Mutex<Vec<String>>, delay: Duration) {
+/// Answers one request on `stream` (TCP or a Unix socket).
+fn answer(stream: impl std::io::Read + std::io::Write, seen: &Mutex<Vec<String>>, delay: Duration) {
     let mut reader = BufReader::new(stream);
     let mut head = String::new();
     loop {
@@ -644,6 +645,74 @@ fn configuration_errors_exit_2_naming_the_field() {
         &not_pem,
     ])
     .usage("--upstream-ca");
+    // No TLS over the socket.
+    s.run(&[
+        "gateway",
+        "--upstream",
+        "https://upstream.internal/mcp",
+        "--upstream-socket",
+        "upstream.sock",
+        "--root",
+        &root,
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .usage("--upstream-socket");
+}
+
+/// The stand-in upstream on a Unix domain socket at `path`; the request heads it saw.
+#[cfg(unix)]
+fn unix_upstream(path: &std::path::Path) -> Arc<Mutex<Vec<String>>> {
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    let heads = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&heads);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || answer(stream, &seen, Duration::ZERO));
+        }
+    });
+    heads
+}
+
+#[cfg(unix)]
+#[test]
+fn upstream_socket_forwards_over_the_unix_socket_with_the_url_s_host() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let socket = s.path("upstream.sock");
+    let seen = unix_upstream(&socket);
+    // The URL's host is never connected to (a TEST-NET address): only the socket is.
+    let gateway = Running::start(
+        &s,
+        &[
+            "--upstream",
+            "http://192.0.2.1:8000/mcp",
+            "--upstream-socket",
+            &socket.to_string_lossy(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+        ],
+    );
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &token));
+    assert_eq!(status, 200, "{response}");
+    let heads = seen.lock().unwrap().clone();
+    assert_eq!(heads.len(), 1, "{heads:?}");
+    assert!(heads[0].starts_with("post /mcp http/1.1\r\n"), "{heads:?}");
+    assert!(
+        heads[0].contains("\r\nhost: 192.0.2.1:8000\r\n"),
+        "{heads:?}"
+    );
+    assert!(heads[0].contains("x-vouch-identity: agent-a"), "{heads:?}");
+    assert!(!heads[0].contains("x-mcpvault-token"), "{heads:?}");
+
+    // A refusal still never reaches the upstream.
+    let (status, _) = gateway.send(&signed_call(&s, gateway.port, "forbidden", &token));
+    assert_eq!(status, 403);
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
 #[cfg(unix)]

@@ -19,6 +19,8 @@ mod metrics;
 mod sessions;
 mod sign_upstream;
 mod tls;
+#[cfg(unix)]
+mod unix_socket;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
