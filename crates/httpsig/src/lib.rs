@@ -90,6 +90,7 @@ mod component;
 mod der;
 mod digest;
 mod error;
+pub mod mcp;
 mod message;
 mod params;
 mod policy;
