@@ -20,6 +20,7 @@ mod capability_layer;
 mod checked;
 mod extract;
 pub mod jsonrpc;
+pub mod mcp_headers;
 mod origin;
 mod pipeline;
 mod rate_limit;
