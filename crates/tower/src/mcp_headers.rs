@@ -154,6 +154,7 @@ pub fn check(headers: &HeaderMap, message: Option<&Message<'_>>) -> Result<(), H
 }
 
 /// What the headers alone say a request is, for a decision without the body.
+#[non_exhaustive]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeadMessage {
     /// The `Mcp-Method`.

@@ -315,13 +315,66 @@ impl HeadVerified {
     /// 401 `digest_mismatch` / `replayed`, 429 when the caller holds its share of the replay
     /// store, 503 when the store fails.
     pub async fn finish(self, now: u64) -> Result<VerifiedCaller, Rejection> {
-        let identity = &self.caller.identity;
-        self.body.finish().map_err(|e| {
-            tracing::info!(%identity, detail = %e, "body does not match the signed digest");
+        let Self {
+            caller,
+            verified,
+            body,
+            replay,
+        } = self;
+        body.finish().map_err(|e| {
+            tracing::info!(identity = %caller.identity, detail = %e, "body does not match the signed digest");
             unauthorized(sig_reason(&e))
         })?;
-        self.verified
-            .check_replay(self.replay.as_ref(), identity, now)
+        record(caller, verified, replay.as_ref(), now).await
+    }
+
+    /// Finishes without the body, for an authorizer that never sees it (headers-only mode):
+    /// the signature must cover `content-digest` unless the request is a `GET`, `HEAD` or
+    /// `DELETE` without a `Content-Digest` field, and the digest is *not* compared. It is only
+    /// "to be checked by the upstream", which must run a
+    /// [`DigestCheckLayer`](crate::DigestCheckLayer); then the signature is recorded in the
+    /// replay store.
+    ///
+    /// # Errors
+    ///
+    /// 401 `incomplete_signature` when the digest is not covered; as [`finish`](Self::finish)
+    /// for the replay store.
+    pub async fn finish_headers_only(
+        self,
+        parts: &Parts,
+        now: u64,
+    ) -> Result<VerifiedCaller, Rejection> {
+        let bodiless = matches!(
+            parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::DELETE
+        ) && !parts.headers.contains_key("content-digest");
+        let covered = self
+            .verified
+            .components()
+            .iter()
+            .any(|c| c.name() == "content-digest" && c.to_string() == "\"content-digest\"");
+        if !bodiless && !covered {
+            tracing::info!(
+                identity = %self.caller.identity,
+                "headers-only check of a request whose signature does not cover content-digest"
+            );
+            return Err(unauthorized("incomplete_signature"));
+        }
+        record(self.caller, self.verified, self.replay.as_ref(), now).await
+    }
+}
+
+/// Records the signature in the replay store.
+async fn record(
+    caller: VerifiedCaller,
+    verified: vouch_httpsig::Verified,
+    replay: &dyn ReplayGuard,
+    now: u64,
+) -> Result<VerifiedCaller, Rejection> {
+    {
+        let identity = &caller.identity;
+        verified
+            .check_replay(replay, identity, now)
             .await
             .map_err(|e| match e {
                 SigError::Replayed => {
@@ -338,8 +391,8 @@ impl HeadVerified {
                 }
             })?;
         tracing::debug!(%identity, "signature verified");
-        Ok(self.caller)
     }
+    Ok(caller)
 }
 
 impl core::fmt::Debug for HeadVerified {

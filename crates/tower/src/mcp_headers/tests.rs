@@ -7,6 +7,9 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use super::*;
 use crate::jsonrpc;
 
+/// Header lines, a body, and the refusal expected.
+type Case<'a> = (&'a [(&'a str, &'a str)], &'a [u8], HeaderMismatch);
+
 const CALL: &[u8] =
     br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"search","arguments":{}}}"#;
 
@@ -75,7 +78,7 @@ fn legacy_requests_without_headers_pass() {
 
 #[test]
 fn every_disagreement_is_refused() {
-    let cases: &[(&[(&str, &str)], &[u8], HeaderMismatch)] = &[
+    let cases: &[Case<'_>] = &[
         (
             &[("mcp-method", "tools/list")],
             CALL,
