@@ -15,7 +15,7 @@
 //! - `Mcp-Method` equals the message's `method`, byte for byte; a message without a method (or
 //!   no message at all) has none to match;
 //! - `Mcp-Name`, decoded from `=?base64?…?=` if wrapped (strict Base64), equals the field
-//!   [`name_source`](vouch_httpsig::mcp::name_source) names for the method; it is present
+//!   [`vouch_httpsig::mcp::name_source`] names for the method; it is present
 //!   exactly when that field is a string in the body;
 //! - `Mcp-Name` without `Mcp-Method` is a mismatch, and so is a request whose
 //!   `MCP-Protocol-Version` is 2026-07-28 or later but that carries no `Mcp-Method`.
