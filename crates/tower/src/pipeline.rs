@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use vouch_httpsig::{
-    Algorithm, BodyCheck, Error as SigError, ReplayGuard, RequestView, Verifier, VerifyPolicy,
+    Algorithm, BodyCheck, Error as SigError, ReplayGuard, RequestView, Verifier, VerifyPolicy, mcp,
 };
 use vouch_keys::{KeyResolver, PinCheckError, PinStore, StoreError, address_claim, verify_and_pin};
 
@@ -330,7 +330,9 @@ impl HeadVerified {
 
     /// Finishes without the body, for an authorizer that never sees it (headers-only mode):
     /// the signature must cover `content-digest` unless the request is a `GET`, `HEAD` or
-    /// `DELETE` without a `Content-Digest` field, and the digest is *not* compared. It is only
+    /// `DELETE` without a `Content-Digest` field, and so must every `Mcp-Method`, `Mcp-Name`
+    /// and `Mcp-Param-*` header present (whatever the policy: the decision rests on them); the
+    /// digest is *not* compared. It is only
     /// "to be checked by the upstream", which must run a
     /// [`DigestCheckLayer`](crate::DigestCheckLayer); then the signature is recorded in the
     /// replay store.
@@ -348,15 +350,36 @@ impl HeadVerified {
             parts.method,
             http::Method::GET | http::Method::HEAD | http::Method::DELETE
         ) && !parts.headers.contains_key("content-digest");
-        let covered = self
-            .verified
-            .components()
-            .iter()
-            .any(|c| c.name() == "content-digest" && c.to_string() == "\"content-digest\"");
-        if !bodiless && !covered {
+        let covers = |name: &str| {
+            let quoted = format!("\"{name}\"");
+            self.verified
+                .components()
+                .iter()
+                .any(|c| c.to_string() == quoted)
+        };
+        if !bodiless && !covers("content-digest") {
             tracing::info!(
                 identity = %self.caller.identity,
                 "headers-only check of a request whose signature does not cover content-digest"
+            );
+            return Err(unauthorized("incomplete_signature"));
+        }
+        // The decision rests on these: whatever the policy, they must be signed.
+        let uncovered = parts
+            .headers
+            .keys()
+            .map(http::HeaderName::as_str)
+            .find(|h| {
+                (*h == mcp::MCP_METHOD
+                    || *h == mcp::MCP_NAME
+                    || h.starts_with(mcp::MCP_PARAM_PREFIX))
+                    && !covers(h)
+            });
+        if let Some(header) = uncovered {
+            tracing::info!(
+                identity = %self.caller.identity,
+                header,
+                "headers-only check of a request whose signature does not cover an MCP header"
             );
             return Err(unauthorized("incomplete_signature"));
         }

@@ -410,3 +410,42 @@ async fn the_digest_check_alone() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn headers_only_needs_the_mcp_headers_signed_whatever_the_policy() {
+    // A lax policy (no when-present headers) would accept a signature that leaves Mcp-Name
+    // out; the headers-only check still refuses it, as the decision rests on it.
+    let resolver = StaticResolver::new()
+        .with_ed25519(AGENT, &KeyPair::from_seed(&[5; 32]).unwrap().public_key());
+    let lax = vouch_httpsig::VerifyPolicy::mcp().require_exactly(
+        ["@method", "@target-uri"]
+            .iter()
+            .map(|n| vouch_httpsig::Component::new(n).unwrap())
+            .collect(),
+    );
+    let signatures =
+        SignaturePipeline::new(crate::origin(), resolver, ShardedReplayStore::new(100)).policy(lax);
+    let svc = Svc::new(
+        ServiceBuilder::new()
+            .layer(SignatureLayer::new(signatures).headers_only())
+            .layer(CapabilityLayer::new(capabilities()).headers_only())
+            .service(terminal()),
+    );
+    let good = token(&["search"]);
+    let mut req = request(
+        &[
+            ("x-mcpvault-token", good.as_str()),
+            ("mcp-method", "tools/call"),
+        ],
+        &call("search"),
+        true,
+    );
+    // Added after signing: not covered.
+    req.headers_mut()
+        .insert("mcp-name", "search".parse().unwrap());
+    let (status, body) = send(&svc, head_of(&req)).await;
+    assert_eq!(
+        (status, body["detail"]["detail"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("incomplete_signature"))
+    );
+}
