@@ -365,6 +365,12 @@ pub(crate) struct AuthzArgs {
     /// The HTTP mode's path prefix, as Envoy's http_service.path_prefix [default: /check].
     #[arg(long, value_name = "PATH")]
     pub(crate) http_prefix: Option<String>,
+    /// Decide on the request head alone, for a proxy that does not send the body (Envoy without
+    /// with_request_body) or cuts it (Gateway API ExternalAuth): the signature must cover
+    /// content-digest, Mcp-Method and Mcp-Name, the tool comes from those signed headers, and
+    /// the upstream MUST check the digest against the body (vouch-tower's DigestCheckLayer).
+    #[arg(long)]
+    pub(crate) headers_only: bool,
     #[command(flatten)]
     pub(crate) serve: ServeArgs,
 }

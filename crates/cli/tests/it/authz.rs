@@ -285,3 +285,74 @@ fn sigterm_stops_the_authorizer_with_status_0() {
     assert!(killed.success());
     assert_eq!(authz.child.wait_exit(Duration::from_secs(15)), Some(0));
 }
+
+/// The head of a signed 2026-07-28 `tools/call` of `tool` (its Mcp-Method and Mcp-Name signed
+/// with it), as Envoy's HTTP mode sends a check without `with_request_body`: no body.
+fn head_check(s: &Scratch, tool: &str, token: &str) -> Vec<u8> {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+    );
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:10000\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: {tool}\r\nX-MCPVault-Token: {token}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let file = s.write("head.http", request);
+    let run = s.run(&[
+        "sign",
+        "--key",
+        "agent.pem",
+        "--keyid",
+        "agent-a",
+        "--scheme",
+        "http",
+        &file,
+    ]);
+    assert_eq!(run.status, 0, "{run:?}");
+    let signed = String::from_utf8(run.stdout).unwrap();
+    let (head, _) = signed.split_once("\r\n\r\n").unwrap();
+    let head: Vec<&str> = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .collect();
+    format!("{}\r\nContent-Length: 0\r\n\r\n", head.join("\r\n"))
+        .replacen("POST /mcp ", "POST /check/mcp ", 1)
+        .into_bytes()
+}
+
+#[test]
+fn headers_only_decides_on_the_signed_head() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let args = [
+        "--http",
+        "127.0.0.1:0",
+        "--origin",
+        ORIGIN,
+        "--root",
+        &root,
+        "--agent",
+        &agent,
+    ];
+    let mut with_flag = args.to_vec();
+    with_flag.push("--headers-only");
+    let authz = Running::start(&s, &with_flag);
+    assert!(
+        authz.line.contains("headers only"),
+        "the startup line says so: {:?}",
+        authz.line
+    );
+    let port = authz.port("http");
+    let (status, response) = send(port, &head_check(&s, "echo", &token));
+    assert_eq!(status, 200, "{response}");
+    let (status, response) = send(port, &head_check(&s, "drop_db", &token));
+    assert_eq!(status, 403, "{response}");
+    // A check without the MCP headers cannot be decided on the head.
+    let (status, response) = send(port, &http_check(&s, "echo", &token, true));
+    assert_eq!(status, 400, "{response}");
+    assert!(response.contains("-32020"), "{response}");
+
+    // Without the flag the same head is refused: the signed digest names a body not sent.
+    let full = Running::start(&s, &args);
+    let (status, response) = send(full.port("http"), &head_check(&s, "echo", &token));
+    assert_eq!(status, 401, "{response}");
+}
