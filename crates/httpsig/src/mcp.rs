@@ -142,6 +142,15 @@ mod tests {
         assert_eq!(decode_value("=?base64?SGk=?=").as_deref(), Some("Hi"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn every_value_round_trips(value in "\\PC*|[ \t=?a-z0-9\u{80}-\u{10ffff}]{0,12}") {
+            crate::internal::fuzz_mcp_header_value(value.as_bytes());
+            let encoded = encode_value(&value);
+            proptest::prop_assert!(http::HeaderValue::from_str(&encoded).is_ok());
+        }
+    }
+
     #[test]
     fn versions() {
         assert!(requires_standard_headers("2026-07-28"));
