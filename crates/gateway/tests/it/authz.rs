@@ -850,6 +850,12 @@ async fn headers_only_with_the_upstream_digest_check_holds_against_a_swapped_bod
     // ...and the upstream runs it.
     let (status, _) = upstream(honest.clone()).await;
     assert_eq!(status, StatusCode::OK);
+    // The same head again (a captured check replayed): the nonce is spent.
+    let (status, _, body) = denied(&ask(&mut client, head_check_of(&honest)).await);
+    assert_eq!(
+        (status, body["detail"]["detail"].as_str()),
+        (401, Some("replayed"))
+    );
     // An attacker swaps the body on the way: the upstream refuses it.
     let mut swapped = honest;
     *swapped.body_mut() = message("tools/call", Some("drop_table")).into_bytes();
