@@ -57,6 +57,7 @@ impl Settings {
             .http_prefix
             .or(file.http_prefix.take())
             .unwrap_or_else(|| DEFAULT_HTTP_PREFIX.to_owned());
+        let file_headers_only = file.headers_only.take().unwrap_or(false);
         let serve = ServeSettings::from_args(args.serve, file)?;
         if serve.origins.is_empty() {
             // No listen address stands for how clients address Envoy.
@@ -68,7 +69,7 @@ impl Settings {
             grpc,
             http,
             http_prefix,
-            headers_only: args.headers_only,
+            headers_only: args.headers_only || file_headers_only,
             serve,
         })
     }

@@ -201,7 +201,9 @@ Envoy asks before forwarding each request: --grpc serves the gRPC API
 --http-prefix, and GET /healthz); at least one, --grpc 127.0.0.1:9191 if neither is given. An
 allowed request goes upstream with X-Vouch-Identity, X-Vouch-Keyid and X-Vouch-Grants set and
 the token, Signature and Signature-Input removed; a denied one gets the gateway's answer (401,
-403, 421, 429, 503 ...). Envoy must send the body (with_request_body; pack_as_bytes over gRPC).
+403, 421, 429, 503 ...). Envoy must send the body (with_request_body; pack_as_bytes over gRPC),
+unless --headers-only: then the decision rests on the signed Mcp-Method / Mcp-Name headers and
+the upstream must check the body against Content-Digest (vouch-tower's DigestCheckLayer).
 --origin is required: how clients address Envoy. Share --replay and --pins (redis:// URLs)
 between replicas. Flags and --config as for vouch gateway, without the upstream and forwarding
 ones. Exit status 2 on a configuration error, 0 after SIGTERM or SIGINT.

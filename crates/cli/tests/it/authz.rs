@@ -258,6 +258,12 @@ fn configuration_errors_exit_2_naming_the_field() {
     );
     s.run(&["gateway", "--config", &config, "--root", &root])
         .usage("grpc");
+    let config = s.write(
+        "gateway.toml",
+        "upstream = \"http://127.0.0.1:1/mcp\"\nheaders-only = true\n",
+    );
+    s.run(&["gateway", "--config", &config, "--root", &root])
+        .usage("headers-only");
 }
 
 #[cfg(unix)]
@@ -350,6 +356,20 @@ fn headers_only_decides_on_the_signed_head() {
     let (status, response) = send(port, &http_check(&s, "echo", &token, true));
     assert_eq!(status, 400, "{response}");
     assert!(response.contains("-32020"), "{response}");
+
+    // The same from the config file.
+    let config = s.write(
+        "authz.toml",
+        format!("http = \"127.0.0.1:0\"\norigin = [\"{ORIGIN}\"]\nagent = [\"{agent}\"]\nroot = [\"{root}\"]\nheaders-only = true\n"),
+    );
+    let from_file = Running::start(&s, &["--config", &config]);
+    assert!(
+        from_file.line.contains("headers only"),
+        "{:?}",
+        from_file.line
+    );
+    let (status, response) = send(from_file.port("http"), &head_check(&s, "echo", &token));
+    assert_eq!(status, 200, "{response}");
 
     // Without the flag the same head is refused: the signed digest names a body not sent.
     let full = Running::start(&s, &args);
