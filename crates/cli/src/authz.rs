@@ -23,6 +23,8 @@ struct Settings {
     grpc: Option<SocketAddr>,
     http: Option<SocketAddr>,
     http_prefix: String,
+    /// Decide on the signed head alone (`--headers-only`).
+    headers_only: bool,
     /// What `vouch gateway` takes too.
     serve: ServeSettings,
 }
@@ -56,6 +58,7 @@ impl Settings {
             .http_prefix
             .or(file.http_prefix.take())
             .unwrap_or_else(|| DEFAULT_HTTP_PREFIX.to_owned());
+        let file_headers_only = file.headers_only.take().unwrap_or(false);
         let serve = ServeSettings::from_args(args.serve, file)?;
         if serve.origins.is_empty() {
             // No listen address stands for how clients address Envoy.
@@ -67,6 +70,7 @@ impl Settings {
             grpc,
             http,
             http_prefix,
+            headers_only: args.headers_only || file_headers_only,
             serve,
         })
     }
@@ -100,6 +104,7 @@ async fn bind(
 async fn authorizer(
     mut serve: ServeSettings,
     http_prefix: String,
+    headers_only: bool,
 ) -> Result<(ExtAuthz, Option<SocketAddr>), Failure> {
     let (token_header, ops, rate, metrics_addr) = (
         serve.token_header.take(),
@@ -112,6 +117,9 @@ async fn authorizer(
         Some(verifier) => Authorizer::new(signature, CapabilityPipeline::new(verifier)),
         None => Authorizer::identity_only(signature),
     };
+    if headers_only {
+        authorizer = authorizer.headers_only();
+    }
     authorizer = authorizer
         .http_prefix(http_prefix)
         .map_err(|e| Failure::usage(format!("--http-prefix: {e}")))?;
@@ -144,7 +152,9 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
         .iter()
         .map(ToString::to_string)
         .collect();
-    let (authz, metrics_at) = authorizer(settings.serve, settings.http_prefix).await?;
+    let headers_only = settings.headers_only;
+    let (authz, metrics_at) =
+        authorizer(settings.serve, settings.http_prefix, headers_only).await?;
     // Listen for the signals before the startup line: a SIGTERM sent as soon as it is read
     // must stop the authorizer cleanly, not kill it.
     let stop = shutdown_signal()?;
@@ -156,9 +166,14 @@ async fn serve(settings: Settings) -> Result<(), Failure> {
         names.push(format!("http {local}"));
     }
     eprintln!(
-        "vouch authz: {}, origin {}",
+        "vouch authz: {}, origin {}{}",
         names.join(", "),
-        origins.join(", ")
+        origins.join(", "),
+        if headers_only {
+            ", headers only (the upstream must check Content-Digest)"
+        } else {
+            ""
+        }
     );
     if let Some(local) = metrics_at {
         eprintln!(

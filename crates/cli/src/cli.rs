@@ -237,7 +237,9 @@ Envoy asks before forwarding each request: --grpc serves the gRPC API
 --http-prefix, and GET /healthz); at least one, --grpc 127.0.0.1:9191 if neither is given. An
 allowed request goes upstream with X-Vouch-Identity, X-Vouch-Keyid and X-Vouch-Grants set and
 the token, Signature and Signature-Input removed; a denied one gets the gateway's answer (401,
-403, 421, 429, 503 ...). Envoy must send the body (with_request_body; pack_as_bytes over gRPC).
+403, 421, 429, 503 ...). Envoy must send the body (with_request_body; pack_as_bytes over gRPC),
+unless --headers-only: then the decision rests on the signed Mcp-Method / Mcp-Name headers and
+the upstream must check the body against Content-Digest (vouch-tower's DigestCheckLayer).
 --origin is required: how clients address Envoy. Share --replay and --pins (redis:// URLs)
 between replicas. Flags and --config as for vouch gateway, without the upstream and forwarding
 ones. Exit status 2 on a configuration error, 0 after SIGTERM or SIGINT.
@@ -448,6 +450,12 @@ pub(crate) struct AuthzArgs {
     /// The HTTP mode's path prefix, as Envoy's http_service.path_prefix [default: /check].
     #[arg(long, value_name = "PATH")]
     pub(crate) http_prefix: Option<String>,
+    /// Decide on the request head alone, for a proxy that does not send the body (Envoy without
+    /// with_request_body) or cuts it (Gateway API ExternalAuth): the signature must cover
+    /// content-digest, Mcp-Method and Mcp-Name, the tool comes from those signed headers, and
+    /// the upstream MUST check the digest against the body (vouch-tower's DigestCheckLayer).
+    #[arg(long)]
+    pub(crate) headers_only: bool,
     #[command(flatten)]
     pub(crate) serve: ServeArgs,
 }

@@ -79,6 +79,7 @@ impl Settings {
                 ("grpc", file.grpc.is_some()),
                 ("http", file.http.is_some()),
                 ("http-prefix", file.http_prefix.is_some()),
+                ("headers-only", file.headers_only.is_some()),
             ],
         )?;
         let sign_upstream = match (

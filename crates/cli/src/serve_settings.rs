@@ -59,6 +59,7 @@ pub(crate) struct FileConfig {
     pub(crate) grpc: Option<String>,
     pub(crate) http: Option<String>,
     pub(crate) http_prefix: Option<String>,
+    pub(crate) headers_only: Option<bool>,
     // Both.
     #[serde(default)]
     origin: Vec<String>,

@@ -95,6 +95,7 @@ mod component;
 mod der;
 mod digest;
 mod error;
+pub mod mcp;
 mod message;
 mod params;
 mod policy;
@@ -144,6 +145,20 @@ pub mod internal {
                 crate::DigestAlgorithm::Sha512,
             ],
         );
+    }
+
+    /// Fuzz entry point: an MCP header value decoded (`=?base64?…?=` or plain), and every
+    /// value round-tripped through [`mcp::encode_value`](crate::mcp::encode_value): decoding
+    /// what was encoded gives the value back. Must never panic.
+    pub fn fuzz_mcp_header_value(data: &[u8]) {
+        if let Ok(text) = std::str::from_utf8(data) {
+            if let Some(decoded) = crate::mcp::decode_value(text) {
+                let again = crate::mcp::encode_value(&decoded);
+                assert_eq!(crate::mcp::decode_value(&again), Some(decoded));
+            }
+            let encoded = crate::mcp::encode_value(text);
+            assert_eq!(crate::mcp::decode_value(&encoded).as_deref(), Some(text));
+        }
     }
 
     /// Fuzz entry point: `Signature-Input NUL Signature` values, parsed. Must never panic.

@@ -8,6 +8,16 @@ use crate::params::{ParamValue, params_value};
 /// The header vouch's MCP profile carries a capability token in.
 pub const DEFAULT_TOKEN_HEADER: &str = "x-mcpvault-token";
 
+/// The MCP 2026-07-28 header mirroring the JSON-RPC `method` (SEP-2243).
+pub const MCP_METHOD: &str = "mcp-method";
+
+/// The MCP 2026-07-28 header mirroring `params.name` or `params.uri` (SEP-2243).
+pub const MCP_NAME: &str = "mcp-name";
+
+/// The prefix of the MCP 2026-07-28 headers mirroring tool arguments a tool's input schema
+/// marks with `x-mcp-header` (SEP-2243).
+pub const MCP_PARAM_PREFIX: &str = "mcp-param-";
+
 pub(crate) const CONTENT_DIGEST: http::HeaderName = http::HeaderName::from_static("content-digest");
 pub(crate) const SIGNATURE: http::HeaderName = http::HeaderName::from_static("signature");
 pub(crate) const SIGNATURE_INPUT: http::HeaderName =
@@ -67,6 +77,7 @@ pub struct VerifyPolicy {
     pub(crate) required_tag: Option<String>,
     pub(crate) required: Vec<Component>,
     pub(crate) required_if_present: Vec<http::HeaderName>,
+    pub(crate) required_prefix_if_present: Vec<String>,
     pub(crate) digest_rule: DigestRule,
     pub(crate) digest_algorithms: Vec<DigestAlgorithm>,
     pub(crate) require_created: bool,
@@ -103,7 +114,9 @@ fn components(names: &[&str]) -> Vec<Component> {
 impl VerifyPolicy {
     /// vouch's MCP profile: covers `@method` and `@target-uri` (authority, path and query),
     /// `content-digest` whenever there is a body, and, when present in the request,
-    /// `authorization`, `mcp-session-id`, `mcp-protocol-version` and the token header; requires
+    /// `authorization`, `mcp-session-id`, `mcp-protocol-version`, the token header, and the
+    /// MCP 2026-07-28 request metadata headers `mcp-method`, `mcp-name` and every
+    /// `mcp-param-*` ([`MCP_PARAM_PREFIX`]); requires
     /// `created`, `keyid` and `nonce`; allows the asymmetric algorithms; max age 300 s, future
     /// skew 30 s; signature headers up to 8 KiB; at most 4 signatures examined.
     pub fn mcp() -> Self {
@@ -115,11 +128,14 @@ impl VerifyPolicy {
                 "authorization",
                 "mcp-session-id",
                 "mcp-protocol-version",
+                MCP_METHOD,
+                MCP_NAME,
                 DEFAULT_TOKEN_HEADER,
             ]
             .into_iter()
             .map(http::HeaderName::from_static)
             .collect(),
+            required_prefix_if_present: vec![MCP_PARAM_PREFIX.to_owned()],
             digest_rule: DigestRule::WithBody,
             digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Sha512],
             require_created: true,
@@ -157,6 +173,7 @@ impl VerifyPolicy {
             label: Some("sig1".to_owned()),
             required: components(&["@method", "@path"]),
             required_if_present: Vec::new(),
+            required_prefix_if_present: Vec::new(),
             digest_rule: DigestRule::Always,
             algorithms: vec![Algorithm::Ed25519],
             ..Self::mcp()
@@ -180,6 +197,7 @@ impl VerifyPolicy {
             required_tag: Some(crate::web_bot_auth::WEB_BOT_AUTH_TAG.to_owned()),
             required: components(&["@authority"]),
             required_if_present: Vec::new(),
+            required_prefix_if_present: Vec::new(),
             require_nonce: false,
             max_age: crate::web_bot_auth::MAX_LIFETIME,
             require_expires: true,
@@ -200,6 +218,7 @@ impl VerifyPolicy {
             required: Component::parse_list("\"@authority\";req \"content-digest\"")
                 .unwrap_or_default(),
             required_if_present: Vec::new(),
+            required_prefix_if_present: Vec::new(),
             digest_rule: DigestRule::Always,
             require_nonce: false,
             max_age: u64::MAX,
@@ -229,6 +248,8 @@ impl VerifyPolicy {
             .into_iter()
             .map(http::HeaderName::from_static)
             .collect(),
+            // The SEP names no Mcp-Param-* rule; a SEP client need not cover them.
+            required_prefix_if_present: Vec::new(),
             digest_rule: DigestRule::Always,
             digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Sha512],
             algorithms: vec![
@@ -393,11 +414,24 @@ impl VerifyPolicy {
     }
 
     /// Require exactly these components (replacing the profile's list and its
-    /// when-present headers).
+    /// when-present headers and prefixes).
     #[must_use]
     pub fn require_exactly(mut self, components: Vec<Component>) -> Self {
         self.required = components;
         self.required_if_present.clear();
+        self.required_prefix_if_present.clear();
+        self
+    }
+
+    /// Require every header field whose name starts with `prefix` (compared in lowercase) to
+    /// be covered whenever the request carries one, as the MCP profile does for
+    /// `mcp-param-`. An empty prefix is ignored (it would demand every header).
+    #[must_use]
+    pub fn require_prefix_if_present(mut self, prefix: &str) -> Self {
+        if !prefix.is_empty() {
+            self.required_prefix_if_present
+                .push(prefix.to_ascii_lowercase());
+        }
         self
     }
 

@@ -11,7 +11,7 @@ use crate::digest::{DigestAlgorithm, content_digest};
 use crate::error::Error;
 use crate::message::{Message, RequestView};
 use crate::params::{ParamValue, params_value};
-use crate::policy::DEFAULT_TOKEN_HEADER;
+use crate::policy::{DEFAULT_TOKEN_HEADER, MCP_METHOD, MCP_NAME, MCP_PARAM_PREFIX};
 
 /// What one signature covers and which parameters it carries, in order.
 ///
@@ -212,8 +212,9 @@ pub fn mcp_content_digest(body: &[u8]) -> String {
 
 /// The [`SignatureSpec`] of vouch's MCP profile for `request`: label `sig1`, covering `@method`,
 /// `@target-uri`, `content-digest` when the request has a body, and `authorization`,
-/// `mcp-session-id`, `mcp-protocol-version` and the token header when present; parameters
-/// `created`, `nonce`, `alg`, `keyid`.
+/// `mcp-session-id`, `mcp-protocol-version`, the token header, `mcp-method`, `mcp-name` and
+/// every `mcp-param-*` header (in name order) when present; parameters `created`, `nonce`,
+/// `alg`, `keyid`.
 ///
 /// The request must already carry its `Content-Digest` if it has a body (see
 /// [`mcp_content_digest`]).
@@ -238,10 +239,22 @@ pub fn mcp_spec(
         "mcp-session-id",
         "mcp-protocol-version",
         token,
+        MCP_METHOD,
+        MCP_NAME,
     ] {
         if request.headers().contains_key(h) {
             spec = spec.cover(Component::new(&h.to_ascii_lowercase())?);
         }
+    }
+    let mut params: Vec<&str> = request
+        .headers()
+        .keys()
+        .map(http::HeaderName::as_str)
+        .filter(|h| h.starts_with(MCP_PARAM_PREFIX))
+        .collect();
+    params.sort_unstable();
+    for h in params {
+        spec = spec.cover(Component::new(h)?);
     }
     Ok(spec
         .created(created)

@@ -284,6 +284,15 @@ impl Verifier {
                 return Err(Error::MissingComponent(format!("\"{header}\"")));
             }
         }
+        for prefix in &p.required_prefix_if_present {
+            for header in message.headers().keys() {
+                if header.as_str().starts_with(prefix.as_str())
+                    && !covers_plain(&c.components, header.as_str())
+                {
+                    return Err(Error::MissingComponent(format!("\"{header}\"")));
+                }
+            }
+        }
         let signature_agent = if p.signature_agent {
             Some(covered_agent(
                 message.headers(),

@@ -1,6 +1,13 @@
 //! Client side of vouch for reqwest: a middleware that signs every outgoing request with vouch's
 //! MCP signature profile, and one that attaches a capability token.
 //!
+//! The signing middleware also mirrors a JSON-RPC body's `method` into `Mcp-Method` and, for
+//! the methods that carry one, its tool, prompt, resource or task into `Mcp-Name` (MCP
+//! 2026-07-28, SEP-2243), unless the request already has them, and signs them with the rest:
+//! an authorizer that does not read the body can then decide on them. `Mcp-Param-*` headers
+//! need the tool's input schema, which the middleware does not have: set them on the request
+//! (they are signed when present).
+//!
 //! Order matters: attach the token first, then sign, so that the signature covers the token
 //! header (`ClientBuilder::new(client).with(TokenMiddleware::new(t)?).with(SigningMiddleware::new(k, id))`).
 //!
@@ -17,7 +24,7 @@ use http::{HeaderName, HeaderValue};
 use reqwest::{Request, Response};
 use reqwest_middleware::{Middleware, Next, Result};
 use vouch_httpsig::{
-    DEFAULT_TOKEN_HEADER, RequestView, SigningKey, mcp_content_digest, mcp_spec, sign,
+    DEFAULT_TOKEN_HEADER, RequestView, SigningKey, mcp, mcp_content_digest, mcp_spec, sign,
 };
 use vouch_token::Token;
 
@@ -58,8 +65,11 @@ fn unix_now() -> u64 {
 }
 
 /// Signs every request: `@method`, `@target-uri`, `content-digest` over the exact body bytes,
-/// and `authorization`, `mcp-session-id`, `mcp-protocol-version` and the token header when
-/// present; `created`, `nonce`, `alg`, `keyid`.
+/// and `authorization`, `mcp-session-id`, `mcp-protocol-version`, the token header,
+/// `mcp-method`, `mcp-name` and every `mcp-param-*` header when present; `created`, `nonce`,
+/// `alg`, `keyid`. A `POST` whose body is a JSON-RPC request or notification gets the
+/// `Mcp-Method` and `Mcp-Name` headers it lacks, derived from the body
+/// ([`mcp_request_headers`]).
 #[derive(Clone)]
 pub struct SigningMiddleware {
     key: Arc<SigningKey>,
@@ -94,6 +104,13 @@ impl SigningMiddleware {
             None => Vec::new(),
             Some(b) => b.as_bytes().ok_or(SignError::StreamingBody)?.to_vec(),
         };
+        if req.method() == reqwest::Method::POST {
+            for (name, value) in mcp_request_headers(&body) {
+                if !req.headers().contains_key(&name) {
+                    req.headers_mut().insert(name, value);
+                }
+            }
+        }
         if !body.is_empty() && !req.headers().contains_key("content-digest") {
             let digest = HeaderValue::from_str(&mcp_content_digest(&body))
                 .map_err(|_| SignError::BadUrl("digest".into()))?;
@@ -122,6 +139,32 @@ impl SigningMiddleware {
             .apply(req.headers_mut())
             .map_err(SignError::Signature)
     }
+}
+
+/// The MCP 2026-07-28 request headers (SEP-2243) a JSON-RPC `body` mirrors: `Mcp-Method`
+/// for any message with a string `method`, and `Mcp-Name` (Base64-wrapped when it cannot travel
+/// as plain header text) for the methods in [`vouch_httpsig::mcp::name_source`] whose body has
+/// that field as a string. Nothing for a body that is not such a message, or whose method is
+/// not a header value.
+pub fn mcp_request_headers(body: &[u8]) -> Vec<(HeaderName, HeaderValue)> {
+    let Ok(message) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let Some(method) = message.get("method").and_then(serde_json::Value::as_str) else {
+        return Vec::new();
+    };
+    let Ok(method_value) = HeaderValue::from_str(method) else {
+        return Vec::new();
+    };
+    let mut out = vec![(HeaderName::from_static(mcp::MCP_METHOD), method_value)];
+    let name =
+        mcp::name_source(method).and_then(|field| message.get("params")?.get(field)?.as_str());
+    if let Some(name) = name
+        && let Ok(value) = HeaderValue::from_str(&mcp::encode_value(name))
+    {
+        out.push((HeaderName::from_static(mcp::MCP_NAME), value));
+    }
+    out
 }
 
 impl std::fmt::Debug for SigningMiddleware {

@@ -21,12 +21,27 @@ use vouch_reqwest::{SignError, SigningMiddleware, TokenMiddleware};
 
 type Headers = HashMap<HeaderName, HeaderValue>;
 
-/// The headers a signature adds; the signer copies these into rmcp's custom headers.
-const SIGNED_HEADERS: [&str; 3] = ["content-digest", "signature-input", "signature"];
+/// The headers signing adds (the MCP request headers when rmcp did not send them, for the
+/// 2025-06-18 generation); the signer copies these into rmcp's custom headers.
+const SIGNED_HEADERS: [&str; 5] = [
+    "content-digest",
+    "signature-input",
+    "signature",
+    "mcp-method",
+    "mcp-name",
+];
 
-/// An rmcp [`StreamableHttpClient`] that signs every request rmcp makes (initialize,
-/// notifications, tool calls, the SSE `GET`, the session `DELETE`) with vouch's MCP signature
-/// profile (the one [`vouch_reqwest::SigningMiddleware`] uses) and attaches a capability token.
+/// An rmcp [`StreamableHttpClient`] that signs every request rmcp makes (initialize or
+/// `server/discover`, notifications, tool calls, the SSE `GET`, the session `DELETE`) with
+/// vouch's MCP signature profile (the one [`vouch_reqwest::SigningMiddleware`] uses) and
+/// attaches a capability token.
+///
+/// Both protocol generations are signed alike. With 2026-07-28 (stateless, no session id)
+/// rmcp sends `Mcp-Method`, `Mcp-Name` and the `Mcp-Param-*` headers its tool schemas call for;
+/// the signature covers them. With 2025-06-18 (sessions) rmcp sends none: the client adds
+/// `Mcp-Method` and `Mcp-Name`, derived from the message
+/// ([`vouch_reqwest::mcp_request_headers`]), and signs them too, so that an authorizer deciding
+/// on headers alone works with both.
 ///
 /// It wraps another client, by default rmcp's own `reqwest::Client` implementation, and hands it
 /// the signature as extra headers, so rmcp keeps its response handling (SSE parsing, size

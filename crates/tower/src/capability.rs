@@ -11,6 +11,7 @@ use serde_json::Value;
 use vouch_token::{Access, DEFAULT_MAX_TOKEN_BYTES, Facts, Token, VerifiedToken, Verifier};
 
 use crate::jsonrpc;
+use crate::mcp_headers::{self, HeaderMismatch};
 use crate::pipeline::VerifiedCaller;
 
 /// The header the MCPVault seed carries tokens in.
@@ -30,6 +31,16 @@ pub enum CapabilityRejection {
     /// 400 `bad_request`: the body is not one acceptable JSON-RPC message (see
     /// [`jsonrpc`](crate::jsonrpc)); decided before the token is looked at.
     BadRequest(jsonrpc::Error),
+    /// 400 `header_mismatch`: the MCP request headers disagree with the message, or (deciding
+    /// on the headers alone) are missing; see [`mcp_headers`](crate::mcp_headers). Decided
+    /// before the token is looked at. Answered with the JSON-RPC error `HeaderMismatch`
+    /// (`-32020`) and the request's `id`.
+    HeaderMismatch {
+        /// What disagrees.
+        error: HeaderMismatch,
+        /// The request's `id`, if it was read.
+        id: Option<Value>,
+    },
 }
 
 impl CapabilityRejection {
@@ -39,24 +50,28 @@ impl CapabilityRejection {
             Self::MissingToken | Self::InvalidToken(_) => http::StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => http::StatusCode::FORBIDDEN,
             Self::BadRequest(_) => http::StatusCode::BAD_REQUEST,
+            Self::HeaderMismatch { error, .. } => error.status(),
         }
     }
 
     /// The error code of the JSON body (`missing_token`, `invalid_token`, `forbidden`,
-    /// `bad_request`).
+    /// `bad_request`, `header_mismatch`).
     pub fn code(&self) -> &'static str {
         match self {
             Self::MissingToken => "missing_token",
             Self::InvalidToken(_) => "invalid_token",
             Self::Forbidden(_) => "forbidden",
             Self::BadRequest(_) => "bad_request",
+            Self::HeaderMismatch { .. } => "header_mismatch",
         }
     }
 
     /// The JSON body: `{"detail": {"error": …, "detail": …}}` (no detail for `missing_token`),
     /// except for `bad_request`, which answers with a JSON-RPC error:
     /// `{"jsonrpc": "2.0", "id": null, "error": {"code": -32700 or -32600, "message": …}}`
-    /// (the message could not be read, so neither could its `id`).
+    /// (the message could not be read, so neither could its `id`), and `header_mismatch`,
+    /// which answers with MCP's `HeaderMismatch` JSON-RPC error (see
+    /// [`HeaderMismatch::body`]).
     pub fn body(&self) -> Value {
         match self {
             Self::MissingToken => serde_json::json!({"detail": {"error": "missing_token"}}),
@@ -71,6 +86,7 @@ impl CapabilityRejection {
                 "id": null,
                 "error": {"code": e.code(), "message": e.to_string()},
             }),
+            Self::HeaderMismatch { error, id } => error.body(id.as_ref()),
         }
     }
 }
@@ -652,7 +668,8 @@ impl CapabilityPipeline {
     }
 
     /// Decides one MCP request: reads the JSON-RPC message once, strictly (see
-    /// [`jsonrpc::parse`]; an empty body is no message), finds the token (header first, then
+    /// [`jsonrpc::parse`]; an empty body is no message), checks the MCP 2026-07-28 request
+    /// headers against it ([`mcp_headers::check`]), finds the token (header first, then
     /// `params._meta.token`), derives the grant the message needs (`tools/call` needs its tool
     /// and the tool's operation; other methods only a valid token), and verifies, with the
     /// signer as the holder.
@@ -660,7 +677,9 @@ impl CapabilityPipeline {
     /// # Errors
     ///
     /// The [`CapabilityRejection`] to answer with: [`BadRequest`](CapabilityRejection::BadRequest)
-    /// for a body [`jsonrpc::parse`] refuses, before the token is looked at.
+    /// for a body [`jsonrpc::parse`] refuses and
+    /// [`HeaderMismatch`](CapabilityRejection::HeaderMismatch) for headers that disagree with
+    /// it, both before the token is looked at.
     pub fn authorize(
         &self,
         parts: &Parts,
@@ -692,14 +711,76 @@ impl CapabilityPipeline {
                 }
             }
         };
-        let result = self.grant(parts, message.as_ref(), caller, now);
+        if let Err(error) = mcp_headers::check(&parts.headers, message.as_ref()) {
+            tracing::info!(detail = %error, "MCP headers disagree with the message");
+            let id = message.as_ref().and_then(|m| m.id().cloned());
+            return (None, Err(CapabilityRejection::HeaderMismatch { error, id }));
+        }
+        // The headers, when present, equal the body: deciding on the body decides on them.
+        let tool = message.as_ref().and_then(jsonrpc::Message::tool);
+        let token = message.as_ref().and_then(jsonrpc::Message::token);
+        let result = self.grant(parts, token, tool, caller, now);
         (message.and_then(jsonrpc::Message::into_tool), result)
     }
 
+    /// Decides one MCP request on its head alone, for an authorizer that does not see the body
+    /// (`vouch authz --headers-only`): the method and tool come from the `Mcp-Method` and
+    /// `Mcp-Name` headers ([`mcp_headers::read_head`]), which the signature must cover, and the
+    /// token from the token header only. A `POST` without `Mcp-Method` cannot be decided and
+    /// is refused; a `GET` or `DELETE` (the 2025-06-18 SSE stream and session end) needs a
+    /// valid token, as with an empty body. The server behind must compare the signed
+    /// Content-Digest with the body, and the headers with the message
+    /// ([`DigestCheckLayer`](crate::DigestCheckLayer)).
+    ///
+    /// # Errors
+    ///
+    /// The [`CapabilityRejection`] to answer with:
+    /// [`HeaderMismatch`](CapabilityRejection::HeaderMismatch) (missing, duplicated or
+    /// malformed headers) before the token is looked at.
+    pub fn authorize_head(
+        &self,
+        parts: &Parts,
+        caller: Option<&VerifiedCaller>,
+        now: u64,
+    ) -> Result<Facts, CapabilityRejection> {
+        self.decide_head(parts, caller, now).1
+    }
+
+    /// [`authorize_head`](Self::authorize_head), also handing back the tool (for the audit
+    /// record).
+    pub(crate) fn decide_head(
+        &self,
+        parts: &Parts,
+        caller: Option<&VerifiedCaller>,
+        now: u64,
+    ) -> (Option<String>, Result<Facts, CapabilityRejection>) {
+        if matches!(parts.method, http::Method::GET | http::Method::DELETE)
+            && !parts.headers.contains_key(vouch_httpsig::mcp::MCP_METHOD)
+        {
+            return (None, self.grant(parts, None, None, caller, now));
+        }
+        let head = match mcp_headers::read_head(&parts.headers) {
+            Ok(head) => head,
+            Err(error) => {
+                tracing::info!(detail = %error, "request cannot be decided on its headers");
+                return (
+                    None,
+                    Err(CapabilityRejection::HeaderMismatch { error, id: None }),
+                );
+            }
+        };
+        let tool = (head.method == "tools/call").then_some(head.name).flatten();
+        let result = self.grant(parts, None, tool.as_deref(), caller, now);
+        (tool, result)
+    }
+
+    /// Verifies the token (the header's, else `body_token`) for `tool` (`None`: any valid
+    /// token will do).
     fn grant(
         &self,
         parts: &Parts,
-        message: Option<&jsonrpc::Message<'_>>,
+        body_token: Option<&str>,
+        tool: Option<&str>,
         caller: Option<&VerifiedCaller>,
         now: u64,
     ) -> Result<Facts, CapabilityRejection> {
@@ -707,11 +788,8 @@ impl CapabilityPipeline {
             Some(h) => h.to_str().map_err(|_| {
                 CapabilityRejection::InvalidToken("token header is not text".into())
             })?,
-            None => message
-                .and_then(jsonrpc::Message::token)
-                .ok_or(CapabilityRejection::MissingToken)?,
+            None => body_token.ok_or(CapabilityRejection::MissingToken)?,
         };
-        let tool = message.and_then(jsonrpc::Message::tool);
         let checked = self.checked(token_text, caller, now)?;
         let mut access = Access::at(now);
         if let Some(c) = caller {

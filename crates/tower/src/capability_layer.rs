@@ -81,12 +81,14 @@ pub struct CapabilityLayer {
     pipeline: Arc<CapabilityPipeline>,
     max_body_bytes: usize,
     audit: Option<Arc<dyn AuditHook>>,
+    headers_only: bool,
 }
 
 impl core::fmt::Debug for CapabilityLayer {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("CapabilityLayer")
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("headers_only", &self.headers_only)
             .finish_non_exhaustive()
     }
 }
@@ -98,7 +100,19 @@ impl CapabilityLayer {
             pipeline: Arc::new(pipeline),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             audit: None,
+            headers_only: false,
         }
+    }
+
+    /// Decides on the request head alone ([`CapabilityPipeline::authorize_head`]): the method
+    /// and tool from the signed `Mcp-Method` and `Mcp-Name` headers, the token from its header;
+    /// the body is not read for the decision. Only for an authorizer whose upstream runs the
+    /// [`DigestCheckLayer`](crate::DigestCheckLayer), behind a
+    /// [`SignatureLayer::headers_only`](crate::SignatureLayer::headers_only).
+    #[must_use]
+    pub fn headers_only(mut self) -> Self {
+        self.headers_only = true;
+        self
     }
 
     /// Reports every decision to `hook`.
@@ -129,7 +143,9 @@ pub type CapabilityService<S> = Checked<S, CapabilityLayer>;
 
 /// The capability layer's message check without a token: a non-empty body must be one
 /// JSON-RPC message read one way only ([`jsonrpc::parse`](crate::jsonrpc::parse): no batch, no
-/// duplicate key, UTF-8), else 400 with a JSON-RPC error, as [`CapabilityLayer`] answers. For
+/// duplicate key, UTF-8), else 400 with a JSON-RPC error, and the MCP request headers must
+/// agree with it ([`mcp_headers::check`](crate::mcp_headers::check), else 400
+/// `HeaderMismatch`), as [`CapabilityLayer`] answers. For
 /// a server that checks who calls but not what they may do (a gateway without token roots),
 /// so that what is logged and what runs behind it read the same message.
 #[derive(Clone, Debug)]
@@ -176,15 +192,22 @@ impl Check for StrictMessageLayer {
     fn decide<'a>(&'a self, parts: &'a mut Parts, body: &'a Bytes) -> Decide<'a> {
         Box::pin(async move {
             if body.is_empty() {
-                return Ok(());
+                return crate::mcp_headers::check(&parts.headers, None).map_err(|error| {
+                    capability_response(&CapabilityRejection::HeaderMismatch { error, id: None })
+                });
             }
-            crate::jsonrpc::parse(body).map(|_| ()).map_err(|e| {
-                let identity = parts
-                    .extensions
-                    .get::<VerifiedCaller>()
-                    .map(|c| &c.identity);
+            let identity = parts
+                .extensions
+                .get::<VerifiedCaller>()
+                .map(|c| &c.identity);
+            let message = crate::jsonrpc::parse(body).map_err(|e| {
                 tracing::info!(?identity, error = %e, "ambiguous message refused");
                 capability_response(&CapabilityRejection::BadRequest(e))
+            })?;
+            crate::mcp_headers::check(&parts.headers, Some(&message)).map_err(|error| {
+                tracing::info!(?identity, detail = %error, "MCP headers disagree with the message");
+                let id = message.id().cloned();
+                capability_response(&CapabilityRejection::HeaderMismatch { error, id })
             })
         })
     }
@@ -205,9 +228,15 @@ impl Check for CapabilityLayer {
         Box::pin(async move {
             let caller = parts.extensions.get::<VerifiedCaller>().cloned();
             // One reading of the body serves the decision and the audit record alike.
-            let (tool, decision) = self
-                .pipeline
-                .decide(parts, body, caller.as_ref(), unix_now());
+            let (tool, decision) = if self.headers_only {
+                let (tool, decision) =
+                    self.pipeline
+                        .decide_head(parts, caller.as_ref(), unix_now());
+                (tool.map(std::borrow::Cow::Owned), decision)
+            } else {
+                self.pipeline
+                    .decide(parts, body, caller.as_ref(), unix_now())
+            };
             if let Some(hook) = &self.audit {
                 hook.record(&Decision {
                     layer: "capability",

@@ -27,7 +27,8 @@ mod sealed {
 }
 
 /// What a body-reading vouch layer decides about a request; implemented by
-/// [`CapabilityLayer`](crate::CapabilityLayer) only.
+/// [`CapabilityLayer`](crate::CapabilityLayer), [`StrictMessageLayer`](crate::StrictMessageLayer)
+/// and [`DigestCheckLayer`](crate::DigestCheckLayer) only.
 pub trait Check: sealed::Sealed + Clone + Send + Sync + 'static {
     /// The tracing span name.
     #[doc(hidden)]
@@ -54,6 +55,7 @@ pub trait Check: sealed::Sealed + Clone + Send + Sync + 'static {
 
 impl sealed::Sealed for crate::CapabilityLayer {}
 impl sealed::Sealed for crate::StrictMessageLayer {}
+impl sealed::Sealed for crate::DigestCheckLayer {}
 
 /// The service a vouch layer makes: `inner`, behind the layer's check.
 #[derive(Clone, Debug)]

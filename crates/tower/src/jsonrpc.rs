@@ -1,5 +1,7 @@
 //! A strict, single-pass reading of an MCP JSON-RPC message: just what a capability decision
-//! needs (the method, the tool a `tools/call` names, the token in `params._meta.token`).
+//! needs (the method, the tool a `tools/call` names, the token in `params._meta.token`), and
+//! what the MCP 2026-07-28 request headers mirror (`id` for the error answer, `params.name`,
+//! `params.uri`, `params.taskId`; see [`mcp_headers`](crate::mcp_headers)).
 //!
 //! The capability layer and the server behind it must read the same message. JSON parsers
 //! disagree about duplicate keys (serde_json keeps the last one; many Python and TypeScript
@@ -62,6 +64,10 @@ pub struct Message<'a> {
     method: Option<Cow<'a, str>>,
     tool: Option<Cow<'a, str>>,
     token: Option<Cow<'a, str>>,
+    id: Option<serde_json::Value>,
+    name: Field<'a>,
+    uri: Field<'a>,
+    task_id: Field<'a>,
 }
 
 impl<'a> Message<'a> {
@@ -84,13 +90,33 @@ impl<'a> Message<'a> {
     pub fn into_tool(self) -> Option<Cow<'a, str>> {
         self.tool
     }
+
+    /// The `id` when it is a string or a number (what an error answer echoes); `None` for a
+    /// notification, a `null` id, or an id of another type.
+    pub fn id(&self) -> Option<&serde_json::Value> {
+        self.id.as_ref()
+    }
+
+    /// The string the `Mcp-Name` header mirrors for this message's method
+    /// ([`vouch_httpsig::mcp::name_source`]: `params.name`, `params.uri` or `params.taskId`);
+    /// `None` if the method carries no `Mcp-Name`, or the field is absent or not a string.
+    pub fn mcp_name(&self) -> Option<&str> {
+        let field = match vouch_httpsig::mcp::name_source(self.method()?)? {
+            "name" => &self.name,
+            "uri" => &self.uri,
+            _ => &self.task_id,
+        };
+        field.as_str()
+    }
 }
 
 impl fmt::Debug for Message<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Message")
             .field("method", &self.method)
+            .field("id", &self.id)
             .field("tool", &self.tool)
+            .field("mcp_name", &self.mcp_name())
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -189,8 +215,8 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, Error> {
         Field::Other => return Err(Error::Method),
     };
     let tool = if method.as_deref() == Some(TOOLS_CALL) {
-        match envelope.params.name {
-            Field::Str(name) => Some(name),
+        match &envelope.params.name {
+            Field::Str(name) => Some(name.clone()),
             Field::Absent | Field::Other => return Err(Error::ToolName),
         }
     } else {
@@ -200,11 +226,15 @@ pub fn parse(body: &[u8]) -> Result<Message<'_>, Error> {
         method,
         tool,
         token: envelope.params.token,
+        id: envelope.id,
+        name: envelope.params.name,
+        uri: envelope.params.uri,
+        task_id: envelope.params.task_id,
     })
 }
 
 /// A value the decision may read: absent, a string, or anything else.
-#[derive(Default)]
+#[derive(Default, Clone, PartialEq, Eq)]
 enum Field<'a> {
     #[default]
     Absent,
@@ -229,12 +259,15 @@ type Shape<T> = Result<T, Error>;
 struct Envelope<'a> {
     version: Field<'a>,
     method: Field<'a>,
+    id: Option<serde_json::Value>,
     params: Params<'a>,
 }
 
 #[derive(Default)]
 struct Params<'a> {
     name: Field<'a>,
+    uri: Field<'a>,
+    task_id: Field<'a>,
     token: Option<Cow<'a, str>>,
 }
 
@@ -367,7 +400,8 @@ impl<'de> de::Visitor<'de> for TopVisitor {
                 "jsonrpc" => 0,
                 "method" => 1,
                 "params" => 2,
-                _ => 3,
+                "id" => 3,
+                _ => 4,
             };
             if !seen.insert(key) {
                 problem.get_or_insert(Error::DuplicateKey(Location::Envelope));
@@ -383,6 +417,7 @@ impl<'de> de::Visitor<'de> for TopVisitor {
                         problem.get_or_insert(e);
                     }
                 },
+                3 => out.id = map.next_value_seed(IdSeed)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -438,7 +473,63 @@ impl<'de> de::Visitor<'de> for FieldSeed {
     }
 }
 
-/// `params`: an object is read for `name` and `_meta`; positional (array) or other params carry
+/// An `id`: kept when it is a string or a number (as a JSON value), dropped otherwise.
+struct IdSeed;
+
+impl<'de> DeserializeSeed<'de> for IdSeed {
+    type Value = Option<serde_json::Value>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> de::Visitor<'de> for IdSeed {
+    type Value = Option<serde_json::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-RPC id")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Some(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Some(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_json::Number::from_f64(v).map(serde_json::Value::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(v.into()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        drain_seq(seq)?;
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        drain_map(map)?;
+        Ok(None)
+    }
+}
+
+/// `params`: an object is read for `name`, `uri`, `taskId` and `_meta`; positional (array) or other params carry
 /// neither.
 struct ParamsSeed;
 
@@ -479,7 +570,9 @@ impl<'de> de::Visitor<'de> for ParamsSeed {
             let kind = match &*key {
                 "name" => 0,
                 "_meta" => 1,
-                _ => 2,
+                "uri" => 2,
+                "taskId" => 3,
+                _ => 4,
             };
             if !seen.insert(key) {
                 problem.get_or_insert(Error::DuplicateKey(Location::Params));
@@ -494,6 +587,8 @@ impl<'de> de::Visitor<'de> for ParamsSeed {
                         problem.get_or_insert(e);
                     }
                 },
+                2 => out.uri = map.next_value_seed(FieldSeed)?,
+                3 => out.task_id = map.next_value_seed(FieldSeed)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }

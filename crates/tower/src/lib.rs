@@ -10,6 +10,12 @@
 //! each MCP session to the signer that created it and bounds the sessions each identity holds,
 //! closing them in the server through a [`SessionStore`]; an [`AuditHook`] sees every decision
 //! and [`SigningStats`] counts them.
+//!
+//! MCP 2026-07-28 requests mirror their method and tool in `Mcp-Method` / `Mcp-Name` headers;
+//! [`mcp_headers`] checks them against the message (the capability layer refuses a mismatch
+//! with MCP's `HeaderMismatch` before any grant decision). An authorizer that does not see the
+//! body can decide on those signed headers alone ([`SignatureLayer::headers_only`],
+//! [`CapabilityLayer::headers_only`]) when the upstream runs a [`DigestCheckLayer`].
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -18,8 +24,10 @@ mod audit;
 mod capability;
 mod capability_layer;
 mod checked;
+mod digest_check;
 mod extract;
 pub mod jsonrpc;
+pub mod mcp_headers;
 mod origin;
 mod pipeline;
 mod rate_limit;
@@ -35,6 +43,7 @@ pub use capability_layer::{
     require_tool,
 };
 pub use checked::{Check, Checked};
+pub use digest_check::DigestCheckLayer;
 pub use extract::MissingCaller;
 pub use origin::{Origin, OriginError};
 pub use pipeline::{

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use http::request::Parts;
 use vouch_httpsig::KeyidRule;
 use vouch_httpsig::{
-    Algorithm, BodyCheck, Error as SigError, ReplayGuard, RequestView, Verifier, VerifyPolicy,
+    Algorithm, BodyCheck, Error as SigError, ReplayGuard, RequestView, Verifier, VerifyPolicy, mcp,
 };
 use vouch_keys::{
     KeyResolver, PinCheckError, PinStore, ResolvedKey, StoreError, address_claim,
@@ -442,13 +442,89 @@ impl HeadVerified {
     /// 401 `digest_mismatch` / `replayed`, 429 when the caller holds its share of the replay
     /// store, 503 when the store fails.
     pub async fn finish(self, now: u64) -> Result<VerifiedCaller, Rejection> {
-        let identity = &self.caller.identity;
-        self.body.finish().map_err(|e| {
-            tracing::info!(%identity, detail = %e, "body does not match the signed digest");
+        let Self {
+            caller,
+            verified,
+            body,
+            replay,
+        } = self;
+        body.finish().map_err(|e| {
+            tracing::info!(identity = %caller.identity, detail = %e, "body does not match the signed digest");
             unauthorized(sig_reason(&e))
         })?;
-        self.verified
-            .check_replay(self.replay.as_ref(), identity, now)
+        record(caller, verified, replay.as_ref(), now).await
+    }
+
+    /// Finishes without the body, for an authorizer that never sees it (headers-only mode):
+    /// the signature must cover `content-digest` unless the request is a `GET`, `HEAD` or
+    /// `DELETE` without a `Content-Digest` field, and so must every `Mcp-Method`, `Mcp-Name`
+    /// and `Mcp-Param-*` header present (whatever the policy: the decision rests on them); the
+    /// digest is *not* compared. It is only
+    /// "to be checked by the upstream", which must run a
+    /// [`DigestCheckLayer`](crate::DigestCheckLayer); then the signature is recorded in the
+    /// replay store.
+    ///
+    /// # Errors
+    ///
+    /// 401 `incomplete_signature` when the digest is not covered; as [`finish`](Self::finish)
+    /// for the replay store.
+    pub async fn finish_headers_only(
+        self,
+        parts: &Parts,
+        now: u64,
+    ) -> Result<VerifiedCaller, Rejection> {
+        let bodiless = matches!(
+            parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::DELETE
+        ) && !parts.headers.contains_key("content-digest");
+        let covers = |name: &str| {
+            let quoted = format!("\"{name}\"");
+            self.verified
+                .components()
+                .iter()
+                .any(|c| c.to_string() == quoted)
+        };
+        if !bodiless && !covers("content-digest") {
+            tracing::info!(
+                identity = %self.caller.identity,
+                "headers-only check of a request whose signature does not cover content-digest"
+            );
+            return Err(unauthorized("incomplete_signature"));
+        }
+        // The decision rests on these: whatever the policy, they must be signed.
+        let uncovered = parts
+            .headers
+            .keys()
+            .map(http::HeaderName::as_str)
+            .find(|h| {
+                (*h == mcp::MCP_METHOD
+                    || *h == mcp::MCP_NAME
+                    || h.starts_with(mcp::MCP_PARAM_PREFIX))
+                    && !covers(h)
+            });
+        if let Some(header) = uncovered {
+            tracing::info!(
+                identity = %self.caller.identity,
+                header,
+                "headers-only check of a request whose signature does not cover an MCP header"
+            );
+            return Err(unauthorized("incomplete_signature"));
+        }
+        record(self.caller, self.verified, self.replay.as_ref(), now).await
+    }
+}
+
+/// Records the signature in the replay store.
+async fn record(
+    caller: VerifiedCaller,
+    verified: vouch_httpsig::Verified,
+    replay: &dyn ReplayGuard,
+    now: u64,
+) -> Result<VerifiedCaller, Rejection> {
+    {
+        let identity = &caller.identity;
+        verified
+            .check_replay(replay, identity, now)
             .await
             .map_err(|e| match e {
                 SigError::Replayed => {
@@ -465,8 +541,8 @@ impl HeadVerified {
                 }
             })?;
         tracing::debug!(%identity, "signature verified");
-        Ok(self.caller)
     }
+    Ok(caller)
 }
 
 impl core::fmt::Debug for HeadVerified {

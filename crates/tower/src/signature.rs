@@ -51,6 +51,7 @@ pub struct SignatureLayer {
     body_timeout: Duration,
     exempt: Arc<[String]>,
     audit: Option<Arc<dyn AuditHook>>,
+    headers_only: bool,
 }
 
 impl core::fmt::Debug for SignatureLayer {
@@ -59,6 +60,7 @@ impl core::fmt::Debug for SignatureLayer {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("body_timeout", &self.body_timeout)
             .field("exempt", &self.exempt)
+            .field("headers_only", &self.headers_only)
             .finish_non_exhaustive()
     }
 }
@@ -73,7 +75,20 @@ impl SignatureLayer {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             exempt: Arc::from(Vec::new()),
             audit: None,
+            headers_only: false,
         }
+    }
+
+    /// Verifies the head alone and hands the body on unread, for an authorizer that does not
+    /// see the body (Envoy without `with_request_body`, a Gateway API `ExternalAuth` that cuts
+    /// bodies): the signature must cover `content-digest` (except on a `GET`, `HEAD` or
+    /// `DELETE` without one), which is trusted only as "to be checked by the upstream"
+    /// ([`HeadVerified::finish_headers_only`]). The upstream must run a
+    /// [`DigestCheckLayer`](crate::DigestCheckLayer): without it, a signed head carries any body.
+    #[must_use]
+    pub fn headers_only(mut self) -> Self {
+        self.headers_only = true;
+        self
     }
 
     /// Reports every decision to `hook` (for example a [`SigningStats`](crate::SigningStats)).
@@ -166,6 +181,16 @@ impl SignatureLayer {
             Ok(head) => head,
             Err(rejection) => return Err(unread(self.refuse(&parts, &rejection, has_body))),
         };
+        if self.headers_only {
+            return match head.finish_headers_only(&parts, unix_now()).await {
+                Ok(caller) => {
+                    self.report(&parts, true, Some(&caller.identity), "ok");
+                    parts.extensions.insert(caller);
+                    Ok(Request::from_parts(parts, Body::new(body)))
+                }
+                Err(rejection) => Err(unread(self.refuse(&parts, &rejection, has_body))),
+            };
+        }
         let read = read_hashed(body, &mut head, self.max_body_bytes);
         let bytes = match tokio::time::timeout(self.body_timeout, read).await {
             Ok(Ok(bytes)) => bytes,

@@ -259,6 +259,12 @@ fn configuration_errors_exit_2_naming_the_field() {
     );
     s.run(&["gateway", "--config", &config, "--root", &root])
         .usage("grpc");
+    let config = s.write(
+        "gateway.toml",
+        "upstream = \"http://127.0.0.1:1/mcp\"\nheaders-only = true\n",
+    );
+    s.run(&["gateway", "--config", &config, "--root", &root])
+        .usage("headers-only");
 }
 
 #[cfg(unix)]
@@ -413,4 +419,89 @@ fn signature_agent_keys_admit_a_key_the_request_carries_only_when_enabled() {
         "--signature-agent-keys",
     ])
     .usage("--signature-agent-keys");
+}
+
+/// The head of a signed 2026-07-28 `tools/call` of `tool` (its Mcp-Method and Mcp-Name signed
+/// with it), as Envoy's HTTP mode sends a check without `with_request_body`: no body.
+fn head_check(s: &Scratch, tool: &str, token: &str) -> Vec<u8> {
+    let body = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"{tool}","arguments":{{}}}}}}"#
+    );
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:10000\r\nContent-Type: application/json\r\nMCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: {tool}\r\nX-MCPVault-Token: {token}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let file = s.write("head.http", request);
+    let run = s.run(&[
+        "sign",
+        "--key",
+        "agent.pem",
+        "--keyid",
+        "agent-a",
+        "--scheme",
+        "http",
+        &file,
+    ]);
+    assert_eq!(run.status, 0, "{run:?}");
+    let signed = String::from_utf8(run.stdout).unwrap();
+    let (head, _) = signed.split_once("\r\n\r\n").unwrap();
+    let head: Vec<&str> = head
+        .lines()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .collect();
+    format!("{}\r\nContent-Length: 0\r\n\r\n", head.join("\r\n"))
+        .replacen("POST /mcp ", "POST /check/mcp ", 1)
+        .into_bytes()
+}
+
+#[test]
+fn headers_only_decides_on_the_signed_head() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let args = [
+        "--http",
+        "127.0.0.1:0",
+        "--origin",
+        ORIGIN,
+        "--root",
+        &root,
+        "--agent",
+        &agent,
+    ];
+    let mut with_flag = args.to_vec();
+    with_flag.push("--headers-only");
+    let authz = Running::start(&s, &with_flag);
+    assert!(
+        authz.line.contains("headers only"),
+        "the startup line says so: {:?}",
+        authz.line
+    );
+    let port = authz.port("http");
+    let (status, response) = send(port, &head_check(&s, "echo", &token));
+    assert_eq!(status, 200, "{response}");
+    let (status, response) = send(port, &head_check(&s, "drop_db", &token));
+    assert_eq!(status, 403, "{response}");
+    // A check without the MCP headers cannot be decided on the head.
+    let (status, response) = send(port, &http_check(&s, "echo", &token, true));
+    assert_eq!(status, 400, "{response}");
+    assert!(response.contains("-32020"), "{response}");
+
+    // The same from the config file.
+    let config = s.write(
+        "authz.toml",
+        format!("http = \"127.0.0.1:0\"\norigin = [\"{ORIGIN}\"]\nagent = [\"{agent}\"]\nroot = [\"{root}\"]\nheaders-only = true\n"),
+    );
+    let from_file = Running::start(&s, &["--config", &config]);
+    assert!(
+        from_file.line.contains("headers only"),
+        "{:?}",
+        from_file.line
+    );
+    let (status, response) = send(from_file.port("http"), &head_check(&s, "echo", &token));
+    assert_eq!(status, 200, "{response}");
+
+    // Without the flag the same head is refused: the signed digest names a body not sent.
+    let full = Running::start(&s, &args);
+    let (status, response) = send(full.port("http"), &head_check(&s, "echo", &token));
+    assert_eq!(status, 401, "{response}");
 }

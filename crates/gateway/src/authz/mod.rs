@@ -7,6 +7,12 @@
 //! `X-Vouch-*` fields set for the upstream and the client's signature and token removed; any
 //! other answer of the layers is the denial, status, fields and body as the gateway sends them.
 //!
+//! In [headers-only mode](Authorizer::headers_only) the authorizer decides on the request head
+//! alone, for a proxy that does not send (or cuts) the body: the signature must cover
+//! `content-digest`, `Mcp-Method` and `Mcp-Name`, the decision comes from those signed
+//! headers, and the upstream must run vouch-tower's `DigestCheckLayer`, which compares the
+//! digest with the body and the headers with the message.
+//!
 //! Two of the gateway's checks have no place here:
 //!
 //! - session binding: an MCP session is bound when the upstream's *response* names it, and an
@@ -137,6 +143,7 @@ pub struct Authorizer {
     http_prefix: String,
     metrics: Option<Metrics>,
     audit: Option<Arc<dyn AuditHook>>,
+    headers_only: bool,
 }
 
 impl std::fmt::Debug for Authorizer {
@@ -148,6 +155,7 @@ impl std::fmt::Debug for Authorizer {
             .field("operations", &self.operations)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("http_prefix", &self.http_prefix)
+            .field("headers_only", &self.headers_only)
             .finish_non_exhaustive()
     }
 }
@@ -180,7 +188,27 @@ impl Authorizer {
             http_prefix: DEFAULT_HTTP_PREFIX.to_owned(),
             metrics: None,
             audit: None,
+            headers_only: false,
         }
+    }
+
+    /// Decides on the request head alone, for a proxy that does not send the body to the
+    /// authorizer (Envoy without `with_request_body`) or cuts it (the Kubernetes Gateway API's
+    /// `ExternalAuth` forwards at most 64 KiB): the signature is verified over the head
+    /// ([`SignatureLayer::headers_only`]: it must cover `content-digest` and every `Mcp-Method`,
+    /// `Mcp-Name` and `Mcp-Param-*` header present), the digest is trusted only as "to be
+    /// checked by the upstream", and the capability check decides on the signed `Mcp-Method` /
+    /// `Mcp-Name` ([`CapabilityLayer::headers_only`]; a `POST` without them is refused 400
+    /// `HeaderMismatch`, as it cannot be decided) with the token from its header. A partial or
+    /// absent body is not refused. In identity-only mode no message is read.
+    ///
+    /// **The upstream must run [`vouch_tower::DigestCheckLayer`]**: without it, a request whose
+    /// head was allowed can carry any body. Keep `Content-Digest` and the `Mcp-*` headers on
+    /// the way upstream (the authorizer does not remove them).
+    #[must_use]
+    pub fn headers_only(mut self) -> Self {
+        self.headers_only = true;
+        self
     }
 
     /// The header carrying the token (default [`TOKEN_HEADER`]), for the capability check and
@@ -274,11 +302,14 @@ impl Authorizer {
             Router::new().fallback(move |request: Request<Body>| passed(identity_only, request));
         if let Some(pipeline) = self.capability {
             let mut capability = CapabilityLayer::new(pipeline).max_body_bytes(self.max_body_bytes);
+            if self.headers_only {
+                capability = capability.headers_only();
+            }
             if let Some(hook) = &hook {
                 capability = capability.audit(hook.clone());
             }
             stack = stack.layer(capability);
-        } else {
+        } else if !self.headers_only {
             // Identity-only: no token, but the message is read as strictly.
             stack = stack.layer(StrictMessageLayer::default().max_body_bytes(self.max_body_bytes));
         }
@@ -289,6 +320,9 @@ impl Authorizer {
         let mut signature = SignatureLayer::new(self.signature)
             .max_body_bytes(self.max_body_bytes)
             .body_timeout(self.body_timeout);
+        if self.headers_only {
+            signature = signature.headers_only();
+        }
         if let Some(hook) = &hook {
             signature = signature.audit(hook.clone());
         }
@@ -298,6 +332,7 @@ impl Authorizer {
                 stack,
                 token_header: self.token_header,
                 identity_only,
+                headers_only: self.headers_only,
                 max_body_bytes: self.max_body_bytes,
                 http_prefix: self.http_prefix,
                 metrics: self.metrics,
@@ -319,6 +354,7 @@ struct Inner {
     stack: Router,
     token_header: HeaderName,
     identity_only: bool,
+    headers_only: bool,
     max_body_bytes: usize,
     http_prefix: String,
     metrics: Option<Metrics>,
@@ -329,6 +365,7 @@ impl std::fmt::Debug for ExtAuthz {
         f.debug_struct("ExtAuthz")
             .field("token_header", &self.inner.token_header)
             .field("identity_only", &self.inner.identity_only)
+            .field("headers_only", &self.inner.headers_only)
             .field("max_body_bytes", &self.inner.max_body_bytes)
             .field("http_prefix", &self.inner.http_prefix)
             .finish_non_exhaustive()
@@ -484,8 +521,9 @@ fn is_partial(headers: &HeaderMap) -> bool {
 impl ExtAuthz {
     /// Decides on one request, as the client sent it to Envoy: its method, its origin-form
     /// target (path and query), its fields with `Host` set to the original `:authority`, and
-    /// its whole body. A request carrying [`PARTIAL_BODY_HEADER`]`: true` is denied 413 before
-    /// anything else (the signature covers the body's digest, and the capability check reads
+    /// its whole body (in [headers-only mode](Authorizer::headers_only): its head; any body is
+    /// ignored). A request carrying [`PARTIAL_BODY_HEADER`]`: true` is denied 413 before
+    /// anything else, except in headers-only mode (the signature covers the body's digest, and the capability check reads
     /// the JSON-RPC message). Every other answer comes from vouch-tower's layers, as the
     /// gateway's: 421 another authority, 401 unsigned / bad or replayed signature / missing or
     /// invalid token (with `WWW-Authenticate`), 413, 408, 429 (with `Retry-After`), 403 outside
@@ -508,6 +546,14 @@ impl ExtAuthz {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        let request = if self.inner.headers_only {
+            // The body is the upstream's to check: whatever part of it came is not looked at.
+            let (mut parts, _) = request.into_parts();
+            parts.headers.remove(PARTIAL_BODY_HEADER);
+            Request::from_parts(parts, Body::empty())
+        } else {
+            request.map(Body::new)
+        };
         if is_partial(request.headers()) {
             tracing::info!(
                 "check with a partial body refused: the signature covers the whole body"
@@ -530,7 +576,7 @@ impl ExtAuthz {
             .filter(|name| name.as_str().starts_with("x-vouch-"))
             .cloned()
             .collect();
-        let response = self.run(request.map(Body::new)).await;
+        let response = self.run(request).await;
         let Some(passed) = response.extensions().get::<Passed>().cloned() else {
             return Verdict::Deny(Denied::from_response(response).await);
         };

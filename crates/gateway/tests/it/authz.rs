@@ -713,3 +713,196 @@ async fn the_utf8_body_serves_when_raw_body_is_empty() {
     ok(&ask(&mut client, check).await);
     let _ = Bytes::new();
 }
+
+// ---- headers-only mode ------------------------------------------------------------------------
+
+/// A 2026-07-28 `tools/call` whose MCP headers name `header_tool` and whose body calls
+/// `body_tool`, all signed by the agent for [`AUTHORITY`] (a signer who lies when they differ).
+fn mcp_call(header_tool: &str, body_tool: &str) -> Request<Vec<u8>> {
+    let body = message("tools/call", Some(body_tool));
+    let mut req = Request::post(format!("http://{AUTHORITY}/mcp"))
+        .header("content-type", "application/json")
+        .header("content-digest", mcp_content_digest(body.as_bytes()))
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", header_tool)
+        .header(TOKEN_HEADER, token())
+        .body(body.into_bytes())
+        .unwrap();
+    let key = SigningKey::ed25519_from_seed(&[1; 32]).unwrap();
+    let spec = mcp_spec(&RequestView::of(&req), &key, AGENT, None, now()).unwrap();
+    sign(RequestView::of(&req), &spec, &key)
+        .unwrap()
+        .apply(req.headers_mut())
+        .unwrap();
+    req
+}
+
+/// The check Envoy without `with_request_body` makes: the head, no body, the declared size.
+fn head_check_of(request: &Request<Vec<u8>>) -> CheckRequest {
+    let mut check = check_of(request);
+    http_of(&mut check).raw_body.clear();
+    check
+}
+
+/// What the upstream behind the authorizer answers with vouch-tower's `DigestCheckLayer`: its
+/// status and JSON body.
+async fn upstream(request: Request<Vec<u8>>) -> (StatusCode, Value) {
+    use tower_layer::Layer as _;
+    use tower_service::Service as _;
+    let terminal = axum::Router::new().fallback(|| async { "{}" });
+    let mut svc = vouch_tower::DigestCheckLayer::new().layer(terminal);
+    let response = svc
+        .call(request.map(|b| http_body_util::Full::new(Bytes::from(b))))
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn headers_only_decides_on_the_signed_mcp_headers() {
+    let authz = authorizer(Authorizer::headers_only);
+    let mut client = grpc(&authz).await;
+
+    let allowed = ask(&mut client, head_check_of(&mcp_call("search", "search"))).await;
+    let ok = ok(&allowed);
+    // Content-Digest and the Mcp-* headers go on to the upstream, which needs them.
+    for kept in ["content-digest", "mcp-method", "mcp-name"] {
+        assert!(
+            !ok.headers_to_remove.iter().any(|h| h == kept),
+            "{kept} removed: {ok:?}"
+        );
+    }
+    let grants = field(&set_fields(ok), "x-vouch-grants").map(str::to_owned);
+    assert!(grants.is_some());
+
+    // The signed Mcp-Name names a tool outside the grants.
+    let (status, _, body) = denied(
+        &ask(
+            &mut client,
+            head_check_of(&mcp_call("drop_table", "drop_table")),
+        )
+        .await,
+    );
+    assert_eq!(
+        (status, body["detail"]["error"].as_str()),
+        (403, Some("forbidden"))
+    );
+
+    // No Mcp-Method: the head cannot be decided.
+    let bare = signed_for(
+        AUTHORITY,
+        &message("tools/call", Some("search")),
+        Some(&token()),
+        &[],
+    );
+    let (status, _, body) = denied(&ask(&mut client, head_check_of(&bare)).await);
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (400, Some(-32020)),
+        "{body}"
+    );
+
+    // An Mcp-Name added after signing (by a middlebox, say) is not covered: refused.
+    let mut late = signed_for(
+        AUTHORITY,
+        &message("tools/call", Some("search")),
+        Some(&token()),
+        &[],
+    );
+    late.headers_mut()
+        .insert("mcp-method", "tools/call".parse().unwrap());
+    late.headers_mut()
+        .insert("mcp-name", "search".parse().unwrap());
+    let (status, _, _) = denied(&ask(&mut client, head_check_of(&late)).await);
+    assert_eq!(status, 401);
+
+    // HTTP mode, with a partial body (the Gateway API cuts bodies): decided on the head.
+    let addr = http_mode(&authz).await;
+    let request = mcp_call("search", "search");
+    let mut check = Request::post(format!("http://{addr}/check/mcp"))
+        .header("host", AUTHORITY)
+        .header("x-envoy-auth-partial-body", "true");
+    for (name, value) in request.headers() {
+        check = check.header(name, value);
+    }
+    let response = send(check.body(b"{\"jsonrpc\"".to_vec()).unwrap()).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::OK,
+        "{}",
+        text(response).await
+    );
+}
+
+#[tokio::test]
+async fn headers_only_with_the_upstream_digest_check_holds_against_a_swapped_body() {
+    let authz = authorizer(Authorizer::headers_only);
+    let mut client = grpc(&authz).await;
+    // The authorizer says yes to the head of an honest call...
+    let honest = mcp_call("search", "search");
+    ok(&ask(&mut client, head_check_of(&honest)).await);
+    // ...and the upstream runs it.
+    let (status, _) = upstream(honest.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    // The same head again (a captured check replayed): the nonce is spent.
+    let (status, _, body) = denied(&ask(&mut client, head_check_of(&honest)).await);
+    assert_eq!(
+        (status, body["detail"]["detail"].as_str()),
+        (401, Some("replayed"))
+    );
+    // An attacker swaps the body on the way: the upstream refuses it.
+    let mut swapped = honest;
+    *swapped.body_mut() = message("tools/call", Some("drop_table")).into_bytes();
+    let (status, body) = upstream(swapped).await;
+    assert_eq!(
+        (status, body["detail"]["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("digest_mismatch"))
+    );
+    // A signer who lies (header search, body drop_table, both signed): allowed on the head,
+    // refused upstream as a mismatch.
+    let liar = mcp_call("search", "drop_table");
+    ok(&ask(&mut client, head_check_of(&liar)).await);
+    let (status, body) = upstream(liar).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_i64()),
+        (StatusCode::BAD_REQUEST, Some(-32020))
+    );
+}
+
+#[tokio::test]
+async fn without_headers_only_the_mismatch_is_refused_by_the_authorizer() {
+    let authz = authorizer(|a| a);
+    let mut client = grpc(&authz).await;
+    let (status, _, body) =
+        denied(&ask(&mut client, check_of(&mcp_call("search", "drop_table"))).await);
+    assert_eq!(
+        (status, body["error"]["code"].as_i64(), body["id"].as_i64()),
+        (400, Some(-32020), Some(7))
+    );
+    ok(&ask(&mut client, check_of(&mcp_call("search", "search"))).await);
+}
+
+#[tokio::test]
+async fn identity_only_headers_only_checks_the_signer_alone() {
+    let authz = Authorizer::identity_only(pipeline(ShardedReplayStore::new(100)))
+        .headers_only()
+        .build();
+    let mut client = grpc(&authz).await;
+    // No message is read: a head-only check of a signed call passes on the signature.
+    ok(&ask(
+        &mut client,
+        head_check_of(&mcp_call("search", "drop_table")),
+    )
+    .await);
+    // An unsigned one does not.
+    let mut unsigned = mcp_call("search", "search");
+    unsigned.headers_mut().remove("signature");
+    let (status, _, _) = denied(&ask(&mut client, head_check_of(&unsigned)).await);
+    assert_eq!(status, 401);
+}

@@ -13,6 +13,7 @@ mod corpus;
 mod cross;
 mod duplicates;
 mod head_first;
+mod mcp_headers;
 mod rejections;
 mod sep2752;
 mod support;

@@ -11,6 +11,7 @@
 #[cfg(feature = "demo")]
 mod demo;
 mod end_to_end;
+mod generations;
 mod guard;
 mod guard_methods;
 mod sessions;

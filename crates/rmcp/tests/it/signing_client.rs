@@ -418,3 +418,74 @@ fn composes_with_rmcps_oauth_client() {
     assert_client::<rmcp::transport::AuthClient<SigningClient>>();
     assert_client::<rmcp::transport::AuthClient<SigningClient<Recorder>>>();
 }
+
+fn tool_call(name: &str) -> ClientJsonRpcMessage {
+    serde_json::from_value(serde_json::json!({
+        "jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": name, "arguments": {"region": "us-west1"}}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_mcp_request_headers_are_sent_and_signed_in_both_generations() {
+    let recorder = Recorder::default();
+    let client = SigningClient::new(recorder.clone(), signing_key(WORKER), WORKER);
+    let uri: Arc<str> = Arc::from("http://127.0.0.1:9/mcp");
+    // 2025-06-18: rmcp sends no MCP request headers; the signing client adds them.
+    client
+        .post_message(
+            uri.clone(),
+            tool_call("add"),
+            Some(Arc::from("s-1")),
+            None,
+            custom(),
+        )
+        .await
+        .unwrap();
+    // 2026-07-28: rmcp sends them (here as its transport would for a tool whose schema marks
+    // `region` with x-mcp-header: Region); they are kept as they are and signed.
+    let mut modern = HashMap::from([
+        (
+            HeaderName::from_static("mcp-protocol-version"),
+            HeaderValue::from_static("2026-07-28"),
+        ),
+        (
+            HeaderName::from_static("mcp-method"),
+            HeaderValue::from_static("tools/call"),
+        ),
+        (
+            HeaderName::from_static("mcp-name"),
+            HeaderValue::from_static("=?base64?Y2Fmw6k=?="),
+        ),
+    ]);
+    modern.insert(
+        HeaderName::from_static("mcp-param-region"),
+        HeaderValue::from_static("us-west1"),
+    );
+    client
+        .post_message(uri.clone(), tool_call("café"), None, None, modern)
+        .await
+        .unwrap();
+
+    let sent = recorder.sent.lock().unwrap().clone();
+    let legacy = &sent[0];
+    assert_eq!(legacy.headers["mcp-method"], "tools/call");
+    assert_eq!(legacy.headers["mcp-name"], "add");
+    let covered = verify(legacy).unwrap();
+    for h in ["\"mcp-method\"", "\"mcp-name\""] {
+        assert!(covered.contains(&h.to_owned()), "{h} in {covered:?}");
+    }
+    let now = &sent[1];
+    assert_eq!(now.headers["mcp-name"], "=?base64?Y2Fmw6k=?=");
+    assert_eq!(now.headers.get_all("mcp-method").iter().count(), 1);
+    let covered = verify(now).unwrap();
+    for h in ["\"mcp-method\"", "\"mcp-name\"", "\"mcp-param-region\""] {
+        assert!(covered.contains(&h.to_owned()), "{h} in {covered:?}");
+    }
+    // What was sent passes vouch's header check against the body it was sent with.
+    for s in &sent {
+        let message = vouch_tower::jsonrpc::parse(&s.body).unwrap();
+        vouch_tower::mcp_headers::check(&s.headers, Some(&message)).unwrap();
+    }
+}

@@ -12,6 +12,7 @@ mod attacks;
 mod audit;
 mod capability;
 mod jsonrpc;
+mod mcp_headers;
 mod sep2752;
 mod signature;
 mod token_cache;
