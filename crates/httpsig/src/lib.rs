@@ -104,10 +104,11 @@ pub use digest::{BodyCheck, DigestAlgorithm, content_digest, verify_content_dige
 pub use error::Error;
 pub use message::{Message, RequestView, ResponseView};
 pub use params::Params;
-pub use policy::{DEFAULT_TOKEN_HEADER, DigestRule, VerifyPolicy};
+pub use policy::{DEFAULT_TOKEN_HEADER, DigestRule, RESPONSE_LABEL, VerifyPolicy};
 pub use replay::{MemoryReplayGuard, ReplayFuture, ReplayGuard, ReplayKey};
 pub use sign::{
-    Signature, SignatureSpec, envoys_spec, mcp_content_digest, mcp_spec, random_nonce, sign,
+    Signature, SignatureSpec, envoys_spec, mcp_content_digest, mcp_response_spec, mcp_spec,
+    random_nonce, sign,
 };
 pub use verify::{Prepared, Verified, Verifier};
 

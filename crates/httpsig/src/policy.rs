@@ -7,6 +7,9 @@ use crate::digest::DigestAlgorithm;
 /// The header vouch's MCP profile carries a capability token in.
 pub const DEFAULT_TOKEN_HEADER: &str = "x-mcpvault-token";
 
+/// The label of the signature vouch's response profile puts on a response.
+pub const RESPONSE_LABEL: &str = "reqres";
+
 pub(crate) const CONTENT_DIGEST: http::HeaderName = http::HeaderName::from_static("content-digest");
 pub(crate) const SIGNATURE: http::HeaderName = http::HeaderName::from_static("signature");
 pub(crate) const SIGNATURE_INPUT: http::HeaderName =
@@ -27,6 +30,10 @@ pub enum DigestRule {
     /// Only when the signature covers a Content-Digest (then it must match the body). For
     /// checking third-party examples; a server should not accept unbound bodies.
     WhenCovered,
+    /// On every message, empty bodies included, except a response whose signature covers a
+    /// `Content-Type` of `text/event-stream`: an event stream is signed over its head only,
+    /// and its body is not bound by the signature (vouch's response profile).
+    UnlessEventStream,
 }
 
 /// A verification policy.
@@ -116,6 +123,37 @@ impl VerifyPolicy {
             required_if_present: Vec::new(),
             digest_rule: DigestRule::Always,
             algorithms: vec![Algorithm::Ed25519],
+            ..Self::mcp()
+        }
+    }
+
+    /// vouch's response profile ([`mcp_response_spec`](crate::mcp_response_spec)), for a client
+    /// that sent a request signed under `request_label` and reads the answer: the response
+    /// signature labelled [`RESPONSE_LABEL`] must cover `@status`, the request's `@method;req`
+    /// and `@target-uri;req`, the request's own signature (`"signature";req;key="<label>"`, so
+    /// that the answer is bound to this request and no other), and `content-type` and
+    /// `mcp-session-id` when the response carries them; `content-digest` over the body on
+    /// every response but an event stream ([`DigestRule::UnlessEventStream`]); `created` and
+    /// `keyid` required (no nonce: the binding to the request's signature, itself fresh and
+    /// unique, is what makes an answer single-use); the asymmetric algorithms; max age 300 s,
+    /// future skew 30 s.
+    ///
+    /// Verify with [`ResponseView::with_request`](crate::ResponseView::with_request) giving the
+    /// request exactly as it was sent (its URL, method and signature headers).
+    pub fn mcp_response(request_label: &str) -> Self {
+        let mut required = components(&["@status"]);
+        required.extend(Component::of_request("@method").ok());
+        required.extend(Component::of_request("@target-uri").ok());
+        required.extend(Component::request_dictionary_member("signature", request_label).ok());
+        Self {
+            label: Some(RESPONSE_LABEL.to_owned()),
+            required,
+            required_if_present: ["content-type", "mcp-session-id"]
+                .into_iter()
+                .map(http::HeaderName::from_static)
+                .collect(),
+            digest_rule: DigestRule::UnlessEventStream,
+            require_nonce: false,
             ..Self::mcp()
         }
     }

@@ -14,6 +14,7 @@ mod cross;
 mod duplicates;
 mod head_first;
 mod rejections;
+mod responses;
 mod support;
 mod vectors;
 mod weak_keys;
