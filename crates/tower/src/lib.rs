@@ -9,7 +9,8 @@
 //! plain routes. [`RateLimitLayer`] limits each verified identity; [`SessionBindingLayer`] binds
 //! each MCP session to the signer that created it and bounds the sessions each identity holds,
 //! closing them in the server through a [`SessionStore`]; an [`AuditHook`] sees every decision
-//! and [`SigningStats`] counts them.
+//! and [`SigningStats`] counts them. [`ResponseSigningLayer`] signs each answer to a verified
+//! request with the server's key, bound to that request (RFC 9421 §2.4).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -24,6 +25,7 @@ mod origin;
 mod pipeline;
 mod rate_limit;
 mod response;
+mod response_signing;
 mod serve;
 mod session;
 mod signature;
@@ -38,9 +40,12 @@ pub use checked::{Check, Checked};
 pub use extract::MissingCaller;
 pub use origin::{Origin, OriginError};
 pub use pipeline::{
-    AllowAll, Allowlist, HeadVerified, Rejection, SignaturePipeline, VerifiedCaller,
+    AllowAll, Allowlist, HeadVerified, Rejection, SignaturePipeline, SignedRequest, VerifiedCaller,
 };
 pub use rate_limit::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit, RateLimitLayer};
+pub use response_signing::{
+    DEFAULT_MAX_RESPONSE_BYTES, ResponseSigningLayer, ResponseSigningService,
+};
 pub use serve::{ServeConfig, serve};
 pub use session::{
     DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_SESSIONS_PER_IDENTITY, SessionBinding,

@@ -12,6 +12,7 @@ mod attacks;
 mod audit;
 mod capability;
 mod jsonrpc;
+mod response_signing;
 mod signature;
 mod token_cache;
 
