@@ -14,5 +14,6 @@ mod end_to_end;
 mod guard;
 mod guard_methods;
 mod sessions;
+mod signed_responses;
 mod signing_client;
 mod support;
