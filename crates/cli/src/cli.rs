@@ -185,6 +185,11 @@ With --sign-upstream KEYFILE --upstream-keyid KEYID (both or neither) the gatewa
 forwarded request with its own key, so that a vouch-protected upstream can verify it; add
 --forward-token if the upstream checks tokens too.
 
+With --sign-responses KEYFILE --response-keyid KEYID (both or neither) the gateway signs each
+answer to a verified request with its own key, bound to that request (RFC 9421 section 2.4):
+the upstream's Signature, Signature-Input and Content-Digest are replaced, JSON bodies are
+digested (up to 4 MiB), event streams are signed over their head only.
+
 Without --root the gateway is an identity gate only: requests must be signed by an admitted
 signer, no token is asked for, and the upstream gets X-Vouch-Identity and X-Vouch-Keyid.
 
@@ -349,6 +354,14 @@ pub(crate) struct GatewayArgs {
     /// tokens itself, e.g. a vouch-protected server behind --sign-upstream.
     #[arg(long)]
     pub(crate) forward_token: bool,
+    /// Sign every answer to a verified request with this private key, bound to the request
+    /// (RFC 9421 §2.4; the upstream's own signature fields are replaced; event streams are
+    /// signed over their head only); needs --response-keyid.
+    #[arg(long, value_name = "KEYFILE")]
+    pub(crate) sign_responses: Option<PathBuf>,
+    /// The keyid clients know --sign-responses' key by; needs --sign-responses.
+    #[arg(long, value_name = "KEYID")]
+    pub(crate) response_keyid: Option<String>,
 }
 
 /// `vouch authz`: every field optional here, so that `--config` can supply it.
