@@ -165,11 +165,18 @@ content-digest whenever there is a body, and the MCP headers when present); with
 those named. A Content-Digest present in the request must match the body, covered or not.
 check keeps no replay state, so a nonce is required only with --require-nonce.
 
+With --request REQUEST_FILE the positional file is a raw response, checked under vouch's
+response profile: signed by --pubkey under the label reqres (or --label), covering @status,
+content-type and mcp-session-id when present, content-digest unless it is an event stream, and
+the request's @method;req, @target-uri;req and \"signature\";req;key=\"sig1\" (or
+--request-label), read from REQUEST_FILE as it was sent.
+
 Examples:
   vouch check --pubkey agent.pub signed.http
   vouch check --pubkey rfc.pub --now 1618884480 --max-age 60 \\
       --require '\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\"' \\
-      --scheme https b26.http")]
+      --scheme https b26.http
+  vouch check --pubkey server.pub --request signed.http answer.http")]
     Check(CheckArgs),
     /// Operator actions on a key pin store.
     #[command(subcommand)]
@@ -322,9 +329,17 @@ pub(crate) struct CheckArgs {
     /// The scheme the request was sent with (a raw request does not say).
     #[arg(long, value_enum, default_value_t = Scheme::Https)]
     pub(crate) scheme: Scheme,
-    /// The raw HTTP request, or `-` for stdin.
+    /// The raw HTTP request, or `-` for stdin; with --request, the raw HTTP response.
     #[arg(value_name = "REQUEST_FILE")]
     pub(crate) request: String,
+    /// Check a signed response (vouch's response profile, RFC 9421 §2.4): the positional file is
+    /// the raw response, and this file the raw request it answers, as sent (signed).
+    #[arg(long = "request", value_name = "REQUEST_FILE")]
+    pub(crate) answered: Option<String>,
+    /// With --request: the label of the request's signature the response must be bound to
+    /// [default: sig1].
+    #[arg(long, value_name = "L")]
+    pub(crate) request_label: Option<String>,
 }
 
 /// `vouch gateway`: every field optional here, so that `--config` can supply it.

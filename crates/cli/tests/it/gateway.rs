@@ -787,3 +787,58 @@ fn sign_responses_signs_each_answer_bound_to_its_request() {
     ])
     .usage("--sign-responses");
 }
+
+#[test]
+fn check_verifies_a_gateway_answer_with_its_request() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let public = s.keygen("answers.pem");
+    let upstream = Upstream::start();
+    let gateway = Running::start(
+        &s,
+        &[
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+            "--sign-responses",
+            "answers.pem",
+            "--response-keyid",
+            "gw",
+        ],
+    );
+    let request = signed_call(&s, gateway.port, "echo", &token);
+    let (status, response) = gateway.send(&request);
+    assert_eq!(status, 200, "{response}");
+    let request_file = s.write("sent.http", &request);
+    let response_file = s.write("answer.http", response.as_bytes());
+    let verified = s
+        .run(&[
+            "check",
+            "--pubkey",
+            &public,
+            "--scheme",
+            "http",
+            "--request",
+            &request_file,
+            &response_file,
+        ])
+        .json();
+    assert_eq!(verified["keyid"], "gw");
+    assert_eq!(verified["label"], "reqres");
+    // Another signed call (its own signature) does not get to claim this answer.
+    let other = s.write("other.http", signed_call(&s, gateway.port, "echo", &token));
+    s.run(&[
+        "check",
+        "--pubkey",
+        &public,
+        "--scheme",
+        "http",
+        "--request",
+        &other,
+        &response_file,
+    ])
+    .rejected("bad_signature");
+}
