@@ -12,6 +12,9 @@
 //! - [`Verifier::prepare_head`] does the policy from the request head alone, so that the
 //!   signature is verified before the body is read; the [`BodyCheck`] it returns hashes the body
 //!   as it streams in and compares it with the signed Content-Digest (see below).
+//! - Responses: [`mcp_response_spec`] signs an answer bound to the request it answers (RFC 9421
+//!   §2.4: `@status`, `content-digest`, the request's `@method;req`, `@target-uri;req` and its
+//!   signature by `;req;key`), and [`VerifyPolicy::mcp_response`] checks it on the client.
 //! - Algorithms: ed25519 (default), ecdsa-p256-sha256, ecdsa-p384-sha384, hmac-sha256,
 //!   rsa-pss-sha512, rsa-v1_5-sha256, all on ring.
 //!
