@@ -86,8 +86,12 @@ impl std::fmt::Debug for ServerKey {
 #[non_exhaustive]
 #[derive(Debug)]
 pub enum ResponseError {
-    /// The answer carries no signature of vouch's response profile.
-    Unsigned,
+    /// The answer carries no signature of vouch's response profile (a server that does not
+    /// sign, or a refusal the server could not bind to the request, such as a 401).
+    Unsigned {
+        /// The answer's status code, for the error message.
+        status: u16,
+    },
     /// The answer's signature does not check: a policy failure (not bound to this request,
     /// stale, a component missing, the body's digest), or a bad signature.
     Rejected(vouch_httpsig::Error),
@@ -104,7 +108,10 @@ pub enum ResponseError {
 impl std::fmt::Display for ResponseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Unsigned => f.write_str("response refused: it is not signed by the server"),
+            Self::Unsigned { status } => write!(
+                f,
+                "response refused: it is not signed by the server (HTTP {status})"
+            ),
             Self::Rejected(e) => write!(f, "response refused: its signature does not check: {e}"),
             Self::KeyNotPinned => {
                 f.write_str("response refused: it is not signed with the pinned server key")
@@ -153,7 +160,7 @@ impl ResponseCheck {
             // Signed over the head only: check it and hand the stream on unread.
             let view = ResponseView::from_parts(response.status(), response.headers(), &[])
                 .with_request(sent);
-            self.verify(view).await?;
+            self.verify(view, response.status()).await?;
             return Ok(response);
         }
         let mut body = Vec::new();
@@ -165,7 +172,7 @@ impl ResponseCheck {
         }
         let view = ResponseView::from_parts(response.status(), response.headers(), &body)
             .with_request(sent);
-        self.verify(view).await?;
+        self.verify(view, response.status()).await?;
         // The same answer, its body now in memory (its URL and extensions kept).
         use reqwest::ResponseBuilderExt as _;
         let mut rebuilt = http::Response::builder()
@@ -181,12 +188,18 @@ impl ResponseCheck {
         Ok(Response::from(rebuilt))
     }
 
-    async fn verify(&self, view: ResponseView<'_>) -> Result<(), ResponseError> {
+    async fn verify(
+        &self,
+        view: ResponseView<'_>,
+        status: http::StatusCode,
+    ) -> Result<(), ResponseError> {
         let prepared = self
             .verifier
             .prepare(view, crate::unix_now())
             .map_err(|e| match e {
-                vouch_httpsig::Error::NoSignature => ResponseError::Unsigned,
+                vouch_httpsig::Error::NoSignature => ResponseError::Unsigned {
+                    status: status.as_u16(),
+                },
                 e => ResponseError::Rejected(e),
             })?;
         let key = self.server.key(prepared.keyid()).await?;

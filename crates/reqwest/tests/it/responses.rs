@@ -150,7 +150,27 @@ async fn unsigned_or_foreign_answers_are_refused() {
         .body("{}")
         .send()
         .await;
-    assert!(matches!(refusal(e.unwrap_err()), ResponseError::Unsigned));
+    let e = refusal(e.unwrap_err());
+    assert!(matches!(e, ResponseError::Unsigned { status: 200 }));
+    assert_eq!(
+        e.to_string(),
+        "response refused: it is not signed by the server (HTTP 200)"
+    );
+
+    // The signature layer's own refusal (here: a key the server does not know) is not bound to
+    // any verified request, so it is unsigned, and the status says why.
+    let url = server(Some(9), None).await;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let stranger = SigningMiddleware::new(SigningKey::ed25519_from_seed(&[3; 32]).unwrap(), WORKER)
+        .verify_responses(fixed(9));
+    let stranger = ClientBuilder::new(reqwest::Client::builder().no_proxy().build().unwrap())
+        .with(stranger)
+        .build();
+    let e = stranger.post(format!("{url}/mcp")).body("{}").send().await;
+    assert!(matches!(
+        refusal(e.unwrap_err()),
+        ResponseError::Unsigned { status: 401 }
+    ));
 
     // Signed by another key than the configured one.
     let url = server(Some(8), None).await;

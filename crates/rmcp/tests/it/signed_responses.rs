@@ -109,6 +109,6 @@ async fn a_server_that_does_not_sign_is_refused() {
     let server = spawn(Mode::StatelessJson).await;
     assert!(matches!(
         exchange(&server.url, INITIALIZE).await,
-        Err(ResponseError::Unsigned)
+        Err(ResponseError::Unsigned { .. })
     ));
 }
