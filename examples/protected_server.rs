@@ -7,18 +7,25 @@
 //!
 //! It trusts one root key (seed `[42; 32]`, as `signing_client` mints with) and one agent key
 //! (seed `[1; 32]`); real deployments load keys with `vouch_keys` and resolve agents over HTTPS.
+//! It signs every answer with its own key (seed `[7; 32]`, which `signing_client` pins), bound
+//! to the request it answers (RFC 9421 §2.4), and serves JSON responses so that the bodies are
+//! signed too (event streams are signed over their head only).
 
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
+use rmcp::transport::StreamableHttpServerConfig;
 use rmcp::{RoleServer, ServerHandler, schemars, tool, tool_handler, tool_router};
+use vouch_httpsig::SigningKey;
 use vouch_keys::{ShardedReplayStore, StaticResolver};
 use vouch_rmcp::{Origin, Protected, ServeConfig, serve};
 use vouch_token::{KeyPair, Verifier};
 use vouch_tower::{CapabilityPipeline, SignaturePipeline};
 
 const AGENT: &str = "https://agents.example/agents/worker@agents.example";
+/// The keyid the server signs its answers under.
+const SERVER_KEYID: &str = "https://mcp.example/.well-known/vouch-server-key";
 
 #[derive(Debug, serde::Deserialize, schemars::JsonSchema)]
 struct Query {
@@ -87,6 +94,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         CapabilityPipeline::new(Verifier::new(root.public_key())),
     )
     .tools(&Db::tool_router().list_all())
+    .config(StreamableHttpServerConfig::default().with_json_response(true))
+    .sign_responses(SigningKey::ed25519_from_seed(&[7; 32])?, SERVER_KEYID)
     .serve(|| {
         Ok(Db {
             tool_router: Db::tool_router(),

@@ -42,6 +42,8 @@ impl Settings {
                 ("upstream-socket", file.upstream_socket.is_some()),
                 ("listen", file.listen.is_some()),
                 ("sign-upstream", file.sign_upstream.is_some()),
+                ("sign-responses", file.sign_responses.is_some()),
+                ("response-keyid", file.response_keyid.is_some()),
                 ("upstream-keyid", file.upstream_keyid.is_some()),
                 ("forward-token", file.forward_token.is_some()),
             ],

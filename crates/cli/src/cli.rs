@@ -181,13 +181,20 @@ thumbprint) and takes the key from --pubkey, from a directory file (--directory)
 the directory the covered Signature-Agent member names, fetched over https (public addresses
 only, no redirects, media type application/http-message-signatures-directory+json).
 
+With --request REQUEST_FILE the positional file is a raw response, checked under vouch's
+response profile: signed by --pubkey under the label reqres (or --label), covering @status,
+content-type and mcp-session-id when present, content-digest unless it is an event stream, and
+the request's @method;req, @target-uri;req and \"signature\";req;key=\"sig1\" (or
+--request-label), read from REQUEST_FILE as it was sent.
+
 Examples:
   vouch check --pubkey agent.pub signed.http
   vouch check --profile web-bot-auth signed.http
   vouch check --pubkey agent.pub --profile sep2752 signed.http
   vouch check --pubkey rfc.pub --now 1618884480 --max-age 60 \\
       --require '\"date\" \"@method\" \"@path\" \"@authority\" \"content-type\" \"content-length\"' \\
-      --scheme https b26.http")]
+      --scheme https b26.http
+  vouch check --pubkey server.pub --request signed.http answer.http")]
     Check(CheckArgs),
     /// Prints a Web Bot Auth key directory (a JWK Set) for one's own keys.
     #[command(after_help = "\
@@ -215,6 +222,11 @@ on a configuration error, 0 after SIGTERM or SIGINT.
 With --sign-upstream KEYFILE --upstream-keyid KEYID (both or neither) the gateway signs each
 forwarded request with its own key, so that a vouch-protected upstream can verify it; add
 --forward-token if the upstream checks tokens too.
+
+With --sign-responses KEYFILE --response-keyid KEYID (both or neither) the gateway signs each
+answer to a verified request with its own key, bound to that request (RFC 9421 section 2.4):
+the upstream's Signature, Signature-Input and Content-Digest are replaced, JSON bodies are
+digested (up to 4 MiB), event streams are signed over their head only.
 
 Without --root the gateway is an identity gate only: requests must be signed by an admitted
 signer, no token is asked for, and the upstream gets X-Vouch-Identity and X-Vouch-Keyid.
@@ -397,9 +409,17 @@ pub(crate) struct CheckArgs {
     /// The scheme the request was sent with (a raw request does not say).
     #[arg(long, value_enum, default_value_t = Scheme::Https)]
     pub(crate) scheme: Scheme,
-    /// The raw HTTP request, or `-` for stdin.
+    /// The raw HTTP request, or `-` for stdin; with --request, the raw HTTP response.
     #[arg(value_name = "REQUEST_FILE")]
     pub(crate) request: String,
+    /// Check a signed response (vouch's response profile, RFC 9421 §2.4): the positional file is
+    /// the raw response, and this file the raw request it answers, as sent (signed).
+    #[arg(long = "request", value_name = "REQUEST_FILE")]
+    pub(crate) answered: Option<String>,
+    /// With --request: the label of the request's signature the response must be bound to
+    /// [default: sig1].
+    #[arg(long, value_name = "L")]
+    pub(crate) request_label: Option<String>,
 }
 
 /// `vouch gateway`: every field optional here, so that `--config` can supply it.
@@ -434,6 +454,14 @@ pub(crate) struct GatewayArgs {
     /// tokens itself, e.g. a vouch-protected server behind --sign-upstream.
     #[arg(long)]
     pub(crate) forward_token: bool,
+    /// Sign every answer to a verified request with this private key, bound to the request
+    /// (RFC 9421 §2.4; the upstream's own signature fields are replaced; event streams are
+    /// signed over their head only); needs --response-keyid.
+    #[arg(long, value_name = "KEYFILE")]
+    pub(crate) sign_responses: Option<PathBuf>,
+    /// The keyid clients know --sign-responses' key by; needs --sign-responses.
+    #[arg(long, value_name = "KEYID")]
+    pub(crate) response_keyid: Option<String>,
 }
 
 /// `vouch authz`: every field optional here, so that `--config` can supply it.

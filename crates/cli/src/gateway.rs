@@ -63,6 +63,8 @@ struct Settings {
     listen: SocketAddr,
     /// `--sign-upstream` and `--upstream-keyid`.
     sign_upstream: Option<(SigningKey, String)>,
+    /// `--sign-responses` and `--response-keyid`.
+    sign_responses: Option<(SigningKey, String)>,
     forward_token: bool,
     /// What `vouch authz` takes too.
     serve: ServeSettings,
@@ -82,33 +84,16 @@ impl Settings {
                 ("headers-only", file.headers_only.is_some()),
             ],
         )?;
-        let sign_upstream = match (
+        let sign_upstream = key_and_keyid(
             args.sign_upstream.or(file.sign_upstream.take()),
             args.upstream_keyid.or(file.upstream_keyid.take()),
-        ) {
-            (None, None) => None,
-            (Some(path), Some(keyid)) => {
-                if keyid.is_empty() {
-                    return Err(Failure::usage("--upstream-keyid: empty keyid"));
-                }
-                // The key file in any format vouch reads, as `vouch sign --key` loads it.
-                let key = load_private(&path)
-                    .map_err(|e| Failure::usage(format!("--sign-upstream: {e}")))?;
-                let key = SigningKey::ed25519_from_seed(key.seed())
-                    .map_err(|e| Failure::usage(format!("--sign-upstream: {e}")))?;
-                Some((key, keyid))
-            }
-            (Some(_), None) => {
-                return Err(Failure::usage(
-                    "--sign-upstream needs --upstream-keyid (both or neither)",
-                ));
-            }
-            (None, Some(_)) => {
-                return Err(Failure::usage(
-                    "--upstream-keyid needs --sign-upstream (both or neither)",
-                ));
-            }
-        };
+            ("--sign-upstream", "--upstream-keyid"),
+        )?;
+        let sign_responses = key_and_keyid(
+            args.sign_responses.or(file.sign_responses.take()),
+            args.response_keyid.or(file.response_keyid.take()),
+            ("--sign-responses", "--response-keyid"),
+        )?;
         let forward_token = args.forward_token || file.forward_token.unwrap_or(false);
         let upstream = args
             .upstream
@@ -130,9 +115,38 @@ impl Settings {
             upstream_socket,
             listen,
             sign_upstream,
+            sign_responses,
             forward_token,
             serve: ServeSettings::from_args(args.serve, file)?,
         })
+    }
+}
+
+/// A signing key file and its keyid, both or neither (`flags` names them in errors).
+fn key_and_keyid(
+    path: Option<std::path::PathBuf>,
+    keyid: Option<String>,
+    (key_flag, keyid_flag): (&str, &str),
+) -> Result<Option<(SigningKey, String)>, Failure> {
+    match (path, keyid) {
+        (None, None) => Ok(None),
+        (Some(path), Some(keyid)) => {
+            if keyid.is_empty() {
+                return Err(Failure::usage(format!("{keyid_flag}: empty keyid")));
+            }
+            // The key file in any format vouch reads, as `vouch sign --key` loads it.
+            let key =
+                load_private(&path).map_err(|e| Failure::usage(format!("{key_flag}: {e}")))?;
+            let key = SigningKey::ed25519_from_seed(key.seed())
+                .map_err(|e| Failure::usage(format!("{key_flag}: {e}")))?;
+            Ok(Some((key, keyid)))
+        }
+        (Some(_), None) => Err(Failure::usage(format!(
+            "{key_flag} needs {keyid_flag} (both or neither)"
+        ))),
+        (None, Some(_)) => Err(Failure::usage(format!(
+            "{keyid_flag} needs {key_flag} (both or neither)"
+        ))),
     }
 }
 
@@ -203,6 +217,9 @@ async fn serve(mut settings: Settings) -> Result<(), Failure> {
     }
     if let Some((key, keyid)) = settings.sign_upstream {
         gateway = gateway.sign_upstream(key, keyid);
+    }
+    if let Some((key, keyid)) = settings.sign_responses {
+        gateway = gateway.sign_responses(key, keyid);
     }
     gateway = gateway.forward_token(settings.forward_token);
     if let Some(rate) = rate {

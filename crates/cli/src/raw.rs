@@ -74,6 +74,172 @@ fn next_line(input: &[u8]) -> Result<Option<Line<'_>>, ParseError> {
     }))
 }
 
+/// The field lines after the start line, up to the blank line: as written, as a map, and what
+/// follows the blank line.
+#[allow(clippy::type_complexity, reason = "a private helper's three results")]
+fn fields<'a>(
+    input: &[u8],
+    mut rest: &'a [u8],
+    crlf: bool,
+) -> Result<(Vec<(HeaderName, String)>, HeaderMap, &'a [u8]), ParseError> {
+    let mut lines = Vec::new();
+    let mut headers = HeaderMap::new();
+    loop {
+        if input.len() - rest.len() > MAX_HEAD_BYTES {
+            return err(format!("the head is larger than {MAX_HEAD_BYTES} bytes"));
+        }
+        let Some(Line {
+            text: line,
+            crlf: line_crlf,
+            rest: after,
+        }) = next_line(rest)?
+        else {
+            return err("no blank line after the header fields");
+        };
+        if line_crlf != crlf {
+            return err("mixed line endings (use CRLF throughout, or LF throughout)");
+        }
+        rest = after;
+        if line.is_empty() {
+            break;
+        }
+        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            return err("header folding (a line starting with whitespace) is refused");
+        }
+        if lines.len() == MAX_FIELDS {
+            return err(format!("more than {MAX_FIELDS} header fields"));
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return err("a header line without a colon");
+        };
+        let (name, value) = line.split_at(colon);
+        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+            return err("a header name is not a token (no whitespace before the colon)");
+        }
+        let value = value
+            .get(1..)
+            .unwrap_or_default()
+            .trim_ascii_start()
+            .trim_ascii_end();
+        let name = HeaderName::from_bytes(name)
+            .map_err(|_| ParseError("a header name is not a token".into()))?;
+        let value_text = std::str::from_utf8(value)
+            .ok()
+            .filter(|v| v.is_ascii())
+            .ok_or_else(|| ParseError(format!("the value of {name} is not ASCII")))?;
+        let header_value = HeaderValue::from_str(value_text)
+            .map_err(|_| ParseError(format!("the value of {name} has a control character")))?;
+        headers.append(name.clone(), header_value);
+        // The line is ASCII: its name is a token and its value was checked above.
+        lines.push((name, String::from_utf8_lossy(line).into_owned()));
+    }
+
+    if headers.contains_key(http::header::TRANSFER_ENCODING) {
+        return err("Transfer-Encoding is not supported; give the body with a Content-Length");
+    }
+    Ok((lines, headers, rest))
+}
+
+/// The body `Content-Length` delimits in `rest`, and the one line ending tolerated after it.
+fn body(
+    headers: &HeaderMap,
+    rest: &[u8],
+    crlf: bool,
+) -> Result<(Vec<u8>, &'static [u8]), ParseError> {
+    let length = content_length(headers)?;
+    let (body, leftover) = match length {
+        Some(n) => {
+            if n > rest.len() {
+                return err(format!(
+                    "the body has {} bytes, Content-Length says {n}",
+                    rest.len()
+                ));
+            }
+            rest.split_at(n)
+        }
+        None => (&[][..], rest),
+    };
+    let eol: &'static [u8] = if crlf { b"\r\n" } else { b"\n" };
+    let trailer: &'static [u8] = match leftover {
+        [] => b"",
+        l if l == eol => eol,
+        l if length.is_none() => {
+            return err(format!(
+                "{} bytes after the head, and no Content-Length to say they are the body",
+                l.len()
+            ));
+        }
+        l => {
+            return err(format!(
+                "{} bytes after the {}-byte body that Content-Length does not cover",
+                l.len(),
+                body.len()
+            ));
+        }
+    };
+    Ok((body.to_vec(), trailer))
+}
+
+/// A parsed raw HTTP/1.1 response, for checking its signature: `HTTP/1.1 200 OK`, field lines
+/// and a body of `Content-Length` bytes, under the same grammar as requests.
+#[derive(Debug, Clone)]
+pub(crate) struct RawResponse {
+    status: http::StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// Parses `input` strictly.
+    pub(crate) fn parse(input: &[u8]) -> Result<Self, ParseError> {
+        let Some(Line {
+            text: line,
+            crlf,
+            rest,
+        }) = next_line(input)?
+        else {
+            return err("no status line");
+        };
+        let line = std::str::from_utf8(line)
+            .ok()
+            .filter(|l| l.is_ascii())
+            .ok_or_else(|| ParseError("the status line is not ASCII".into()))?;
+        let mut parts = line.splitn(3, ' ');
+        let (Some(version), Some(code)) = (parts.next(), parts.next()) else {
+            return err("the status line is not `HTTP/1.1 200 OK`");
+        };
+        if version != "HTTP/1.1" && version != "HTTP/1.0" {
+            return err("the version must be HTTP/1.1 or HTTP/1.0");
+        }
+        let status = (code.len() == 3)
+            .then(|| http::StatusCode::from_bytes(code.as_bytes()).ok())
+            .flatten()
+            .ok_or_else(|| ParseError("the status code is not three digits".into()))?;
+        let (_, headers, rest) = fields(input, rest, crlf)?;
+        let (body, _) = body(&headers, rest, crlf)?;
+        Ok(Self {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// The status code.
+    pub(crate) fn status(&self) -> http::StatusCode {
+        self.status
+    }
+
+    /// The header fields.
+    pub(crate) fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The body.
+    pub(crate) fn body(&self) -> &[u8] {
+        &self.body
+    }
+}
+
 fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
@@ -84,7 +250,7 @@ impl RawRequest {
         let Some(Line {
             text: line,
             crlf,
-            mut rest,
+            rest,
         }) = next_line(input)?
         else {
             return err("no request line");
@@ -115,61 +281,7 @@ impl RawRequest {
             return err("the version must be HTTP/1.1 or HTTP/1.0");
         }
 
-        let mut lines = Vec::new();
-        let mut headers = HeaderMap::new();
-        loop {
-            if input.len() - rest.len() > MAX_HEAD_BYTES {
-                return err(format!("the head is larger than {MAX_HEAD_BYTES} bytes"));
-            }
-            let Some(Line {
-                text: line,
-                crlf: line_crlf,
-                rest: after,
-            }) = next_line(rest)?
-            else {
-                return err("no blank line after the header fields");
-            };
-            if line_crlf != crlf {
-                return err("mixed line endings (use CRLF throughout, or LF throughout)");
-            }
-            rest = after;
-            if line.is_empty() {
-                break;
-            }
-            if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
-                return err("header folding (a line starting with whitespace) is refused");
-            }
-            if lines.len() == MAX_FIELDS {
-                return err(format!("more than {MAX_FIELDS} header fields"));
-            }
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
-                return err("a header line without a colon");
-            };
-            let (name, value) = line.split_at(colon);
-            if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
-                return err("a header name is not a token (no whitespace before the colon)");
-            }
-            let value = value
-                .get(1..)
-                .unwrap_or_default()
-                .trim_ascii_start()
-                .trim_ascii_end();
-            let name = HeaderName::from_bytes(name)
-                .map_err(|_| ParseError("a header name is not a token".into()))?;
-            let value_text = std::str::from_utf8(value)
-                .ok()
-                .filter(|v| v.is_ascii())
-                .ok_or_else(|| ParseError(format!("the value of {name} is not ASCII")))?;
-            let header_value = HeaderValue::from_str(value_text)
-                .map_err(|_| ParseError(format!("the value of {name} has a control character")))?;
-            headers.append(name.clone(), header_value);
-            // The line is ASCII: its name is a token and its value was checked above.
-            lines.push((name, String::from_utf8_lossy(line).into_owned()));
-        }
-
-        if headers.contains_key(http::header::TRANSFER_ENCODING) {
-            return err("Transfer-Encoding is not supported; give the body with a Content-Length");
-        }
+        let (lines, headers, rest) = fields(input, rest, crlf)?;
         let mut hosts = headers.get_all(http::header::HOST).iter();
         let (Some(host), None) = (hosts.next(), hosts.next()) else {
             return err("the request needs exactly one Host header");
@@ -181,37 +293,7 @@ impl RawRequest {
             .ok_or_else(|| ParseError("the Host header is not a host[:port]".into()))?
             .to_owned();
 
-        let length = content_length(&headers)?;
-        let (body, leftover) = match length {
-            Some(n) => {
-                if n > rest.len() {
-                    return err(format!(
-                        "the body has {} bytes, Content-Length says {n}",
-                        rest.len()
-                    ));
-                }
-                rest.split_at(n)
-            }
-            None => (&[][..], rest),
-        };
-        let eol: &'static [u8] = if crlf { b"\r\n" } else { b"\n" };
-        let trailer: &'static [u8] = match leftover {
-            [] => b"",
-            l if l == eol => eol,
-            l if length.is_none() => {
-                return err(format!(
-                    "{} bytes after the head, and no Content-Length to say they are the body",
-                    l.len()
-                ));
-            }
-            l => {
-                return err(format!(
-                    "{} bytes after the {}-byte body that Content-Length does not cover",
-                    l.len(),
-                    body.len()
-                ));
-            }
-        };
+        let (body, trailer) = body(&headers, rest, crlf)?;
         Ok(Self {
             request_line,
             method,
@@ -219,7 +301,7 @@ impl RawRequest {
             lines,
             headers,
             host,
-            body: body.to_vec(),
+            body,
             crlf,
             trailer,
         })

@@ -55,6 +55,8 @@ pub(crate) struct FileConfig {
     pub(crate) sign_upstream: Option<std::path::PathBuf>,
     pub(crate) upstream_keyid: Option<String>,
     pub(crate) forward_token: Option<bool>,
+    pub(crate) sign_responses: Option<std::path::PathBuf>,
+    pub(crate) response_keyid: Option<String>,
     // `vouch authz` only.
     pub(crate) grpc: Option<String>,
     pub(crate) http: Option<String>,

@@ -15,7 +15,7 @@ use vouch_keys::signature_agent_value as inline_signature_agent_value;
 use crate::cli::{CheckArgs, DigestArg, DirectoryArgs, Profile, SignArgs};
 use crate::failure::{Failure, Output};
 use crate::input::{self, json, read_input, unix_now};
-use crate::raw::RawRequest;
+use crate::raw::{RawRequest, RawResponse};
 
 const CONTENT_DIGEST: http::HeaderName = http::HeaderName::from_static("content-digest");
 const SIGNATURE_INPUT: http::HeaderName = http::HeaderName::from_static("signature-input");
@@ -328,6 +328,11 @@ pub(crate) fn check(args: &CheckArgs) -> Output {
         .ok_or_else(|| Failure::usage("--pubkey is required (but under --profile web-bot-auth)"))?;
     let alg = check_alg(args)?;
     let key = verifying_key(pubkey, alg)?;
+    match (&args.answered, &args.request_label) {
+        (Some(answered), _) => return check_response(args, &key, answered),
+        (None, Some(_)) => return Err(Failure::usage("--request-label needs --request")),
+        (None, None) => {}
+    }
     let request = parse_request(&args.request)?;
     let profile = args.profile;
     let max_age = args.max_age.unwrap_or(300);
@@ -411,6 +416,52 @@ fn check_keyid(args: &CheckArgs, keyid: Option<&str>) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// `check --request`: the positional file is a response to the request in `answered`.
+fn check_response(args: &CheckArgs, key: &VerifyingKey, answered: &str) -> Output {
+    let request = parse_request(answered)?;
+    let response = RawResponse::parse(&read_input(&args.request)?)
+        .map_err(|e| Failure::usage(format!("not a raw HTTP/1.1 response: {}", e.0)))?;
+    let mut policy = VerifyPolicy::mcp_response(args.request_label.as_deref().unwrap_or("sig1"))
+        .window(args.max_age.unwrap_or(300), FUTURE_SKEW)
+        .required_params(true, true, args.require_nonce)
+        .algorithms(&[key.algorithm()]);
+    if let Some(list) = &args.require {
+        let required =
+            Component::parse_list(list).map_err(|e| Failure::usage(format!("--require: {e}")))?;
+        policy = policy
+            .require_exactly(required)
+            .digest_rule(DigestRule::WhenCovered);
+    }
+    if let Some(label) = &args.label {
+        policy = policy.label(label.clone());
+    }
+    let now = args.now.unwrap_or_else(unix_now);
+    // The request as the client sent it: only what `;req` components read is used.
+    let sent = view(&request, args.scheme.as_str());
+    let message = ResponseView::from_parts(response.status(), response.headers(), response.body())
+        .with_request(sent);
+    let digests: Vec<&[u8]> = response
+        .headers()
+        .get_all(CONTENT_DIGEST)
+        .iter()
+        .map(http::HeaderValue::as_bytes)
+        .collect();
+    if !digests.is_empty() {
+        verify_content_digest(
+            &digests.join(&b", "[..]),
+            response.body(),
+            &[DigestAlgorithm::Sha256, DigestAlgorithm::Sha512],
+        )
+        .map_err(|e| Failure::rejected(format!("content-digest: {e} ({})", e.code())))?;
+    }
+    let prepared = Verifier::new(policy)
+        .prepare(message, now)
+        .map_err(rejected)?;
+    check_keyid(args, prepared.keyid())?;
+    let verified = prepared.verify(key).map_err(rejected)?;
+    report(&verified)
 }
 
 fn report(verified: &vouch_httpsig::Verified) -> Output {

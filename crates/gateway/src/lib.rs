@@ -65,8 +65,8 @@ use http::header::CONTENT_TYPE;
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderName, Uri};
 use vouch_tower::{
-    CapabilityLayer, CapabilityPipeline, RateLimitLayer, SessionBindingLayer, SignatureLayer,
-    SignaturePipeline, StrictMessageLayer, TOKEN_HEADER,
+    CapabilityLayer, CapabilityPipeline, RateLimitLayer, ResponseSigningLayer, SessionBindingLayer,
+    SignatureLayer, SignaturePipeline, StrictMessageLayer, TOKEN_HEADER,
 };
 
 #[cfg(feature = "authz")]
@@ -144,6 +144,7 @@ pub struct Gateway {
     operations: BTreeMap<String, String>,
     max_filtered_bytes: usize,
     sign_upstream: Option<UpstreamSigner>,
+    response_signing: Option<ResponseSigningLayer>,
     tune_signature: Option<Box<dyn FnOnce(SignatureLayer) -> SignatureLayer + Send>>,
     metrics: Option<Metrics>,
     audit: Option<Arc<dyn vouch_tower::AuditHook>>,
@@ -160,6 +161,7 @@ impl std::fmt::Debug for Gateway {
             .field("head_timeout", &self.head_timeout)
             .field("operations", &self.operations)
             .field("sign_upstream", &self.sign_upstream)
+            .field("response_signing", &self.response_signing)
             .field("sessions", &self.sessions)
             .finish_non_exhaustive()
     }
@@ -236,6 +238,7 @@ impl Gateway {
             operations: BTreeMap::new(),
             max_filtered_bytes: DEFAULT_MAX_FILTERED_BYTES,
             sign_upstream: None,
+            response_signing: None,
             tune_signature: None,
             metrics: None,
             audit: None,
@@ -425,6 +428,36 @@ impl Gateway {
         self
     }
 
+    /// Signs every answer to a verified request with the gateway's `key`, as `keyid`, bound to
+    /// that request (RFC 9421 §2.4, [`ResponseSigningLayer`]): clients check that the answer
+    /// comes from this gateway and answers their request. Default: off.
+    ///
+    /// The upstream is not trusted with the answer's signature: any `Signature`,
+    /// `Signature-Input` and `Content-Digest` it sends are removed, and the gateway digests the
+    /// body it forwards (after narrowing `tools/list`) itself. JSON bodies are buffered to be
+    /// digested, up to [`DEFAULT_MAX_RESPONSE_BYTES`](vouch_tower::DEFAULT_MAX_RESPONSE_BYTES)
+    /// (a larger one is answered 500; set another cap with
+    /// [`response_signing`](Self::response_signing)). Event streams, which the gateway forwards
+    /// as they arrive, are signed over their head only: their events are not covered.
+    /// Without this option, the upstream's response fields pass through unchanged.
+    #[must_use]
+    pub fn sign_responses(
+        mut self,
+        key: vouch_httpsig::SigningKey,
+        keyid: impl Into<String>,
+    ) -> Self {
+        self.response_signing = Some(ResponseSigningLayer::new(key, keyid));
+        self
+    }
+
+    /// The response signing layer as configured, or `None` for none (see
+    /// [`sign_responses`](Self::sign_responses)).
+    #[must_use]
+    pub fn response_signing(mut self, layer: Option<ResponseSigningLayer>) -> Self {
+        self.response_signing = layer;
+        self
+    }
+
     /// Adjusts the signature layer (body cap and timeout, audit hook) before it is used; the
     /// health path is exempted after `tune` runs (in place of any exempt paths it set).
     #[must_use]
@@ -487,7 +520,11 @@ impl Gateway {
             Some(hook) => self.rate_limit.audit(hook.clone()),
             None => self.rate_limit,
         };
-        let proxied = proxied.route_layer(rate_limit);
+        let mut proxied = proxied.route_layer(rate_limit);
+        // Right inside the signature layer: the answers of every layer after it are signed.
+        if let Some(layer) = self.response_signing {
+            proxied = proxied.route_layer(layer);
+        }
         let mut signature = SignatureLayer::new(self.signature);
         if let Some(tune) = self.tune_signature {
             signature = tune(signature);

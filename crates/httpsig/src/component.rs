@@ -58,6 +58,49 @@ impl Component {
         Self::with_params("@query-param", params)
     }
 
+    /// A component of the request a response answers (RFC 9421 §2.4): `"@method";req`, or a
+    /// header field of the request such as `"content-digest";req`. Only a response signature
+    /// can cover it, and only with that request at hand ([`ResponseView::with_request`]).
+    ///
+    /// [`ResponseView::with_request`]: crate::ResponseView::with_request
+    ///
+    /// ```
+    /// use vouch_httpsig::Component;
+    /// # fn main() -> Result<(), vouch_httpsig::Error> {
+    /// assert_eq!(Component::of_request("@method")?.to_string(), r#""@method";req"#);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Component::new`].
+    pub fn of_request(name: &str) -> Result<Self, Error> {
+        let mut params = Parameters::new();
+        params.insert(key_of("req")?, BareItem::Boolean(true));
+        Self::with_params(name, params)
+    }
+
+    /// One dictionary member of a header field of the request a response answers:
+    /// `"signature";req;key="sig1"` binds a response to the request's signature `sig1`.
+    ///
+    /// ```
+    /// use vouch_httpsig::Component;
+    /// # fn main() -> Result<(), vouch_httpsig::Error> {
+    /// let c = Component::request_dictionary_member("signature", "sig1")?;
+    /// assert_eq!(c.to_string(), r#""signature";req;key="sig1""#);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Component::new`].
+    pub fn request_dictionary_member(name: &str, key: &str) -> Result<Self, Error> {
+        let mut params = Parameters::new();
+        params.insert(key_of("req")?, BareItem::Boolean(true));
+        params.insert(key_of("key")?, string_item(key)?);
+        Self::with_params(name, params)
+    }
+
     /// Parses component identifiers written as in a `Signature-Input` inner list, without the
     /// parentheses: `"@method" "@query-param";name="Pet" "content-digest"`.
     ///

@@ -17,6 +17,9 @@
 //! - Web Bot Auth: [`VerifyPolicy::web_bot_auth`] and [`web_bot_auth_spec`] (tag, thumbprint
 //!   keyid, `Signature-Agent` covered and parsed into a [`SignatureAgent`] before any key is
 //!   fetched), and [`directory_spec`] for a key directory's signed response.
+//! - Responses: [`mcp_response_spec`] signs an answer bound to the request it answers (RFC 9421
+//!   §2.4: `@status`, `content-digest`, the request's `@method;req`, `@target-uri;req` and its
+//!   signature by `;req;key`), and [`VerifyPolicy::mcp_response`] checks it on the client.
 //! - Algorithms: ed25519 (default), ecdsa-p256-sha256, ecdsa-p384-sha384, hmac-sha256,
 //!   rsa-pss-sha512, rsa-v1_5-sha256, all on ring.
 //!
@@ -111,11 +114,13 @@ pub use digest::{BodyCheck, DigestAlgorithm, content_digest, verify_content_dige
 pub use error::Error;
 pub use message::{Message, RequestView, ResponseView};
 pub use params::Params;
-pub use policy::{AlgParam, DEFAULT_TOKEN_HEADER, DigestRule, KeyidRule, VerifyPolicy};
+pub use policy::{
+    AlgParam, DEFAULT_TOKEN_HEADER, DigestRule, KeyidRule, RESPONSE_LABEL, VerifyPolicy,
+};
 pub use replay::{MemoryReplayGuard, ReplayFuture, ReplayGuard, ReplayKey};
 pub use sign::{
-    Signature, SignatureSpec, envoys_spec, mcp_content_digest, mcp_spec, random_nonce,
-    sep2752_spec, sign,
+    Signature, SignatureSpec, envoys_spec, mcp_content_digest, mcp_response_spec, mcp_spec,
+    random_nonce, sep2752_spec, sign,
 };
 pub use verify::{Prepared, Verified, Verifier};
 pub use web_bot_auth::{

@@ -18,6 +18,9 @@ pub const MCP_NAME: &str = "mcp-name";
 /// marks with `x-mcp-header` (SEP-2243).
 pub const MCP_PARAM_PREFIX: &str = "mcp-param-";
 
+/// The label of the signature vouch's response profile puts on a response.
+pub const RESPONSE_LABEL: &str = "reqres";
+
 pub(crate) const CONTENT_DIGEST: http::HeaderName = http::HeaderName::from_static("content-digest");
 pub(crate) const SIGNATURE: http::HeaderName = http::HeaderName::from_static("signature");
 pub(crate) const SIGNATURE_INPUT: http::HeaderName =
@@ -38,6 +41,10 @@ pub enum DigestRule {
     /// Only when the signature covers a Content-Digest (then it must match the body). For
     /// checking third-party examples; a server should not accept unbound bodies.
     WhenCovered,
+    /// On every message, empty bodies included, except a response whose signature covers a
+    /// `Content-Type` of `text/event-stream`: an event stream is signed over its head only,
+    /// and its body is not bound by the signature (vouch's response profile).
+    UnlessEventStream,
 }
 
 /// What the `keyid` parameter must be.
@@ -207,6 +214,38 @@ impl VerifyPolicy {
         }
     }
 
+    /// vouch's response profile ([`mcp_response_spec`](crate::mcp_response_spec)), for a client
+    /// that sent a request signed under `request_label` and reads the answer: the response
+    /// signature labelled [`RESPONSE_LABEL`] must cover `@status`, the request's `@method;req`
+    /// and `@target-uri;req`, the request's own signature (`"signature";req;key="<label>"`, so
+    /// that the answer is bound to this request and no other), and `content-type` and
+    /// `mcp-session-id` when the response carries them; `content-digest` over the body on
+    /// every response but an event stream ([`DigestRule::UnlessEventStream`]); `created` and
+    /// `keyid` required (no nonce: the binding to the request's signature, itself fresh and
+    /// unique, is what makes an answer single-use); the asymmetric algorithms; max age 300 s,
+    /// future skew 30 s.
+    ///
+    /// Verify with [`ResponseView::with_request`](crate::ResponseView::with_request) giving the
+    /// request exactly as it was sent (its URL, method and signature headers).
+    pub fn mcp_response(request_label: &str) -> Self {
+        let mut required = components(&["@status"]);
+        required.extend(Component::of_request("@method").ok());
+        required.extend(Component::of_request("@target-uri").ok());
+        required.extend(Component::request_dictionary_member("signature", request_label).ok());
+        Self {
+            label: Some(RESPONSE_LABEL.to_owned()),
+            required,
+            required_if_present: ["content-type", "mcp-session-id"]
+                .into_iter()
+                .map(http::HeaderName::from_static)
+                .collect(),
+            required_prefix_if_present: Vec::new(),
+            digest_rule: DigestRule::UnlessEventStream,
+            require_nonce: false,
+            ..Self::mcp()
+        }
+    }
+
     /// The policy for the signature a key directory puts on its own response (the draft's
     /// "Possession Proof on the Directory Response"): tag `http-message-signatures-directory`,
     /// covering `"@authority";req` and `content-digest` (which must match the body), with
@@ -358,7 +397,7 @@ impl VerifyPolicy {
     ) -> String {
         let mut covered = self.required.clone();
         let digest = match self.digest_rule {
-            DigestRule::Always => true,
+            DigestRule::Always | DigestRule::UnlessEventStream => true,
             DigestRule::WithBody => has_body,
             DigestRule::WhenCovered => false,
         };
@@ -369,6 +408,15 @@ impl VerifyPolicy {
             if headers.contains_key(h) {
                 covered.extend(Component::new(h.as_str()).ok());
             }
+        }
+        for prefix in &self.required_prefix_if_present {
+            let mut names: Vec<&str> = headers
+                .keys()
+                .map(http::HeaderName::as_str)
+                .filter(|n| n.starts_with(prefix.as_str()))
+                .collect();
+            names.sort_unstable();
+            covered.extend(names.into_iter().filter_map(|n| Component::new(n).ok()));
         }
         let mut params = Vec::new();
         if self.require_created {

@@ -9,9 +9,9 @@ use crate::base::signature_base;
 use crate::component::Component;
 use crate::digest::{DigestAlgorithm, content_digest};
 use crate::error::Error;
-use crate::message::{Message, RequestView};
+use crate::message::{Message, RequestView, ResponseView};
 use crate::params::{ParamValue, params_value};
-use crate::policy::{DEFAULT_TOKEN_HEADER, MCP_METHOD, MCP_NAME, MCP_PARAM_PREFIX};
+use crate::policy::{DEFAULT_TOKEN_HEADER, MCP_METHOD, MCP_NAME, MCP_PARAM_PREFIX, RESPONSE_LABEL};
 
 /// What one signature covers and which parameters it carries, in order.
 ///
@@ -259,6 +259,75 @@ pub fn mcp_spec(
     Ok(spec
         .created(created)
         .nonce(random_nonce()?)
+        .alg(key)
+        .keyid(keyid))
+}
+
+/// The [`SignatureSpec`] of vouch's response profile for `response`, which answers a request
+/// signed under `request_label` (RFC 9421 §2.4): label [`RESPONSE_LABEL`], covering `@status`,
+/// `content-type`, `content-digest` and `mcp-session-id` when the response carries them, and
+/// the request's `@method;req`, `@target-uri;req` and `"signature";req;key="<request_label>"`;
+/// parameters `created`, `alg`, `keyid`.
+///
+/// The response must already carry its `Content-Digest` ([`mcp_content_digest`] of the body),
+/// unless it is an event stream (`Content-Type: text/event-stream`), which is signed over its
+/// head only: [`VerifyPolicy::mcp_response`](crate::VerifyPolicy::mcp_response) refuses any
+/// other response without one. Sign it with [`ResponseView::with_request`] giving the request
+/// as verified (with the scheme and authority the client used).
+///
+/// ```
+/// use vouch_httpsig::*;
+/// # fn main() -> Result<(), Error> {
+/// # let client = SigningKey::ed25519_from_seed(&[7; 32])?;
+/// # let now = 1_700_000_000;
+/// # let mut request = http::Request::post("https://mcp.example/mcp").body(Vec::new()).unwrap();
+/// # let spec = mcp_spec(&RequestView::of(&request), &client, "agent-a", None, now)?;
+/// # sign(RequestView::of(&request), &spec, &client)?.apply(request.headers_mut())?;
+/// let server = SigningKey::ed25519_from_seed(&[9; 32])?;
+/// let body = br#"{"jsonrpc":"2.0","id":1,"result":{}}"#;
+/// let mut response = http::Response::builder()
+///     .header("content-type", "application/json")
+///     .header("content-digest", mcp_content_digest(body))
+///     .body(())
+///     .unwrap()
+///     .into_parts()
+///     .0;
+/// let view = ResponseView::new(&response, body).with_request(RequestView::of(&request));
+/// let spec = mcp_response_spec(&view, &server, "mcp.example", "sig1", now)?;
+/// sign(view, &spec, &server)?.apply(&mut response.headers)?;
+///
+/// // The client, with the request it sent:
+/// let view = ResponseView::new(&response, body).with_request(RequestView::of(&request));
+/// Verifier::new(VerifyPolicy::mcp_response("sig1"))
+///     .prepare(view, now)?
+///     .verify(&server.verifying_key()?)?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Malformed`] if `request_label` is not a valid sf-string.
+pub fn mcp_response_spec(
+    response: &ResponseView<'_>,
+    key: &SigningKey,
+    keyid: &str,
+    request_label: &str,
+    created: u64,
+) -> Result<SignatureSpec, Error> {
+    let mut spec = SignatureSpec::new(RESPONSE_LABEL).cover(Component::new("@status")?);
+    for h in ["content-type", "content-digest", "mcp-session-id"] {
+        if response.headers.contains_key(h) {
+            spec = spec.cover(Component::new(h)?);
+        }
+    }
+    Ok(spec
+        .cover(Component::of_request("@method")?)
+        .cover(Component::of_request("@target-uri")?)
+        .cover(Component::request_dictionary_member(
+            "signature",
+            request_label,
+        )?)
+        .created(created)
         .alg(key)
         .keyid(keyid))
 }

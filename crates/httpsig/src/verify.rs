@@ -343,6 +343,10 @@ impl Verifier {
             DigestRule::Always => Err(Error::DigestMissing),
             DigestRule::WithBody => Ok(BodyCheck::empty()),
             DigestRule::WhenCovered => Ok(BodyCheck::unconstrained()),
+            DigestRule::UnlessEventStream if is_signed_event_stream(message, components) => {
+                Ok(BodyCheck::unconstrained())
+            }
+            DigestRule::UnlessEventStream => Err(Error::DigestMissing),
         }
     }
 }
@@ -360,6 +364,27 @@ fn nonce_has_bytes(nonce: &str, min: usize) -> bool {
     Base64UrlUnpadded::decode_vec(nonce)
         .or_else(|_| Base64Url::decode_vec(nonce))
         .is_ok_and(|b| b.len() >= min)
+}
+
+/// True for a response whose signature covers a single `Content-Type` of `text/event-stream`
+/// (parameters allowed). Only a covered Content-Type counts: otherwise anyone on the path could
+/// relabel a signed JSON answer as a stream and drop the body binding.
+fn is_signed_event_stream(message: &Message<'_>, components: &[Component]) -> bool {
+    if !matches!(message, Message::Response(_)) || !covers_plain(components, "content-type") {
+        return false;
+    }
+    let mut lines = message.headers().get_all(http::header::CONTENT_TYPE).iter();
+    let (Some(only), None) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    let media = only
+        .as_bytes()
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default();
+    media
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"text/event-stream")
 }
 
 impl Prepared {

@@ -11,6 +11,10 @@
 //! Order matters: attach the token first, then sign, so that the signature covers the token
 //! header (`ClientBuilder::new(client).with(TokenMiddleware::new(t)?).with(SigningMiddleware::new(k, id))`).
 //!
+//! With [`SigningMiddleware::verify_responses`], the middleware also checks that each answer is
+//! signed by the server, for this very request (RFC 9421 §2.4, vouch's response profile), and
+//! refuses an unsigned or mismatched answer with a [`ResponseError`].
+//!
 //! The token is sent [sealed](vouch_token::Token::seal): an unsealed token carries the secret
 //! that attenuates it, and whoever receives it (the server, and anyone the server logs to) could
 //! delegate it further. Keep your unsealed copy to attenuate it yourself; it is never sent.
@@ -26,6 +30,10 @@ use reqwest_middleware::{Middleware, Next, Result};
 use vouch_httpsig::{
     DEFAULT_TOKEN_HEADER, RequestView, SigningKey, mcp, mcp_content_digest, mcp_spec, sign,
 };
+
+mod verify;
+
+pub use verify::{DEFAULT_MAX_RESPONSE_BYTES, ResponseError, ServerKey};
 use vouch_token::Token;
 
 /// Why a request could not be signed. It is not sent.
@@ -75,6 +83,7 @@ pub struct SigningMiddleware {
     key: Arc<SigningKey>,
     keyid: String,
     token_header: Option<String>,
+    responses: Option<verify::ResponseCheck>,
 }
 
 impl SigningMiddleware {
@@ -84,6 +93,47 @@ impl SigningMiddleware {
             key: Arc::new(key),
             keyid: keyid.into(),
             token_header: None,
+            responses: None,
+        }
+    }
+
+    /// Verifies every answer: it must carry a signature by `server` under vouch's response
+    /// profile, bound to the request just sent (its method, target URI and signature), fresh
+    /// (created within 300 s, at most 30 s ahead), and, unless it is an event stream, with a
+    /// Content-Digest that matches the body. Anything else is refused with a
+    /// [`ResponseError`] and never reaches the caller. The body is buffered to be checked, up
+    /// to [`DEFAULT_MAX_RESPONSE_BYTES`] ([`SigningMiddleware::max_response_bytes`]); an event
+    /// stream is checked on its head and handed on unread, its events not covered.
+    #[must_use]
+    pub fn verify_responses(mut self, server: ServerKey) -> Self {
+        self.responses = Some(verify::ResponseCheck::new(server));
+        self
+    }
+
+    /// The largest response body buffered to be checked (with
+    /// [`SigningMiddleware::verify_responses`]); a larger one is refused.
+    #[must_use]
+    pub fn max_response_bytes(mut self, max: usize) -> Self {
+        if let Some(check) = &mut self.responses {
+            check.max_body_bytes = max;
+        }
+        self
+    }
+
+    /// Checks `response`, the answer to `request` as it was sent (signed), when response
+    /// verification is on; otherwise hands it back.
+    ///
+    /// # Errors
+    ///
+    /// [`ResponseError`]; the response must then not be used.
+    pub async fn check_response(
+        &self,
+        request: &SentRequest,
+        response: Response,
+    ) -> std::result::Result<Response, ResponseError> {
+        match &self.responses {
+            Some(check) => check.check(request, response).await,
+            None => Ok(response),
         }
     }
 
@@ -187,7 +237,44 @@ impl Middleware for SigningMiddleware {
             tracing::error!(detail = %e, "request not sent: it could not be signed");
             return Err(reqwest_middleware::Error::middleware(e));
         }
-        next.run(req, extensions).await
+        if self.responses.is_none() {
+            return next.run(req, extensions).await;
+        }
+        let sent = SentRequest::of(&req);
+        let response = next.run(req, extensions).await?;
+        self.check_response(&sent, response).await.map_err(|e| {
+            tracing::warn!(detail = %e, "answer refused: its signature does not check");
+            reqwest_middleware::Error::middleware(e)
+        })
+    }
+}
+
+/// What a response signature binds to: the request as it was sent, signed (method, URL,
+/// `Signature` field lines).
+#[derive(Debug, Clone)]
+pub struct SentRequest {
+    method: http::Method,
+    uri: Option<http::Uri>,
+    signature: http::HeaderMap,
+}
+
+impl SentRequest {
+    /// The signed request `req`, as it is about to be sent.
+    pub fn of(req: &Request) -> Self {
+        Self::from_parts(req.method(), req.url().as_str(), req.headers())
+    }
+
+    /// A signed request from its method, URL and headers.
+    pub fn from_parts(method: &http::Method, url: &str, headers: &http::HeaderMap) -> Self {
+        let mut signature = http::HeaderMap::new();
+        for line in headers.get_all("signature") {
+            signature.append("signature", line.clone());
+        }
+        Self {
+            method: method.clone(),
+            uri: url.parse().ok(),
+            signature,
+        }
     }
 }
 

@@ -12,9 +12,10 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use tower_layer::Layer as _;
 use tower_service::Service;
+use vouch_httpsig::SigningKey;
 use vouch_tower::{
-    AuditHook, CapabilityLayer, CapabilityPipeline, Decision, RateLimitLayer, SessionBindingLayer,
-    SignatureLayer, SignaturePipeline,
+    AuditHook, CapabilityLayer, CapabilityPipeline, Decision, RateLimitLayer, ResponseSigningLayer,
+    SessionBindingLayer, SignatureLayer, SignaturePipeline,
 };
 
 use crate::grants::OperationMap;
@@ -28,7 +29,8 @@ pub type GuardedService<H> = StreamableHttpService<GrantGuard<H>, LocalSessionMa
 ///
 /// Requests pass, in this order: the [`SignatureLayer`] (origin, RFC 9421 signature, digest,
 /// time window, replay, key, pin, allowlist; the verified caller goes into the request), the
-/// per-identity [`RateLimitLayer`] (on by default, [`DEFAULT_RATE_PER_SECOND`](crate::DEFAULT_RATE_PER_SECOND) requests per
+/// [`ResponseSigningLayer`] when [`Protected::sign_responses`] is set (it signs what comes back
+/// through every layer after it), the per-identity [`RateLimitLayer`] (on by default, [`DEFAULT_RATE_PER_SECOND`](crate::DEFAULT_RATE_PER_SECOND) requests per
 /// second with bursts of [`DEFAULT_RATE_BURST`](crate::DEFAULT_RATE_BURST)), the [`SessionBindingLayer`] (a session belongs to the signer that created it), the
 /// [`CapabilityLayer`] (a valid token on every request; `tools/call` of a tool or operation it
 /// does not grant is refused with 403), and rmcp. [`Protected::serve`] also wraps the handler
@@ -62,6 +64,7 @@ pub struct Protected {
     max_body_bytes: Option<usize>,
     body_timeout: Option<std::time::Duration>,
     rate_limit: Option<RateLimitLayer>,
+    response_signing: Option<ResponseSigningLayer>,
     audit: Option<Arc<dyn AuditHook>>,
 }
 
@@ -76,6 +79,7 @@ impl std::fmt::Debug for Protected {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("body_timeout", &self.body_timeout)
             .field("rate_limit", &self.rate_limit.is_some())
+            .field("response_signing", &self.response_signing)
             .field("audit", &self.audit.is_some())
             .finish_non_exhaustive()
     }
@@ -97,6 +101,7 @@ impl Protected {
             max_body_bytes: None,
             body_timeout: None,
             rate_limit: Some(RateLimitLayer::default()),
+            response_signing: None,
             audit: None,
         }
     }
@@ -184,6 +189,26 @@ impl Protected {
         self
     }
 
+    /// Signs every answer to a verified request with the server's `key`, as `keyid`, bound to
+    /// that request (RFC 9421 §2.4; see [`ResponseSigningLayer`]), so that a client can check
+    /// that the answer comes from this server and answers its request
+    /// (`SigningClient::verify_responses`, `SigningMiddleware::verify_responses`). Off by
+    /// default. Event streams are signed over their head only: for signed bodies, serve JSON
+    /// responses (`StreamableHttpServerConfig::default().with_json_response(true)` in
+    /// [`config`](Self::config)).
+    #[must_use]
+    pub fn sign_responses(mut self, key: SigningKey, keyid: impl Into<String>) -> Self {
+        self.response_signing = Some(ResponseSigningLayer::new(key, keyid));
+        self
+    }
+
+    /// The response signing layer as configured (to set its body cap), or `None` for none.
+    #[must_use]
+    pub fn response_signing(mut self, layer: Option<ResponseSigningLayer>) -> Self {
+        self.response_signing = layer;
+        self
+    }
+
     /// Sees every decision of the signature and capability layers.
     #[must_use]
     pub fn audit(mut self, hook: impl AuditHook + 'static) -> Self {
@@ -254,18 +279,20 @@ impl Protected {
         }
         let checked = capability_layer.layer(service);
         let path = self.path;
-        match (self.rate_limit, self.sessions) {
-            (Some(rate), Some(sessions)) => Router::new().route_service(
-                &path,
-                signature_layer.layer(rate.layer(sessions.layer(checked))),
-            ),
-            (Some(rate), None) => {
-                Router::new().route_service(&path, signature_layer.layer(rate.layer(checked)))
+        let router = match (self.rate_limit, self.sessions) {
+            (Some(rate), Some(sessions)) => {
+                Router::new().route_service(&path, rate.layer(sessions.layer(checked)))
             }
-            (None, Some(sessions)) => {
-                Router::new().route_service(&path, signature_layer.layer(sessions.layer(checked)))
-            }
-            (None, None) => Router::new().route_service(&path, signature_layer.layer(checked)),
-        }
+            (Some(rate), None) => Router::new().route_service(&path, rate.layer(checked)),
+            (None, Some(sessions)) => Router::new().route_service(&path, sessions.layer(checked)),
+            (None, None) => Router::new().route_service(&path, checked),
+        };
+        // Right inside the signature layer: every answer to a verified request is signed, the
+        // refusals of the layers after it included.
+        let router = match self.response_signing {
+            Some(layer) => router.route_layer(layer),
+            None => router,
+        };
+        router.route_layer(signature_layer)
     }
 }

@@ -9,7 +9,8 @@
 //! plain routes. [`RateLimitLayer`] limits each verified identity; [`SessionBindingLayer`] binds
 //! each MCP session to the signer that created it and bounds the sessions each identity holds,
 //! closing them in the server through a [`SessionStore`]; an [`AuditHook`] sees every decision
-//! and [`SigningStats`] counts them.
+//! and [`SigningStats`] counts them. [`ResponseSigningLayer`] signs each answer to a verified
+//! request with the server's key, bound to that request (RFC 9421 §2.4).
 //!
 //! MCP 2026-07-28 requests mirror their method and tool in `Mcp-Method` / `Mcp-Name` headers;
 //! [`mcp_headers`] checks them against the message (the capability layer refuses a mismatch
@@ -32,6 +33,7 @@ mod origin;
 mod pipeline;
 mod rate_limit;
 mod response;
+mod response_signing;
 mod serve;
 mod session;
 mod signature;
@@ -47,9 +49,13 @@ pub use digest_check::DigestCheckLayer;
 pub use extract::MissingCaller;
 pub use origin::{Origin, OriginError};
 pub use pipeline::{
-    AllowAll, Allowlist, HeadVerified, RefusalStyle, Rejection, SignaturePipeline, VerifiedCaller,
+    AllowAll, Allowlist, HeadVerified, RefusalStyle, Rejection, SignaturePipeline, SignedRequest,
+    VerifiedCaller,
 };
 pub use rate_limit::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit, RateLimitLayer};
+pub use response_signing::{
+    DEFAULT_MAX_RESPONSE_BYTES, ResponseSigningLayer, ResponseSigningService,
+};
 pub use serve::{ServeConfig, serve};
 pub use session::{
     DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_SESSIONS_PER_IDENTITY, SessionBinding,

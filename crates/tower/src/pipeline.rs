@@ -81,6 +81,64 @@ pub enum RefusalStyle {
     Sep2752,
 }
 
+/// The request signature the signature layer verified, put into the request extensions beside
+/// the [`VerifiedCaller`]: what a signed response binds to (RFC 9421 §2.4, see
+/// [`ResponseSigningLayer`](crate::ResponseSigningLayer)).
+///
+/// It keeps the request's method, its target URI as the client signed it (this server's origin,
+/// path and query) and its `Signature` field lines, so that the response is bound to the request
+/// as verified even if an inner layer rewrites the URI or the headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    label: String,
+    method: http::Method,
+    target: http::Uri,
+    signature: http::HeaderMap,
+}
+
+impl SignedRequest {
+    /// The label of the verified request signature.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The request's method.
+    pub fn method(&self) -> &http::Method {
+        &self.method
+    }
+
+    /// The target URI as verified: `scheme://authority/path?query`.
+    pub fn target(&self) -> &http::Uri {
+        &self.target
+    }
+
+    /// The request as a signature sees it, for `;req` components: method, target URI and the
+    /// `Signature` field lines, no body.
+    pub fn view(&self) -> RequestView<'_> {
+        RequestView::from_parts(&self.method, &self.target, &self.signature, &[])
+    }
+
+    fn new(label: &str, parts: &Parts, origin: &Origin) -> Option<Self> {
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let target = http::Uri::builder()
+            .scheme(origin.scheme())
+            .authority(origin.authority())
+            .path_and_query(path)
+            .build()
+            .ok()?;
+        let mut signature = http::HeaderMap::new();
+        for line in parts.headers.get_all("signature") {
+            signature.append("signature", line.clone());
+        }
+        Some(Self {
+            label: label.to_owned(),
+            method: parts.method.clone(),
+            target,
+            signature,
+        })
+    }
+}
+
 /// Why a request was refused. The peer sees the status and a short reason; the detail goes to
 /// `tracing`.
 #[non_exhaustive]
@@ -402,8 +460,13 @@ impl SignaturePipeline {
             created: verified.params.created,
             tag: verified.params.tag.clone(),
         };
+        let Some(signed) = SignedRequest::new(&verified.label, parts, origin) else {
+            tracing::info!(uri = %parts.uri, "request target is not a valid URI: refused");
+            return Err(unauthorized("bad_signature"));
+        };
         Ok(HeadVerified {
             caller,
+            signed,
             verified,
             body,
             replay: self.replay.clone(),
@@ -418,6 +481,7 @@ impl SignaturePipeline {
 #[must_use = "the body digest and the replay store are checked by finish"]
 pub struct HeadVerified {
     caller: VerifiedCaller,
+    signed: SignedRequest,
     verified: vouch_httpsig::Verified,
     body: BodyCheck,
     replay: Arc<dyn ReplayGuard>,
@@ -427,6 +491,11 @@ impl HeadVerified {
     /// The caller the head proves (not yet the body, not yet fresh).
     pub fn caller(&self) -> &VerifiedCaller {
         &self.caller
+    }
+
+    /// The verified request signature, for binding the response to it.
+    pub fn signed_request(&self) -> &SignedRequest {
+        &self.signed
     }
 
     /// Hashes the next piece of the body.
@@ -447,6 +516,7 @@ impl HeadVerified {
             verified,
             body,
             replay,
+            signed: _,
         } = self;
         body.finish().map_err(|e| {
             tracing::info!(identity = %caller.identity, detail = %e, "body does not match the signed digest");

@@ -33,8 +33,8 @@ pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A tower layer that verifies the RFC 9421 signature of every request and hands the body
-/// bytes on to the inner service, with the [`VerifiedCaller`](crate::VerifiedCaller) in the
-/// request extensions.
+/// bytes on to the inner service, with the [`VerifiedCaller`](crate::VerifiedCaller) and the
+/// [`SignedRequest`](crate::SignedRequest) in the request extensions.
 ///
 /// Order: a declared `Content-Length` over the cap is refused at once (413); the head is
 /// verified ([`SignaturePipeline::verify_head`]: 421, 401, 503) before any body byte is read;
@@ -200,10 +200,12 @@ impl SignatureLayer {
                 return Err(self.refuse(&parts, &Rejection::Timeout, has_body));
             }
         };
+        let signed = head.signed_request().clone();
         match head.finish(unix_now()).await {
             Ok(caller) => {
                 self.report(&parts, true, Some(&caller.identity), "ok");
                 parts.extensions.insert(caller);
+                parts.extensions.insert(signed);
                 Ok(Request::from_parts(parts, Body::from(bytes)))
             }
             Err(rejection) => Err(self.refuse(&parts, &rejection, has_body)),

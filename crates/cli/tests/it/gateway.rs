@@ -776,3 +776,138 @@ fn sigterm_lets_a_request_in_flight_finish() {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert_eq!(gateway.child.wait_exit(Duration::from_secs(15)), Some(0));
 }
+
+#[test]
+fn sign_responses_signs_each_answer_bound_to_its_request() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    s.keygen("answers.pem");
+    let upstream = Upstream::start();
+    let config = s.write("gateway.toml", "sign-responses = \"answers.pem\"\n");
+    let gateway = Running::start(
+        &s,
+        &[
+            "--config",
+            &config,
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+            "--response-keyid",
+            "https://gateway.example/answers",
+        ],
+    );
+    let (status, response) = gateway.send(&signed_call(&s, gateway.port, "echo", &token));
+    assert_eq!(status, 200, "{response}");
+    let head = response
+        .split("\r\n\r\n")
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    let input = head
+        .lines()
+        .find_map(|l| l.strip_prefix("signature-input: "))
+        .unwrap_or_else(|| panic!("no signature-input: {head}"));
+    assert!(input.starts_with("reqres=(\"@status\""), "{input}");
+    for covered in [
+        "\"content-type\"",
+        "\"content-digest\"",
+        "\"@method\";req",
+        "\"@target-uri\";req",
+        "\"signature\";req;key=\"sig1\"",
+        "keyid=\"https://gateway.example/answers\"",
+    ] {
+        assert!(input.contains(covered), "{covered} not in {input}");
+    }
+    // Both or neither.
+    let up = upstream.url();
+    s.run(&[
+        "gateway",
+        "--upstream",
+        &up,
+        "--root",
+        &root,
+        "--sign-responses",
+        "answers.pem",
+    ])
+    .usage("--sign-responses needs --response-keyid");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        &up,
+        "--root",
+        &root,
+        "--response-keyid",
+        "gw",
+    ])
+    .usage("--response-keyid needs --sign-responses");
+    s.run(&[
+        "gateway",
+        "--upstream",
+        &up,
+        "--root",
+        &root,
+        "--sign-responses",
+        "missing.pem",
+        "--response-keyid",
+        "gw",
+    ])
+    .usage("--sign-responses");
+}
+
+#[test]
+fn check_verifies_a_gateway_answer_with_its_request() {
+    let s = Scratch::new();
+    let (root, agent, token) = setup(&s);
+    let public = s.keygen("answers.pem");
+    let upstream = Upstream::start();
+    let gateway = Running::start(
+        &s,
+        &[
+            "--upstream",
+            &upstream.url(),
+            "--root",
+            &root,
+            "--agent",
+            &agent,
+            "--sign-responses",
+            "answers.pem",
+            "--response-keyid",
+            "gw",
+        ],
+    );
+    let request = signed_call(&s, gateway.port, "echo", &token);
+    let (status, response) = gateway.send(&request);
+    assert_eq!(status, 200, "{response}");
+    let request_file = s.write("sent.http", &request);
+    let response_file = s.write("answer.http", response.as_bytes());
+    let verified = s
+        .run(&[
+            "check",
+            "--pubkey",
+            &public,
+            "--scheme",
+            "http",
+            "--request",
+            &request_file,
+            &response_file,
+        ])
+        .json();
+    assert_eq!(verified["keyid"], "gw");
+    assert_eq!(verified["label"], "reqres");
+    // Another signed call (its own signature) does not get to claim this answer.
+    let other = s.write("other.http", signed_call(&s, gateway.port, "echo", &token));
+    s.run(&[
+        "check",
+        "--pubkey",
+        &public,
+        "--scheme",
+        "http",
+        "--request",
+        &other,
+        &response_file,
+    ])
+    .rejected("bad_signature");
+}

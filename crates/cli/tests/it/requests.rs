@@ -461,3 +461,75 @@ fn sep2752_profile_round_trips_and_refuses_what_the_sep_forbids() {
     s.run(&["sign", "--key", "agent.pem", "post.http"])
         .usage("--keyid");
 }
+
+const SECTION_2_4_COMPONENTS: &str = r#""@status" "content-digest" "content-type" "@authority";req "@method";req "@path";req "content-digest";req"#;
+
+#[test]
+fn rfc9421_section_2_4_response_is_checked_against_its_request() {
+    let s = Scratch::new();
+    let public = vector("rfc9421-ecc-p256.pub.pem");
+    let response = vector("rfc9421-2.4-response.http");
+    let check = |request: &str, extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            "--pubkey",
+            &public,
+            "--now",
+            "1618884480",
+            "--label",
+            "reqres",
+            "--require",
+            SECTION_2_4_COMPONENTS,
+            "--request",
+            request,
+        ];
+        args.extend_from_slice(extra);
+        args.push(&response);
+        s.run(&args)
+    };
+    let request = vector("rfc9421-b2-request.http");
+    let verified = check(&request, &[]).json();
+    assert_eq!(verified["keyid"], "test-key-ecc-p256");
+    assert_eq!(verified["label"], "reqres");
+    assert_eq!(verified["alg"], "ecdsa-p256-sha256");
+    assert_eq!(verified["covered"][3], r#""@authority";req"#);
+    // The same response against another request: the request is covered.
+    let text = std::fs::read_to_string(&request).unwrap();
+    let put = s.write("put.http", text.replacen("POST", "PUT", 1));
+    check(&put, &[]).rejected("bad_signature");
+    // Under vouch's own response profile it is not enough: it is not bound to the request's
+    // signature (and the request has none).
+    s.run(&[
+        "check",
+        "--pubkey",
+        &public,
+        "--now",
+        "1618884480",
+        "--label",
+        "reqres",
+        "--request",
+        &request,
+        &response,
+    ])
+    .rejected("missing_component");
+    // --request-label needs --request.
+    s.run(&[
+        "check",
+        "--pubkey",
+        &public,
+        "--request-label",
+        "sig1",
+        &response,
+    ])
+    .usage("--request-label needs --request");
+    // A response file that is not one.
+    s.run(&[
+        "check",
+        "--pubkey",
+        &public,
+        "--request",
+        &request,
+        &request,
+    ])
+    .usage("response");
+}

@@ -17,6 +17,7 @@ mod identity_only;
 mod listing;
 mod metrics;
 mod sessions;
+mod sign_responses;
 mod sign_upstream;
 mod tls;
 #[cfg(unix)]

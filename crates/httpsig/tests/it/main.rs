@@ -15,6 +15,7 @@ mod duplicates;
 mod head_first;
 mod mcp_headers;
 mod rejections;
+mod responses;
 mod sep2752;
 mod support;
 mod vectors;

@@ -10,3 +10,4 @@
 
 mod end_to_end;
 mod mcp_headers;
+mod responses;

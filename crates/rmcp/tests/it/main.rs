@@ -15,5 +15,6 @@ mod generations;
 mod guard;
 mod guard_methods;
 mod sessions;
+mod signed_responses;
 mod signing_client;
 mod support;

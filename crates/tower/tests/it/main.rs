@@ -13,6 +13,7 @@ mod audit;
 mod capability;
 mod jsonrpc;
 mod mcp_headers;
+mod response_signing;
 mod sep2752;
 mod signature;
 mod token_cache;
