@@ -357,19 +357,10 @@ pub(crate) fn check(args: &CheckArgs) -> Output {
         _ => vec![key.algorithm()],
     };
     policy = policy.algorithms(&algorithms);
-    if let Some(list) = &args.require {
-        let required =
-            Component::parse_list(list).map_err(|e| Failure::usage(format!("--require: {e}")))?;
-        policy = policy
-            .require_exactly(required)
-            .digest_rule(DigestRule::WhenCovered);
-    }
-    if let Some(label) = &args.label {
-        policy = policy.label(label.clone());
-    }
+    policy = overrides(policy, args)?;
     let now = args.now.unwrap_or_else(unix_now);
     let message = view(&request, args.scheme.as_str());
-    check_digests(&request)?;
+    check_digests(request.headers(), request.body())?;
     let prepared = Verifier::new(policy)
         .prepare(message, now)
         .map_err(rejected)?;
@@ -387,10 +378,24 @@ fn check_alg(args: &CheckArgs) -> Result<Option<Algorithm>, Failure> {
         .transpose()
 }
 
+/// The `--require` and `--label` overrides of a profile's policy.
+fn overrides(mut policy: VerifyPolicy, args: &CheckArgs) -> Result<VerifyPolicy, Failure> {
+    if let Some(list) = &args.require {
+        let required =
+            Component::parse_list(list).map_err(|e| Failure::usage(format!("--require: {e}")))?;
+        policy = policy
+            .require_exactly(required)
+            .digest_rule(DigestRule::WhenCovered);
+    }
+    if let Some(label) = &args.label {
+        policy = policy.label(label.clone());
+    }
+    Ok(policy)
+}
+
 /// A Content-Digest must match the body whether or not the signature covers it.
-fn check_digests(request: &RawRequest) -> Result<(), Failure> {
-    let digests: Vec<&[u8]> = request
-        .headers()
+fn check_digests(headers: &http::HeaderMap, body: &[u8]) -> Result<(), Failure> {
+    let digests: Vec<&[u8]> = headers
         .get_all(CONTENT_DIGEST)
         .iter()
         .map(http::HeaderValue::as_bytes)
@@ -398,7 +403,7 @@ fn check_digests(request: &RawRequest) -> Result<(), Failure> {
     if !digests.is_empty() {
         verify_content_digest(
             &digests.join(&b", "[..]),
-            request.body(),
+            body,
             &[DigestAlgorithm::Sha256, DigestAlgorithm::Sha512],
         )
         .map_err(|e| Failure::rejected(format!("content-digest: {e} ({})", e.code())))?;
@@ -427,35 +432,13 @@ fn check_response(args: &CheckArgs, key: &VerifyingKey, answered: &str) -> Outpu
         .window(args.max_age.unwrap_or(300), FUTURE_SKEW)
         .required_params(true, true, args.require_nonce)
         .algorithms(&[key.algorithm()]);
-    if let Some(list) = &args.require {
-        let required =
-            Component::parse_list(list).map_err(|e| Failure::usage(format!("--require: {e}")))?;
-        policy = policy
-            .require_exactly(required)
-            .digest_rule(DigestRule::WhenCovered);
-    }
-    if let Some(label) = &args.label {
-        policy = policy.label(label.clone());
-    }
+    policy = overrides(policy, args)?;
     let now = args.now.unwrap_or_else(unix_now);
     // The request as the client sent it: only what `;req` components read is used.
     let sent = view(&request, args.scheme.as_str());
     let message = ResponseView::from_parts(response.status(), response.headers(), response.body())
         .with_request(sent);
-    let digests: Vec<&[u8]> = response
-        .headers()
-        .get_all(CONTENT_DIGEST)
-        .iter()
-        .map(http::HeaderValue::as_bytes)
-        .collect();
-    if !digests.is_empty() {
-        verify_content_digest(
-            &digests.join(&b", "[..]),
-            response.body(),
-            &[DigestAlgorithm::Sha256, DigestAlgorithm::Sha512],
-        )
-        .map_err(|e| Failure::rejected(format!("content-digest: {e} ({})", e.code())))?;
-    }
+    check_digests(response.headers(), response.body())?;
     let prepared = Verifier::new(policy)
         .prepare(message, now)
         .map_err(rejected)?;
@@ -513,7 +496,7 @@ fn check_web_bot_auth(args: &CheckArgs) -> Output {
         policy = policy.label(label.clone());
     }
     let now = args.now.unwrap_or_else(unix_now);
-    check_digests(&request)?;
+    check_digests(request.headers(), request.body())?;
     let prepared = Verifier::new(policy)
         .prepare(view(&request, args.scheme.as_str()), now)
         .map_err(rejected)?;
