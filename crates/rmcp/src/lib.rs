@@ -33,8 +33,8 @@ pub use client::SigningClient;
 pub use grants::{DEFAULT_OPERATION, OperationMap, caller_identity, grants};
 pub use handler::{FORBIDDEN_CODE, GrantGuard, META_TOKEN_KEY, UNAUTHORIZED_CODE};
 pub use server::{GuardedService, Protected};
-pub use verify::VerifyingHttpClient;
 pub use session::SessionBindingExt;
+pub use verify::VerifyingHttpClient;
 /// The per-identity rate limit `Protected` applies by default (defined in vouch-tower).
 pub use vouch_tower::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND};
 /// The session binding `Protected` applies by default (defined in vouch-tower; give it rmcp's

@@ -97,7 +97,9 @@ impl VerifyingHttpClient {
         }
         for (name, value) in custom {
             if RESERVED.contains(&name.as_str()) {
-                return Err(StreamableHttpError::ReservedHeaderConflict(name.to_string()));
+                return Err(StreamableHttpError::ReservedHeaderConflict(
+                    name.to_string(),
+                ));
             }
             builder = builder.header(name, value);
         }
@@ -188,9 +190,9 @@ fn challenge(status: StatusCode, headers: &HeaderMap) -> Option<Error> {
     }
     let value = headers.get(header::WWW_AUTHENTICATE)?;
     let Ok(text) = value.to_str() else {
-        return Some(StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed(
-            "WWW-Authenticate is not text",
-        )));
+        return Some(StreamableHttpError::UnexpectedServerResponse(
+            Cow::Borrowed("WWW-Authenticate is not text"),
+        ));
     };
     Some(if status == StatusCode::UNAUTHORIZED {
         StreamableHttpError::AuthRequired(AuthRequiredError::new(text.to_owned()))
@@ -265,7 +267,9 @@ fn discover_refused(
     }
     let error = match serde_json::from_slice::<ServerJsonRpcMessage>(body) {
         Ok(ServerJsonRpcMessage::Error(e)) => e.error,
-        _ => ErrorData::invalid_request(format!("server/discover refused with HTTP {status}"), None),
+        _ => {
+            ErrorData::invalid_request(format!("server/discover refused with HTTP {status}"), None)
+        }
     };
     Some(StreamableHttpPostResponse::Json(
         ServerJsonRpcMessage::error(error, Some(request.id.clone())),
@@ -555,9 +559,7 @@ impl StreamableHttpClient for VerifyingHttpClient {
         }
         if !status.is_success() {
             return Err(status_error(status, response.headers()).unwrap_or(
-                StreamableHttpError::UnexpectedServerResponse(Cow::Owned(format!(
-                    "HTTP {status}"
-                ))),
+                StreamableHttpError::UnexpectedServerResponse(Cow::Owned(format!("HTTP {status}"))),
             ));
         }
         Ok(())
@@ -615,9 +617,7 @@ impl StreamableHttpClient for VerifyingHttpClient {
         }
         if !status.is_success() {
             return Err(status_error(status, response.headers()).unwrap_or(
-                StreamableHttpError::UnexpectedServerResponse(Cow::Owned(format!(
-                    "HTTP {status}"
-                ))),
+                StreamableHttpError::UnexpectedServerResponse(Cow::Owned(format!("HTTP {status}"))),
             ));
         }
         if !is_event_stream(response.headers()) {
@@ -649,7 +649,10 @@ mod tests {
     #[test]
     fn an_event_is_counted_up_to_its_blank_line() {
         let mut l = limit(10);
-        assert!(l.observe(b"data: 12\r\n\r\ndata: 34\n\ndata: 5\r\r").is_ok());
+        assert!(
+            l.observe(b"data: 12\r\n\r\ndata: 34\n\ndata: 5\r\r")
+                .is_ok()
+        );
         assert!(l.observe(b"data: 1\n").is_ok());
         // The same event goes on: 7 + 6 bytes.
         assert!(matches!(
