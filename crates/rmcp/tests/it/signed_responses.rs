@@ -22,7 +22,7 @@ use rmcp::transport::streamable_http_client::{
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use vouch_httpsig::SigningKey;
-use vouch_keys::{ShardedReplayStore, StaticResolver};
+use vouch_keys::{ShardedReplayStore, StaticResolver, jwk_thumbprint};
 use vouch_reqwest::{ResponseError, SentRequest, ServerKey, SigningMiddleware};
 use vouch_rmcp::{Origin, Protected, SigningClient};
 use vouch_token::KeyPair;
@@ -458,4 +458,53 @@ async fn the_get_stream_and_the_delete_are_checked_too() {
             .is_err_and(|e| e.to_string().contains(REFUSED)),
         "{deleted:?}"
     );
+}
+
+fn client_with(server: ServerKey) -> SigningClient<vouch_rmcp::VerifyingHttpClient> {
+    SigningClient::new(http_client(), signing_key(WORKER), WORKER)
+        .with_token(&worker_token(WORKER))
+        .unwrap()
+        .verify_responses(server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_server_key_is_resolved_by_keyid_and_checked() {
+    let url = spawn_signing(Mode::StatelessJson).await;
+    let public = KeyPair::from_seed(&[42; 32]).unwrap().public_key();
+    let pinned = ServerKey::pinned(
+        StaticResolver::new().with_ed25519(SERVER_KEYID, &public),
+        jwk_thumbprint(&public),
+    );
+    let client = connect(&url, client_with(pinned)).await.unwrap();
+    assert_eq!(add(&client).await.unwrap(), "3");
+
+    // The keyid resolves to another key than the pinned one.
+    let other = KeyPair::from_seed(&[43; 32]).unwrap().public_key();
+    let swapped = ServerKey::pinned(
+        StaticResolver::new().with_ed25519(SERVER_KEYID, &other),
+        jwk_thumbprint(&public),
+    );
+    let refused = connect(&url, client_with(swapped)).await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains(REFUSED)),
+        "{:?}",
+        refused.map(|_| ())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_over_the_body_cap_fails_the_call() {
+    let url = spawn_signing(Mode::StatelessJson).await;
+    let capped = verifying_client().max_response_bytes(64);
+    let refused = connect(&url, capped).await;
+    assert!(
+        refused.as_ref().is_err_and(|e| e.contains(REFUSED)),
+        "{:?}",
+        refused.map(|_| ())
+    );
+    // The same cap, large enough: the answers pass.
+    let client = connect(&url, verifying_client().max_response_bytes(1 << 16))
+        .await
+        .unwrap();
+    assert_eq!(add(&client).await.unwrap(), "3");
 }
