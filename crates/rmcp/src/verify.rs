@@ -672,6 +672,82 @@ mod tests {
         ));
     }
 
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn challenges_become_rmcp_auth_errors() {
+        let bearer = headers(&[("www-authenticate", r#"Bearer scope="tools:call""#)]);
+        assert!(matches!(
+            challenge(StatusCode::UNAUTHORIZED, &bearer),
+            Some(StreamableHttpError::AuthRequired(_))
+        ));
+        let Some(StreamableHttpError::InsufficientScope(e)) =
+            challenge(StatusCode::FORBIDDEN, &bearer)
+        else {
+            panic!("403 with a challenge is not an insufficient scope");
+        };
+        assert_eq!(e.get_required_scope(), Some("tools:call"));
+        // Without a challenge, or on another status, it is not an auth error.
+        assert!(challenge(StatusCode::UNAUTHORIZED, &HeaderMap::new()).is_none());
+        assert!(challenge(StatusCode::NOT_FOUND, &bearer).is_none());
+    }
+
+    #[test]
+    fn rate_limits_and_server_errors_keep_their_status() {
+        let retry = headers(&[("retry-after", "7")]);
+        let Some(StreamableHttpError::HttpStatus(e)) =
+            status_error(StatusCode::TOO_MANY_REQUESTS, &retry)
+        else {
+            panic!("429 is not a status error");
+        };
+        assert_eq!((e.status, e.retry_after.as_deref()), (429, Some("7")));
+        assert!(status_error(StatusCode::BAD_GATEWAY, &HeaderMap::new()).is_some());
+        assert!(status_error(StatusCode::BAD_REQUEST, &retry).is_none());
+    }
+
+    #[test]
+    fn a_refused_discover_falls_back_only_without_a_session() {
+        let discover: ClientJsonRpcMessage = serde_json::from_str(
+            r#"{"jsonrpc":"2.0","id":5,"method":"server/discover","params":{}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(
+            discover_refused(&discover, false, StatusCode::NOT_FOUND, b"not here"),
+            Some(StreamableHttpPostResponse::Json(
+                ServerJsonRpcMessage::Error(_),
+                None
+            ))
+        ));
+        assert!(discover_refused(&discover, true, StatusCode::NOT_FOUND, b"").is_none());
+        assert!(discover_refused(&discover, false, StatusCode::UNAUTHORIZED, b"").is_none());
+        assert!(discover_refused(&discover, false, StatusCode::BAD_GATEWAY, b"").is_none());
+    }
+
+    #[test]
+    fn media_types_are_read_from_a_single_content_type() {
+        assert!(is_json(&headers(&[(
+            "content-type",
+            "Application/JSON; charset=utf-8"
+        )])));
+        assert!(is_event_stream(&headers(&[(
+            "content-type",
+            "text/event-stream"
+        )])));
+        let mut two = headers(&[("content-type", "application/json")]);
+        two.append(
+            "content-type",
+            HeaderValue::from_static("text/event-stream"),
+        );
+        assert!(!is_json(&two) && !is_event_stream(&two));
+        assert!(!is_json(&HeaderMap::new()));
+    }
+
     #[test]
     fn scopes_are_read_quoted_or_bare() {
         assert_eq!(
