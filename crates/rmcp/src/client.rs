@@ -51,6 +51,10 @@ const SIGNED_HEADERS: [&str; 5] = [
 /// `serde_json::to_vec(message)` to the URI it is given, as rmcp's reqwest and Unix-socket
 /// clients do: the Content-Digest is computed over those bytes.
 ///
+/// rmcp's client reads the answers itself and takes any answer. To check that each one is signed
+/// by the server for the request it answers, use [`SigningClient::verify_responses`]: the
+/// requests then go through a [`VerifyingHttpClient`] instead.
+///
 /// Composes with rmcp's OAuth client: `AuthClient::new(SigningClient::new(..), manager)` hands
 /// the bearer token to this client, which covers the `Authorization` header with the signature.
 ///
