@@ -325,13 +325,13 @@ async fn relay(State(proxy): State<Proxy>, request: Request) -> Response {
     relayed
 }
 
-/// A signing server in JSON mode behind a man in the middle doing `attack`; the proxy's URL
+/// A signing server in `mode` behind a man in the middle doing `attack`; the proxy's URL
 /// (requests are signed for it) and its count of tampered answers.
-async fn behind_proxy(attack: Attack) -> (String, Arc<Mutex<usize>>) {
+async fn behind_proxy(attack: Attack, mode: Mode) -> (String, Arc<Mutex<usize>>) {
     let front = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let front_addr = front.local_addr().unwrap();
     let back = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = spawn_signing_as(Mode::StatelessJson, back, server_key(), front_addr).await;
+    let upstream = spawn_signing_as(mode, back, server_key(), front_addr).await;
     let proxy = Proxy {
         upstream,
         attack,
@@ -348,7 +348,7 @@ async fn behind_proxy(attack: Attack) -> (String, Arc<Mutex<usize>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_honest_relay_is_transparent_to_the_verifying_client() {
-    let (url, tampered) = behind_proxy(Attack::Nothing).await;
+    let (url, tampered) = behind_proxy(Attack::Nothing, Mode::StatelessJson).await;
     let client = connect(&url, verifying_client()).await.unwrap();
     assert_eq!(add(&client).await.unwrap(), "3");
     assert_eq!(*tampered.lock().unwrap(), 0);
@@ -356,7 +356,7 @@ async fn an_honest_relay_is_transparent_to_the_verifying_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_swapped_body_fails_the_call() {
-    let (url, tampered) = behind_proxy(Attack::SwapBody).await;
+    let (url, tampered) = behind_proxy(Attack::SwapBody, Mode::StatelessJson).await;
     // Without verification, the swap goes through: the attack is real.
     let plain = SigningClient::new(http_client(), signing_key(WORKER), WORKER)
         .with_token(&worker_token(WORKER))
@@ -375,17 +375,21 @@ async fn a_swapped_body_fails_the_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answer_replayed_onto_a_later_request_fails_the_call() {
-    let (url, tampered) = behind_proxy(Attack::Replay).await;
-    let client = connect(&url, verifying_client()).await.unwrap();
-    // The first answer is genuine; the second call gets it again, signed by the server and
-    // intact, but bound to the first request's signature.
-    assert_eq!(add(&client).await.unwrap(), "3");
-    let replayed = add(&client).await;
-    assert!(
-        replayed.as_ref().is_err_and(|e| e.contains(REFUSED)),
-        "{replayed:?}"
-    );
-    assert_eq!(*tampered.lock().unwrap(), 1);
+    // In session mode the answers are event streams, signed over their head: the binding to
+    // the request is in the head, so a replayed stream fails as a replayed JSON answer does.
+    for mode in [Mode::StatelessJson, Mode::Session] {
+        let (url, tampered) = behind_proxy(Attack::Replay, mode).await;
+        let client = connect(&url, verifying_client()).await.unwrap();
+        // The first answer is genuine; the second call gets it again, signed by the server and
+        // intact, but bound to the first request's signature.
+        assert_eq!(add(&client).await.unwrap(), "3", "{mode:?}");
+        let replayed = add(&client).await;
+        assert!(
+            replayed.as_ref().is_err_and(|e| e.contains(REFUSED)),
+            "{mode:?}: {replayed:?}"
+        );
+        assert_eq!(*tampered.lock().unwrap(), 1, "{mode:?}");
+    }
 }
 
 /// Initializes by hand through `client`; the session id the server assigned.
