@@ -1,6 +1,6 @@
-//! A signing MCP client: mints a root token, attenuates it for this agent, checks that the
-//! `protected_server` example signs its answers with the server key it expects (bound to the
-//! request, RFC 9421 §2.4), then calls it with every request signed.
+//! A signing MCP client: mints a root token, attenuates it for this agent, then calls the
+//! `protected_server` example with every request signed and every answer checked: it must be
+//! signed with the server key the client expects, for the request it answers (RFC 9421 §2.4).
 //!
 //! ```text
 //! cargo run -p vouch-examples --example protected_server &
@@ -12,7 +12,7 @@ use rmcp::model::{CallToolRequestParams, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use vouch_httpsig::SigningKey;
-use vouch_reqwest::{SentRequest, ServerKey, SigningMiddleware};
+use vouch_reqwest::ServerKey;
 use vouch_rmcp::SigningClient;
 use vouch_token::{KeyPair, Restriction, Token};
 
@@ -44,40 +44,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .ttl(300),
     )?;
 
-    // The server's answer must be signed with its key (seed [7; 32], known beforehand), for
-    // this very request: an unsigned, foreign or replayed answer is refused here.
+    // Every answer must be signed with the server's key (seed [7; 32], known beforehand), for
+    // the very request it answers: an unsigned, foreign, replayed or altered answer fails the
+    // call.
     let server = ServerKey::fixed(SigningKey::ed25519_from_seed(&[7; 32])?.verifying_key()?);
-    let signer = SigningMiddleware::new(SigningKey::ed25519_from_seed(&[1; 32])?, AGENT)
-        .verify_responses(server);
-    let mut ping = reqwest::Client::new()
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("x-mcpvault-token", token.seal()?.to_base64())
-        .body(r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"check","version":"1"}}}"#)
-        .build()?;
-    signer.sign_request(&mut ping)?;
-    let sent = SentRequest::of(&ping);
-    let answer = signer
-        .check_response(&sent, reqwest::Client::new().execute(ping).await?)
-        .await?;
-    println!(
-        "the server's answer is signed by its key: {}",
-        answer.status()
-    );
-
     let client = SigningClient::new(
         reqwest::Client::new(),
         SigningKey::ed25519_from_seed(&[1; 32])?,
         AGENT,
     )
-    .with_token(&token.to_base64())?;
+    .with_token(&token.to_base64())?
+    .verify_responses(server);
     let mcp = ClientConfig::default()
         .serve(StreamableHttpClientTransport::with_client(
             client,
             StreamableHttpClientTransportConfig::with_uri(url),
         ))
         .await?;
+    println!("initialized: the server's answers are signed by its key");
     let tools = mcp.list_all_tools().await?;
     println!(
         "tools this token sees: {:?}",

@@ -17,7 +17,9 @@ use rmcp::transport::streamable_http_client::{
 };
 use sse_stream::Sse;
 use vouch_httpsig::SigningKey;
-use vouch_reqwest::{SignError, SigningMiddleware, TokenMiddleware};
+use vouch_reqwest::{ServerKey, SignError, SigningMiddleware, TokenMiddleware};
+
+use crate::VerifyingHttpClient;
 
 type Headers = HashMap<HeaderName, HeaderValue>;
 
@@ -48,6 +50,10 @@ const SIGNED_HEADERS: [&str; 5] = [
 /// limits, error classification). The wrapped client must send the message as
 /// `serde_json::to_vec(message)` to the URI it is given, as rmcp's reqwest and Unix-socket
 /// clients do: the Content-Digest is computed over those bytes.
+///
+/// rmcp's client reads the answers itself and takes any answer. To check that each one is signed
+/// by the server for the request it answers, use [`SigningClient::verify_responses`]: the
+/// requests then go through a [`VerifyingHttpClient`] instead.
 ///
 /// Composes with rmcp's OAuth client: `AuthClient::new(SigningClient::new(..), manager)` hands
 /// the bearer token to this client, which covers the `Authorization` header with the signature.
@@ -131,7 +137,62 @@ impl<C> SigningClient<C> {
     pub fn get_ref(&self) -> &C {
         &self.inner
     }
+}
 
+impl SigningClient<reqwest::Client> {
+    /// Verifies every answer: it must be signed by `server` under vouch's response profile,
+    /// bound to the request it answers (`;req`: its method, target URI and signature) and
+    /// fresh, or the call fails. An unsigned answer, one signed with another key or for another
+    /// request, or one whose body does not match its Content-Digest never reaches rmcp; the
+    /// detail goes to `tracing`.
+    ///
+    /// The client then sends through a [`VerifyingHttpClient`] over the same `reqwest::Client`
+    /// instead of rmcp's own implementation: it reads each answer's head, checks it, reads a
+    /// JSON body whole (up to rmcp's JSON response limit and
+    /// [`max_response_bytes`](SigningClient::max_response_bytes), 4 MiB by default) and checks
+    /// its digest before parsing it. An event stream (`text/event-stream`, the SSE answers of
+    /// session mode and the `GET` stream) is checked on its head only: the signature does not
+    /// cover its events, which is what vouch's response profile signs for streams.
+    ///
+    /// The server must sign its answers ([`Protected::sign_responses`](crate::Protected::sign_responses)).
+    /// Refusals it cannot bind to a request (a 401 from the signature layer) are unsigned and
+    /// fail the call like any other unsigned answer.
+    ///
+    /// ```no_run
+    /// # fn demo(key: vouch_httpsig::SigningKey, server: vouch_httpsig::VerifyingKey, token: &str) -> Result<(), Box<dyn std::error::Error>> {
+    /// use vouch_reqwest::ServerKey;
+    /// use vouch_rmcp::SigningClient;
+    ///
+    /// let client = SigningClient::new(reqwest::Client::new(), key, "worker@agents.example")
+    ///     .with_token(token)?
+    ///     .verify_responses(ServerKey::fixed(server));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn verify_responses(self, server: ServerKey) -> SigningClient<VerifyingHttpClient> {
+        let signer = Arc::new(SigningMiddleware::clone(&self.signer).verify_responses(server));
+        SigningClient {
+            inner: VerifyingHttpClient::new(self.inner, signer.clone()),
+            signer,
+            token: self.token,
+        }
+    }
+}
+
+impl SigningClient<VerifyingHttpClient> {
+    /// The largest answer body read to be checked (default
+    /// [`vouch_reqwest::DEFAULT_MAX_RESPONSE_BYTES`], 4 MiB); a larger one fails the call. rmcp's
+    /// own JSON response limit applies too: the smaller wins.
+    #[must_use]
+    pub fn max_response_bytes(mut self, max: usize) -> Self {
+        let signer = Arc::new(SigningMiddleware::clone(&self.signer).max_response_bytes(max));
+        self.inner = VerifyingHttpClient::new(self.inner.get_ref().clone(), signer.clone());
+        self.signer = signer;
+        self
+    }
+}
+
+impl<C> SigningClient<C> {
     /// Computes the signature headers for one request and adds them (and the token) to `headers`.
     fn sign<E>(
         &self,

@@ -9,6 +9,9 @@
 //!
 //! **Client.** [`SigningClient`] is an rmcp `StreamableHttpClient` that signs every request
 //! rmcp makes and attaches the capability token; it composes with rmcp's OAuth `AuthClient`.
+//! With [`SigningClient::verify_responses`] it also checks the server's signature on every
+//! answer (a server signing with [`Protected::sign_responses`]) and fails the call on an
+//! unsigned or mismatched one.
 //!
 //! The tool → operation mapping ([`OperationMap`]) defaults from MCP tool annotations:
 //! `readOnlyHint` → `read`, `destructiveHint` → `write`, otherwise `execute`.
@@ -24,12 +27,14 @@ mod grants;
 mod handler;
 mod server;
 mod session;
+mod verify;
 
 pub use client::SigningClient;
 pub use grants::{DEFAULT_OPERATION, OperationMap, caller_identity, grants};
 pub use handler::{FORBIDDEN_CODE, GrantGuard, META_TOKEN_KEY, UNAUTHORIZED_CODE};
 pub use server::{GuardedService, Protected};
 pub use session::SessionBindingExt;
+pub use verify::VerifyingHttpClient;
 /// The per-identity rate limit `Protected` applies by default (defined in vouch-tower).
 pub use vouch_tower::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND};
 /// The session binding `Protected` applies by default (defined in vouch-tower; give it rmcp's
