@@ -116,6 +116,7 @@ pub use message::{Message, RequestView, ResponseView};
 pub use params::Params;
 pub use policy::{
     AlgParam, DEFAULT_TOKEN_HEADER, DigestRule, KeyidRule, RESPONSE_LABEL, VerifyPolicy,
+    is_event_stream, media_type_is,
 };
 pub use replay::{MemoryReplayGuard, ReplayFuture, ReplayGuard, ReplayKey};
 pub use sign::{

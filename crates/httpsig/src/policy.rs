@@ -73,6 +73,27 @@ pub enum AlgParam {
     Ignored,
 }
 
+/// True if `headers` hold exactly one `Content-Type` whose media type (parameters ignored, case
+/// insensitive) is `media`. Two `Content-Type` lines are never a match.
+pub fn media_type_is(headers: &http::HeaderMap, media: &str) -> bool {
+    let mut lines = headers.get_all(http::header::CONTENT_TYPE).iter();
+    let (Some(only), None) = (lines.next(), lines.next()) else {
+        return false;
+    };
+    only.as_bytes()
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii()
+        .eq_ignore_ascii_case(media.as_bytes())
+}
+
+/// True for an event stream: a single `Content-Type` of `text/event-stream`. Such responses are
+/// signed over their head only ([`DigestRule::UnlessEventStream`]).
+pub fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    media_type_is(headers, "text/event-stream")
+}
+
 /// A verification policy.
 ///
 /// [`VerifyPolicy::mcp`] is the default profile for MCP servers; [`VerifyPolicy::envoys`] accepts

@@ -370,21 +370,9 @@ fn nonce_has_bytes(nonce: &str, min: usize) -> bool {
 /// (parameters allowed). Only a covered Content-Type counts: otherwise anyone on the path could
 /// relabel a signed JSON answer as a stream and drop the body binding.
 fn is_signed_event_stream(message: &Message<'_>, components: &[Component]) -> bool {
-    if !matches!(message, Message::Response(_)) || !covers_plain(components, "content-type") {
-        return false;
-    }
-    let mut lines = message.headers().get_all(http::header::CONTENT_TYPE).iter();
-    let (Some(only), None) = (lines.next(), lines.next()) else {
-        return false;
-    };
-    let media = only
-        .as_bytes()
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default();
-    media
-        .trim_ascii()
-        .eq_ignore_ascii_case(b"text/event-stream")
+    matches!(message, Message::Response(_))
+        && covers_plain(components, "content-type")
+        && crate::policy::is_event_stream(message.headers())
 }
 
 impl Prepared {

@@ -156,7 +156,7 @@ impl ResponseCheck {
     ) -> Result<Response, ResponseError> {
         let uri = request.uri.as_ref().ok_or(ResponseError::BadRequest)?;
         let sent = RequestView::from_parts(&request.method, uri, &request.signature, &[]);
-        if is_event_stream(response.headers()) {
+        if vouch_httpsig::is_event_stream(response.headers()) {
             // Signed over the head only: check it and hand the stream on unread.
             let view = ResponseView::from_parts(response.status(), response.headers(), &[])
                 .with_request(sent);
@@ -206,20 +206,4 @@ impl ResponseCheck {
         prepared.verify(&key).map_err(ResponseError::Rejected)?;
         Ok(())
     }
-}
-
-/// True if the single Content-Type is `text/event-stream`.
-fn is_event_stream(headers: &http::HeaderMap) -> bool {
-    let mut lines = headers.get_all(http::header::CONTENT_TYPE).iter();
-    let (Some(only), None) = (lines.next(), lines.next()) else {
-        return false;
-    };
-    let media = only
-        .as_bytes()
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default();
-    media
-        .trim_ascii()
-        .eq_ignore_ascii_case(b"text/event-stream")
 }

@@ -22,6 +22,7 @@ use rmcp::transport::streamable_http_client::{
     StreamableHttpError, StreamableHttpPostResponse, StreamableHttpResponseLimits,
 };
 use sse_stream::{Sse, SseStream};
+use vouch_httpsig::{is_event_stream, media_type_is};
 use vouch_reqwest::{ResponseError, SentRequest, SigningMiddleware};
 
 #[cfg(doc)]
@@ -151,24 +152,6 @@ fn refused(e: ResponseError) -> Error {
     StreamableHttpError::UnexpectedServerResponse(Cow::Borrowed(
         "answer refused: not signed by the server for this request",
     ))
-}
-
-/// True if the single Content-Type's media type is `media`.
-fn media_type_is(headers: &HeaderMap, media: &str) -> bool {
-    let mut lines = headers.get_all(header::CONTENT_TYPE).iter();
-    let (Some(only), None) = (lines.next(), lines.next()) else {
-        return false;
-    };
-    only.as_bytes()
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii()
-        .eq_ignore_ascii_case(media.as_bytes())
-}
-
-fn is_event_stream(headers: &HeaderMap) -> bool {
-    media_type_is(headers, "text/event-stream")
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -91,7 +91,7 @@ impl ResponseSigningLayer {
         for name in ["signature", "signature-input", "content-digest"] {
             parts.headers.remove(name);
         }
-        if is_event_stream(&parts) {
+        if vouch_httpsig::is_event_stream(&parts.headers) {
             return match self.apply(&mut parts, &[], request) {
                 Ok(()) => Response::from_parts(parts, Body::new(body)),
                 Err(()) => internal_error(),
@@ -128,22 +128,6 @@ impl ResponseSigningLayer {
             |e| tracing::error!(detail = %e, "response could not be signed: answering 500"),
         )
     }
-}
-
-/// True if the response is an event stream (its single Content-Type is `text/event-stream`).
-fn is_event_stream(parts: &Parts) -> bool {
-    let mut lines = parts.headers.get_all(http::header::CONTENT_TYPE).iter();
-    let (Some(only), None) = (lines.next(), lines.next()) else {
-        return false;
-    };
-    let media = only
-        .as_bytes()
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default();
-    media
-        .trim_ascii()
-        .eq_ignore_ascii_case(b"text/event-stream")
 }
 
 /// The answer when a response cannot be signed: 500, unsigned, no detail.

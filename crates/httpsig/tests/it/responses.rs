@@ -285,3 +285,34 @@ fn req_components_need_the_request_and_a_response() {
         Err(Error::ComponentUnavailable(_))
     ));
 }
+
+#[test]
+fn an_event_stream_is_one_content_type_line_of_that_media_type() {
+    let headers = |lines: &[&str]| {
+        let mut map = http::HeaderMap::new();
+        for line in lines {
+            map.append(http::header::CONTENT_TYPE, line.parse().unwrap());
+        }
+        map
+    };
+    assert!(is_event_stream(&headers(&["text/event-stream"])));
+    assert!(is_event_stream(&headers(&[
+        " Text/Event-Stream ; charset=utf-8"
+    ])));
+    assert!(!is_event_stream(&headers(&[])));
+    assert!(!is_event_stream(&headers(&["application/json"])));
+    assert!(!is_event_stream(&headers(&["text/event-streams"])));
+    // Two lines are never an event stream, whichever comes first.
+    assert!(!is_event_stream(&headers(&[
+        "text/event-stream",
+        "application/json"
+    ])));
+    assert!(!is_event_stream(&headers(&[
+        "application/json",
+        "text/event-stream"
+    ])));
+    assert!(media_type_is(
+        &headers(&["application/json; charset=utf-8"]),
+        "application/json"
+    ));
+}
