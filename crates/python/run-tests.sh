@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the `vouch` Python package into a venv under target/ and runs its pytest suite.
+# Usage: crates/python/run-tests.sh [pytest args...]   (from anywhere in the workspace)
+# Needs python3 >= 3.10 with venv, and network access to PyPI for maturin and pytest.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+target="${CARGO_TARGET_DIR:-$root/target}"
+venv="$target/python-venv"
+python="${PYTHON:-python3}"
+
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    echo "run-tests.sh: $python is older than 3.10" >&2
+    exit 1
+fi
+if [ ! -x "$venv/bin/python" ]; then
+    "$python" -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2" "pytest>=8"
+# maturin builds the abi3 extension with cargo (into $CARGO_TARGET_DIR) and installs it
+# into the venv, with the pure-Python half from python/.
+export CARGO_TARGET_DIR="$target"
+(cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --quiet)
+exec "$venv/bin/python" -m pytest "$here/tests" "$@"
