@@ -18,9 +18,11 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2" "pytest>=8"
+"$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2" "pytest>=8" "mypy>=1.10"
 # maturin builds the abi3 extension with cargo (into $CARGO_TARGET_DIR) and installs it
 # into the venv, with the pure-Python half from python/.
 export CARGO_TARGET_DIR="$target"
 (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --quiet)
+# The stubs must match the module as built (names, signatures, classes).
+(cd "$here" && "$venv/bin/python" -m mypy.stubtest vouch)
 exec "$venv/bin/python" -m pytest "$here/tests" "$@"

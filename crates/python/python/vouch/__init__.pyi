@@ -1,5 +1,20 @@
 from typing import Any, ClassVar, TypedDict
 
+__all__ = [
+    "Claims",
+    "Facts",
+    "Forbidden",
+    "InvalidToken",
+    "MissingToken",
+    "VouchError",
+    "attenuate",
+    "generate_keypair",
+    "inspect",
+    "mint",
+    "seal",
+    "verify",
+]
+
 class Claims(TypedDict, total=False):
     """The claims of `mint` and `attenuate`: the seed's keys plus vouch's.
 
@@ -33,6 +48,7 @@ class Facts(TypedDict):
     audience: list[str] | None
     holder: str | None
     revocation_ids: list[str]
+
 
 class VouchError(Exception):
     """Base of the token errors."""
