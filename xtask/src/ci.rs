@@ -15,6 +15,9 @@ pub(crate) enum Step {
     Test,
     /// rustdoc with warnings denied.
     Doc,
+    /// The `vouch` Python package (crates/python): `run-tests.sh` builds it with maturin into a
+    /// venv under target/ and runs mypy.stubtest and its pytest suite.
+    Python,
     /// Interop with real peers (`cargo xtask interop`).
     Interop,
     /// End-to-end tests of `vouch gateway` with a Python FastMCP upstream and real clients.
@@ -26,11 +29,12 @@ pub(crate) enum Step {
     Fuzz,
 }
 
-const ALL: [Step; 8] = [
+const ALL: [Step; 9] = [
     Step::Fmt,
     Step::Clippy,
     Step::Test,
     Step::Doc,
+    Step::Python,
     Step::Interop,
     Step::Gateway,
     Step::Authz,
@@ -84,6 +88,11 @@ pub(crate) fn run_step(step: Step) -> Result {
             "--all-features",
             "--locked",
         ])),
+        Step::Python => exec(
+            std::process::Command::new("bash")
+                .arg(crate::root().join("crates/python/run-tests.sh"))
+                .current_dir(crate::root()),
+        ),
         Step::Interop => crate::interop::run(),
         Step::Gateway => crate::gateway::run(),
         Step::Authz => crate::authz::run(),
@@ -132,6 +141,7 @@ fn step_name(step: Step) -> &'static str {
         Step::Clippy => "clippy",
         Step::Test => "test",
         Step::Doc => "doc",
+        Step::Python => "python",
         Step::Interop => "interop",
         Step::Gateway => "gateway",
         Step::Authz => "authz",

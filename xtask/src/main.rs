@@ -29,11 +29,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Every check CI runs: fmt, clippy, tests (with doctests), docs, interop, the gateway's
-    /// end-to-end tests, `vouch authz` behind Envoy, fuzz smoke run.
+    /// Every check CI runs: fmt, clippy, tests (with doctests), docs, the Python package's
+    /// tests, interop, the gateway's end-to-end tests, `vouch authz` behind Envoy, fuzz smoke run.
     Ci {
-        /// Run only these steps (fmt, clippy, test, doc, interop, gateway, authz, fuzz); all
-        /// when none is given.
+        /// Run only these steps (fmt, clippy, test, doc, python, interop, gateway, authz, fuzz);
+        /// all when none is given.
         steps: Vec<ci::Step>,
     },
     /// Criterion benches, then a summary table with vouch/peer ratios.

@@ -151,7 +151,10 @@ fn seal(token: &str) -> PyResult<String> {
 /// the seed's shape. The GIL is released while the signatures are checked.
 #[pyfunction]
 #[pyo3(signature = (token, public, *, tool=None, op=None, caller=None, audience=None, now=None))]
-#[allow(clippy::too_many_arguments, reason = "Python keyword arguments, not a Rust API")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "Python keyword arguments, not a Rust API"
+)]
 fn verify(
     py: Python<'_>,
     token: Option<&str>,
