@@ -40,7 +40,7 @@ pub(crate) struct Claims {
 }
 
 fn bad(key: &str, why: &str) -> PyErr {
-    PyValueError::new_err(format!("claims[{key:?}]: {why}"))
+    PyValueError::new_err(format!("{key}: {why}"))
 }
 
 fn string(v: &Bound<'_, PyAny>, key: &str) -> PyResult<String> {
@@ -61,7 +61,7 @@ fn strings(v: &Bound<'_, PyAny>, key: &str) -> PyResult<Vec<String>> {
 }
 
 /// A non-negative int that fits 64 bits; a bool is refused.
-fn unsigned(v: &Bound<'_, PyAny>, key: &str) -> PyResult<u64> {
+pub(crate) fn unsigned(v: &Bound<'_, PyAny>, key: &str) -> PyResult<u64> {
     if v.is_instance_of::<PyBool>() {
         return Err(bad(key, "expected an int, not a bool"));
     }

@@ -163,10 +163,11 @@ fn verify(
     op: Option<String>,
     caller: Option<String>,
     audience: Option<String>,
-    now: Option<u64>,
+    now: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Py<PyAny>> {
     let token = received_token(token)?;
     let root = public_key(public)?;
+    let now = now.map(|n| claims::unsigned(n, "now")).transpose()?;
     if op.is_some() && tool.is_none() {
         return Err(pyo3::exceptions::PyValueError::new_err("op needs a tool"));
     }

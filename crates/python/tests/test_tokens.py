@@ -278,6 +278,16 @@ def test_weak_public_key_is_refused(root_token):
         vouch.verify(root_token, "00" * 32)
 
 
+@pytest.mark.parametrize(
+    "now, message",
+    [(True, "not a bool"), (-1, "from 0"), (2**64, "from 0"), (1.5, "expected an int"), ("1", "expected an int")],
+)
+def test_strict_now(keys, root_token, now, message):
+    _, public = keys
+    with pytest.raises(ValueError, match=f"^now: .*{message}"):
+        vouch.verify(root_token, public, now=now)
+
+
 def test_op_without_tool_is_refused(keys, root_token):
     _, public = keys
     with pytest.raises(ValueError, match="op needs a tool"):
