@@ -20,16 +20,16 @@ use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
 use tower_service::Service;
 use vouch_httpsig::{Component, RequestView, SigningKey, mcp_content_digest, mcp_spec, sign};
 use vouch_tower::{Grants, VerifiedCaller};
 
-use crate::filter::{Lister, SseFilter};
+use crate::filter::SseFilter;
 use crate::headers::{
     GRANTS_HEADER, IDENTITY_HEADER, KEYID_HEADER, scrub_request, strip_hop_by_hop,
 };
 use crate::response::error;
+use vouch_tower::tools_list::{ToolsListFilter, listing_id};
 
 /// Where requests go: an `http://` or `https://` URL, split once.
 #[derive(Clone, Debug)]
@@ -246,21 +246,6 @@ impl Service<Request<Body>> for Forward {
     }
 }
 
-/// The id of a `tools/list` request, if the body is one.
-fn listing_id(body: &[u8]) -> Option<Value> {
-    // The capability layer's parse builds no tree: most messages are not listings, and only a
-    // listing is parsed again for its id.
-    let method = vouch_tower::jsonrpc::parse(body).ok()?;
-    if method.method()? != "tools/list" {
-        return None;
-    }
-    let message: Value = serde_json::from_slice(body).ok()?;
-    if message.get("method")?.as_str()? != "tools/list" {
-        return None;
-    }
-    message.get("id").cloned()
-}
-
 /// The value of `X-Vouch-Grants`: base64url without padding of the facts' JSON.
 pub(crate) fn grants_value(grants: &Grants) -> Option<HeaderValue> {
     let json = serde_json::to_vec(grants.facts()).ok()?;
@@ -292,10 +277,13 @@ impl Forward {
         };
         let bytes: Bytes = collected.to_bytes();
         let lister = grants.and_then(|grants| {
-            listing_id(&bytes).map(|id| Lister {
-                id,
-                facts: grants.facts().clone(),
-                operations: config.operations.clone(),
+            listing_id(&bytes).map(|id| {
+                ToolsListFilter::new(
+                    id,
+                    grants.facts().clone(),
+                    config.operations.clone(),
+                    config.max_filtered_bytes,
+                )
             })
         });
 
@@ -355,7 +343,7 @@ impl Forward {
         };
         if is_media_type(&parts.headers, "text/event-stream") {
             parts.headers.remove(CONTENT_LENGTH);
-            let filtered = SseFilter::new(body, lister, config.max_filtered_bytes);
+            let filtered = SseFilter::new(body, lister);
             return Response::from_parts(parts, Body::new(filtered));
         }
         if is_media_type(&parts.headers, "application/json") {

@@ -17,6 +17,9 @@
 //! with MCP's `HeaderMismatch` before any grant decision). An authorizer that does not see the
 //! body can decide on those signed headers alone ([`SignatureLayer::headers_only`],
 //! [`CapabilityLayer::headers_only`]) when the upstream runs a [`DigestCheckLayer`].
+//!
+//! [`tools_list`] narrows `tools/list` answers (JSON or SSE) to the tools a token grants,
+//! without I/O, for hosts that see the upstream's answer (the gateway, the Python middleware).
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -37,6 +40,7 @@ mod response_signing;
 mod serve;
 mod session;
 mod signature;
+pub mod tools_list;
 
 pub use audit::{AuditHook, Decision, SigningStats, StatsSnapshot};
 pub use capability::{CapabilityPipeline, CapabilityRejection, TOKEN_HEADER, TokenCache};

@@ -3,7 +3,7 @@
 use super::*;
 use vouch_token::{Access, KeyPair, Restriction, Token, Verifier};
 
-fn lister() -> Lister {
+fn lister() -> ToolsListFilter {
     let root = KeyPair::from_seed(&[7; 32]).unwrap();
     let token = Token::mint(
         &root,
@@ -15,11 +15,7 @@ fn lister() -> Lister {
     let facts = Verifier::new(root.public_key())
         .verify(&token, &Access::now())
         .unwrap();
-    Lister {
-        id: Value::from(3),
-        facts,
-        operations: Arc::new(BTreeMap::new()),
-    }
+    ToolsListFilter::new(Value::from(3), facts, Arc::new(BTreeMap::new()), 1024)
 }
 
 const LIST: &str =
@@ -69,4 +65,69 @@ fn json_bodies_are_filtered() {
         serde_json::json!([{"name": "search"}])
     );
     assert!(lister().filter_json(b"not json").is_err());
+}
+
+#[test]
+fn chunks_are_split_into_events_wherever_they_break() {
+    let stream = format!(
+        ": keep-alive\r\n\r\ndata: {LIST}\r\n\r\ndata: {{\"jsonrpc\":\"2.0\",\"method\":\"x\"}}\n\n"
+    );
+    let whole: Vec<Bytes> = {
+        let mut l = lister();
+        let mut out = l.push(stream.as_bytes()).unwrap();
+        out.extend(l.finish());
+        out
+    };
+    assert_eq!(whole.len(), 3);
+    assert!(std::str::from_utf8(&whole[1]).unwrap().contains("search"));
+    assert!(!std::str::from_utf8(&whole[1]).unwrap().contains("drop"));
+    // Byte by byte: the same events, none early, none lost.
+    let mut l = lister();
+    let mut out = Vec::new();
+    for b in stream.as_bytes() {
+        out.extend(l.push(std::slice::from_ref(b)).unwrap());
+    }
+    out.extend(l.finish());
+    assert_eq!(out, whole);
+    assert!(!l.is_holding());
+}
+
+#[test]
+fn an_unterminated_last_event_is_filtered_too() {
+    let mut l = lister();
+    assert!(
+        l.push(format!("data: {LIST}").as_bytes())
+            .unwrap()
+            .is_empty()
+    );
+    assert!(l.is_holding());
+    let out = l.finish();
+    assert_eq!(out.len(), 1);
+    assert!(!std::str::from_utf8(&out[0]).unwrap().contains("drop"));
+}
+
+#[test]
+fn an_event_over_the_bound_ends_the_stream() {
+    let mut l = lister();
+    let big = format!("data: {}", "x".repeat(2000));
+    assert_eq!(l.push(big.as_bytes()), Err(EventTooLarge));
+    assert!(!l.is_holding());
+}
+
+#[test]
+fn only_listings_are_recognised() {
+    assert_eq!(
+        listing_id(br#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#),
+        Some(Value::from(9))
+    );
+    assert_eq!(
+        listing_id(br#"{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"a"}}"#),
+        None
+    );
+    assert_eq!(listing_id(b"not json"), None);
+    // Duplicate keys are ambiguous: not a listing to filter (the capability layer refuses it).
+    assert_eq!(
+        listing_id(br#"{"jsonrpc":"2.0","id":9,"method":"x","method":"tools/list"}"#),
+        None
+    );
 }
