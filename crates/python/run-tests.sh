@@ -18,11 +18,15 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2" "pytest>=8" "mypy>=1.10"
+"$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2" "pytest>=8" "mypy>=1.10" \
+    "httpx>=0.27,<1" "mcp>=1.9,<2" "anyio>=4,<5" "uvicorn>=0.30,<1"
 # maturin builds the abi3 extension with cargo (into $CARGO_TARGET_DIR) and installs it
 # into the venv, with the pure-Python half from python/.
 export CARGO_TARGET_DIR="$target"
 (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --quiet)
+# The signer tests check Python-signed requests with the real `vouch` command, and talk MCP
+# through `vouch gateway`: build it into the same target dir (tests/signer_support.py finds it).
+cargo build --quiet -p vouch-cli --bin vouch
 # The stubs must match the module as built (names, signatures, classes).
 (cd "$here" && "$venv/bin/python" -m mypy.stubtest vouch)
 exec "$venv/bin/python" -m pytest "$here/tests" "$@"
