@@ -25,8 +25,10 @@ fi
 export CARGO_TARGET_DIR="$target"
 (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --quiet)
 # The signer tests check Python-signed requests with the real `vouch` command, and talk MCP
-# through `vouch gateway`: build it into the same target dir (tests/signer_support.py finds it).
+# through `vouch gateway` and to the protected rmcp example: build both into the same target
+# dir (the tests find them there, and fail if they are missing).
 cargo build --quiet -p vouch-cli --bin vouch
+cargo build --quiet -p vouch-examples --example protected_server
 # The stubs must match the module as built (names, signatures, classes).
 (cd "$here" && "$venv/bin/python" -m mypy.stubtest vouch)
 exec "$venv/bin/python" -m pytest "$here/tests" "$@"
