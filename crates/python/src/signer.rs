@@ -269,9 +269,7 @@ impl Signer {
         if let Some(t) = &tag {
             param_string(t, "tag")?;
         }
-        let expires_in = expires_in
-            .map(|e| unsigned(e, "expires_in"))
-            .transpose()?;
+        let expires_in = expires_in.map(|e| unsigned(e, "expires_in")).transpose()?;
         if expires_in == Some(0) {
             return Err(value_error("expires_in: must be at least 1 second"));
         }
@@ -408,9 +406,8 @@ impl Signer {
                     String::from_utf8_lossy(name)
                 ))
             })?;
-            let v = HeaderValue::from_bytes(value).map_err(|_| {
-                usage(format!("headers: the value of {n} is not a header value"))
-            })?;
+            let v = HeaderValue::from_bytes(value)
+                .map_err(|_| usage(format!("headers: the value of {n} is not a header value")))?;
             headers.append(n, v);
         }
         if label_taken(&headers) {
