@@ -247,3 +247,24 @@ def test_a_redirect_sent_again_through_the_client_is_signed_anew(agent, token):
     second = rec.sent[1]
     assert len(second.headers.get_list("signature")) == 1
     assert accepted(check(raw_of(second), agent[1]))["keyid"] == KEYID
+
+
+def test_httpx_forwards_the_token_on_a_cross_origin_redirect(agent, token):
+    """A hazard of httpx, not of VouchAuth: with follow_redirects=True httpx drops only
+    Authorization on a redirect to another origin, so the token header goes along (sealed, and
+    useless without the holder's key when bound: see test_httpx_mcp). The MCP SDK follows
+    redirects only within the origin; with plain httpx, leave follow_redirects off or bind the
+    token (`holder`)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "127.0.0.1":
+            return httpx.Response(307, headers={"Location": "http://elsewhere.example/x"})
+        return httpx.Response(200)
+
+    rec = Recorder(answer)
+    with client(VouchAuth(Signer(agent[0], KEYID), token), rec, follow_redirects=True) as c:
+        c.post(URL, json=MESSAGE)
+    first, second = rec.sent
+    assert second.url.host == "elsewhere.example"
+    assert second.headers["x-mcpvault-token"] == first.headers["x-mcpvault-token"]
+    assert vouch.inspect(second.headers["x-mcpvault-token"])["sealed"] is True

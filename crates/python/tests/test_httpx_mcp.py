@@ -26,6 +26,7 @@ from vouch import Signer
 from vouch.httpx import VouchAuth
 
 KEYID = "https://agents.example/agents/worker@agents.example"
+THIEF = "https://agents.example/agents/thief@agents.example"
 SERVER = ROOT / "examples" / "gateway" / "server.py"
 DEADLINE = 30  # seconds a process gets to start, or a session to finish: a hang fails, not blocks
 
@@ -87,7 +88,12 @@ def token(root) -> str:
 
 
 @pytest.fixture(scope="module")
-def gateway(agent, root, tmp_path_factory) -> Iterator[Gateway]:
+def thief() -> tuple[str, str]:
+    return vouch.generate_keypair()
+
+
+@pytest.fixture(scope="module")
+def gateway(agent, thief, root, tmp_path_factory) -> Iterator[Gateway]:
     work = tmp_path_factory.mktemp("gateway")
     up_port, gw_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
@@ -109,6 +115,7 @@ def gateway(agent, root, tmp_path_factory) -> Iterator[Gateway]:
                 "--listen", f"127.0.0.1:{gw_port}",
                 "--origin", origin,
                 "--agent", f"{KEYID}={agent[1]}",
+                "--agent", f"{THIEF}={thief[1]}",  # a known agent, but not the token's holder
                 "--root", root[1],
                 "--op", "whoami:read", "--op", "slow_count:read", "--op", "delete_records:write",
                 "--log-format", "json",
@@ -266,3 +273,19 @@ def test_the_other_profiles_against_a_gateway_for_them(agent, root, profile, tmp
     finally:
         gw.terminate()
         gw.wait(timeout=10)
+
+
+def test_a_leaked_token_is_useless_to_another_known_agent(gateway, thief, token):
+    """The token is bound to the worker's keyid: a known agent that got hold of it (say, through
+    a redirect httpx followed to its host: see test_httpx_auth) cannot use it."""
+    auth = VouchAuth(Signer(thief[0], THIEF), token)
+    before = len(gateway.decisions())
+
+    async def body(session: ClientSession) -> object:
+        return await session.initialize()
+
+    with pytest.raises(BaseException) as caught:
+        run_session(gateway.url, auth, body)
+    assert 401 in statuses(caught.value), caught.value
+    refused = [d for d in gateway.decisions()[before:] if not d["accepted"]]
+    assert [(d["layer"], d["identity"]) for d in refused] == [("capability", "thief@agents.example")]
