@@ -84,7 +84,12 @@ def raw_of(request: object) -> bytes:
 
 
 def check(
-    raw: bytes, public_hex: str, profile: str = "mcp", *, now: int | None = None, scheme: str = "http"
+    raw: bytes,
+    public_hex: str,
+    profile: str = "mcp",
+    *,
+    now: int | None = None,
+    scheme: str = "http",
 ) -> subprocess.CompletedProcess[bytes]:
     """`vouch check` of a raw request; returncode 0 accepted, 1 rejected."""
     args = ["check", "--pubkey", public_hex, "--profile", profile, "--scheme", scheme]

@@ -110,15 +110,28 @@ def gateway(agent, thief, root, tmp_path_factory) -> Iterator[Gateway]:
         origin = f"http://127.0.0.1:{gw_port}"
         gw = subprocess.Popen(
             [
-                str(vouch_bin()), "gateway",
-                "--upstream", f"http://127.0.0.1:{up_port}/mcp",
-                "--listen", f"127.0.0.1:{gw_port}",
-                "--origin", origin,
-                "--agent", f"{KEYID}={agent[1]}",
-                "--agent", f"{THIEF}={thief[1]}",  # a known agent, but not the token's holder
-                "--root", root[1],
-                "--op", "whoami:read", "--op", "slow_count:read", "--op", "delete_records:write",
-                "--log-format", "json",
+                str(vouch_bin()),
+                "gateway",
+                "--upstream",
+                f"http://127.0.0.1:{up_port}/mcp",
+                "--listen",
+                f"127.0.0.1:{gw_port}",
+                "--origin",
+                origin,
+                "--agent",
+                f"{KEYID}={agent[1]}",
+                "--agent",
+                f"{THIEF}={thief[1]}",  # a known agent, but not the token's holder
+                "--root",
+                root[1],
+                "--op",
+                "whoami:read",
+                "--op",
+                "slow_count:read",
+                "--op",
+                "delete_records:write",
+                "--log-format",
+                "json",
             ],
             stdout=subprocess.DEVNULL,
             stderr=gw_log.open("wb"),
@@ -168,7 +181,9 @@ def test_a_session_is_verified_end_to_end(gateway, agent, token):
         called = await session.call_tool("whoami", {})
         counted = await session.call_tool("slow_count", {"n": 2, "delay_ms": 1})
         # The standalone SSE GET opens after `initialized`; hold the session until it is in.
-        await anyio.to_thread.run_sync(lambda: gateway.wait_decision(layer="signature", method="GET", accepted=True))
+        await anyio.to_thread.run_sync(
+            lambda: gateway.wait_decision(layer="signature", method="GET", accepted=True)
+        )
         return listed, called, counted
 
     listed, called, counted = run_session(gateway.url, auth, body)  # type: ignore[misc]
@@ -213,8 +228,11 @@ def test_an_unsigned_client_is_refused(gateway, token):
         run_session(gateway.url, None, body)
     assert 401 in statuses(caught.value), caught.value
     # The same with a token but no signature.
-    r = httpx.post(gateway.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-                   headers={"X-MCPVault-Token": token, "Accept": "application/json, text/event-stream"})
+    r = httpx.post(
+        gateway.url,
+        json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+        headers={"X-MCPVault-Token": token, "Accept": "application/json, text/event-stream"},
+    )
     assert r.status_code == 401
 
 
@@ -232,15 +250,24 @@ def test_another_key_under_the_same_keyid_is_refused(gateway, token):
 def test_a_replayed_request_is_refused(gateway, agent, token):
     sent: list[httpx.Request] = []
     auth = VouchAuth(Signer(agent[0], KEYID), token)
-    message = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-               "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                          "clientInfo": {"name": "t", "version": "0"}}}
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "0"},
+        },
+    }
     headers = {"Accept": "application/json, text/event-stream"}
     with httpx.Client(auth=auth, event_hooks={"request": [sent.append]}) as c:
         assert c.post(gateway.url, json=message, headers=headers).status_code == 200
     first = sent[0]
     with httpx.Client() as plain:
-        again = plain.send(httpx.Request(first.method, first.url, headers=first.headers, content=first.content))
+        again = plain.send(
+            httpx.Request(first.method, first.url, headers=first.headers, content=first.content)
+        )
     assert again.status_code == 401, again.text
     assert again.json() == {"detail": {"detail": "replayed", "error": "invalid_signature"}}
 
@@ -253,10 +280,20 @@ def test_the_other_profiles_against_a_gateway_for_them(agent, root, profile, tmp
     log = tmp_path / "gateway.log"
     gw = subprocess.Popen(
         [
-            str(vouch_bin()), "gateway",
-            "--upstream", "http://127.0.0.1:9/mcp",  # nothing listens: initialize is answered 502
-            "--listen", f"127.0.0.1:{port}", "--origin", f"http://127.0.0.1:{port}",
-            "--agent", f"{s.keyid}={agent[1]}", "--profile", profile, "--log-format", "json",
+            str(vouch_bin()),
+            "gateway",
+            "--upstream",
+            "http://127.0.0.1:9/mcp",  # nothing listens: initialize is answered 502
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--origin",
+            f"http://127.0.0.1:{port}",
+            "--agent",
+            f"{s.keyid}={agent[1]}",
+            "--profile",
+            profile,
+            "--log-format",
+            "json",
         ],
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb"),
@@ -267,7 +304,10 @@ def test_the_other_profiles_against_a_gateway_for_them(agent, root, profile, tmp
         with httpx.Client(auth=VouchAuth(s)) as c:
             c.post(g.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
         with httpx.Client() as c:
-            assert c.post(g.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).status_code == 401
+            assert (
+                c.post(g.url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}).status_code
+                == 401
+            )
         d = [(x["layer"], x["accepted"]) for x in g.decisions()]
         assert d[0] == ("signature", True) and d[-1] == ("signature", False), d
     finally:
@@ -288,4 +328,6 @@ def test_a_leaked_token_is_useless_to_another_known_agent(gateway, thief, token)
         run_session(gateway.url, auth, body)
     assert 401 in statuses(caught.value), caught.value
     refused = [d for d in gateway.decisions()[before:] if not d["accepted"]]
-    assert [(d["layer"], d["identity"]) for d in refused] == [("capability", "thief@agents.example")]
+    assert [(d["layer"], d["identity"]) for d in refused] == [
+        ("capability", "thief@agents.example")
+    ]

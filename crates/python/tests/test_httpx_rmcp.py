@@ -132,7 +132,13 @@ def test_the_sdk_client_against_a_protected_rmcp_server(server, token):
     assert [t.name for t in listed.tools] == ["db_query"]  # drop_table is not granted
     assert called.content[0].text == 'worker@agents.example ran "select 1", at most 50 rows'
     methods = {(m, rpc) for m, rpc, _ in seen.seen}
-    assert {("POST", "initialize"), ("POST", "tools/list"), ("POST", "tools/call"), ("GET", None), ("DELETE", None)} <= methods, seen.seen
+    assert {
+        ("POST", "initialize"),
+        ("POST", "tools/list"),
+        ("POST", "tools/call"),
+        ("GET", None),
+        ("DELETE", None),
+    } <= methods, seen.seen
     assert all(200 <= status < 300 for _, _, status in seen.seen), seen.seen
 
 

@@ -1,4 +1,4 @@
-"""vouch.Signer: key forms, strict inputs, the exact bytes, and the real `vouch check` / `vouch sign`."""
+"""vouch.Signer: key forms, strict inputs, exact bytes, and the real `vouch check` and `vouch sign`."""
 
 from __future__ import annotations
 
@@ -92,20 +92,44 @@ def test_every_key_form_gives_the_same_signature(keys, tmp_path):
 @pytest.mark.parametrize(
     "key",
     [
-        pytest.param(lambda s, p: {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes.fromhex(p))}, id="public jwk"),
-        pytest.param(lambda s, p: json.dumps({"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes.fromhex(p))}), id="public jwk text"),
-        pytest.param(lambda s, p: {**jwk_of(s, p), "d": b64url(bytes.fromhex(s)[:31])}, id="jwk d 31 bytes"),
-        pytest.param(lambda s, p: {**jwk_of(s, p), "d": b64url(bytes.fromhex(s) + b"\0")}, id="jwk d 33 bytes"),
+        pytest.param(
+            lambda s, p: {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes.fromhex(p))},
+            id="public jwk",
+        ),
+        pytest.param(
+            lambda s, p: json.dumps(
+                {"kty": "OKP", "crv": "Ed25519", "x": b64url(bytes.fromhex(p))}
+            ),
+            id="public jwk text",
+        ),
+        pytest.param(
+            lambda s, p: {**jwk_of(s, p), "d": b64url(bytes.fromhex(s)[:31])}, id="jwk d 31 bytes"
+        ),
+        pytest.param(
+            lambda s, p: {**jwk_of(s, p), "d": b64url(bytes.fromhex(s) + b"\0")},
+            id="jwk d 33 bytes",
+        ),
         pytest.param(lambda s, p: {**jwk_of(s, p), "d": "!!!"}, id="jwk d not base64url"),
-        pytest.param(lambda s, p: {**jwk_of(s, p), "x": b64url(bytes(32))}, id="jwk x of another key"),
+        pytest.param(
+            lambda s, p: {**jwk_of(s, p), "x": b64url(bytes(32))}, id="jwk x of another key"
+        ),
         pytest.param(lambda s, p: {**jwk_of(s, p), "kty": "EC"}, id="jwk not okp"),
         pytest.param(lambda s, p: {**jwk_of(s, p), "crv": "X25519"}, id="jwk x25519"),
         pytest.param(lambda s, p: "{", id="broken json"),
         pytest.param(lambda s, p: "[1, 2]", id="json not an object"),
-        pytest.param(lambda s, p: pem_of(s).replace("PRIVATE KEY", "PUBLIC KEY"), id="pem public label"),
-        pytest.param(lambda s, p: pem_of(s).replace("PRIVATE KEY", "EC PRIVATE KEY"), id="pem other label"),
-        pytest.param(lambda s, p: pem_of(s)[:60] + "\n-----END PRIVATE KEY-----\n", id="pem truncated"),
-        pytest.param(lambda s, p: "-----BEGIN PRIVATE KEY-----\n%%%%\n-----END PRIVATE KEY-----\n", id="pem not base64"),
+        pytest.param(
+            lambda s, p: pem_of(s).replace("PRIVATE KEY", "PUBLIC KEY"), id="pem public label"
+        ),
+        pytest.param(
+            lambda s, p: pem_of(s).replace("PRIVATE KEY", "EC PRIVATE KEY"), id="pem other label"
+        ),
+        pytest.param(
+            lambda s, p: pem_of(s)[:60] + "\n-----END PRIVATE KEY-----\n", id="pem truncated"
+        ),
+        pytest.param(
+            lambda s, p: "-----BEGIN PRIVATE KEY-----\n%%%%\n-----END PRIVATE KEY-----\n",
+            id="pem not base64",
+        ),
         pytest.param(lambda s, p: s[:-1], id="hex 63"),
         pytest.param(lambda s, p: s + "0", id="hex 65"),
         pytest.param(lambda s, p: s + p, id="hex 128 seed and public"),
@@ -173,9 +197,18 @@ def test_bad_arguments_are_refused(keys, args, kw, match):
         (lambda s: s.sign("GET", URL, [], token_header="a b"), "token_header"),
         (lambda s: s.sign("GET", URL, [], nonce="caf\u00e9"), "nonce"),
         (lambda s: s.sign("GET", URL, [], nonce=""), "nonce"),
-        (lambda s: s.sign("GET", URL, [("Signature-Input", 'sig1=("@method");created=1')]), "already signed"),
-        (lambda s: s.sign("POST", URL, [("Content-Digest", sha256_digest(b"other"))], b"body"), "does not fit"),
-        (lambda s: s.sign("POST", URL, [("Content-Digest", sha256_digest(b"b"))] * 2, b"b"), "more than one"),
+        (
+            lambda s: s.sign("GET", URL, [("Signature-Input", 'sig1=("@method");created=1')]),
+            "already signed",
+        ),
+        (
+            lambda s: s.sign("POST", URL, [("Content-Digest", sha256_digest(b"other"))], b"body"),
+            "does not fit",
+        ),
+        (
+            lambda s: s.sign("POST", URL, [("Content-Digest", sha256_digest(b"b"))] * 2, b"b"),
+            "more than one",
+        ),
     ],
 )
 def test_bad_requests_are_refused(keys, call, match):
@@ -205,7 +238,9 @@ def test_headers_must_be_pairs(keys):
 )
 @pytest.mark.parametrize("profile", PROFILES)
 def test_content_digest_is_over_the_exact_bytes(keys, profile, body):
-    out = fields(signer(keys, profile).sign("POST", URL, [("content-type", "application/json")], body))
+    out = fields(
+        signer(keys, profile).sign("POST", URL, [("content-type", "application/json")], body)
+    )
     assert out["content-digest"] == sha256_digest(body)
     assert "content-digest" in covered(out["signature-input"])
 
@@ -241,15 +276,30 @@ def test_a_content_digest_given_is_kept_when_it_fits(keys):
 def test_mcp_headers_of_a_json_rpc_post(keys):
     s = signer(keys)
     out = s.sign("POST", URL, [], CALL)
-    assert [n for n, _ in out] == ["Content-Digest", "Mcp-Method", "Mcp-Name", "Signature-Input", "Signature"]
+    assert [n for n, _ in out] == [
+        "Content-Digest",
+        "Mcp-Method",
+        "Mcp-Name",
+        "Signature-Input",
+        "Signature",
+    ]
     f = fields(out)
     assert (f["mcp-method"], f["mcp-name"]) == ("tools/call", "add")
     assert {"mcp-method", "mcp-name"} <= set(covered(f["signature-input"]))
     # Wrapped when not header text, as vouch-httpsig's mcp module encodes it.
-    body = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "resources/read", "params": {"uri": "file:///caf\u00e9"}}).encode()
+    body = json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "resources/read",
+            "params": {"uri": "file:///caf\u00e9"},
+        }
+    ).encode()
     assert fields(s.sign("POST", URL, [], body))["mcp-name"] == "=?base64?ZmlsZTovLy9jYWbDqQ==?="
     # A notification: a method, no name.
-    note = fields(s.sign("POST", URL, [], b'{"jsonrpc":"2.0","method":"notifications/initialized"}'))
+    note = fields(
+        s.sign("POST", URL, [], b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+    )
     assert note["mcp-method"] == "notifications/initialized" and "mcp-name" not in note
     # Headers the caller set are kept (and signed), not replaced.
     given = fields(s.sign("POST", URL, [("Mcp-Method", "tools/call"), ("Mcp-Name", "add")], CALL))
@@ -263,14 +313,20 @@ def test_mcp_headers_of_a_json_rpc_post(keys):
 
 
 def test_signature_parameters_per_profile(keys):
-    headers = [("Mcp-Session-Id", "s1"), ("MCP-Protocol-Version", "2025-06-18"), ("X-MCPVault-Token", "t")]
+    headers = [
+        ("Mcp-Session-Id", "s1"),
+        ("MCP-Protocol-Version", "2025-06-18"),
+        ("X-MCPVault-Token", "t"),
+    ]
     mcp = fields(signer(keys).sign("POST", URL, headers, CALL, created=NOW, nonce=NONCE))
     assert mcp["signature-input"] == (
         'sig1=("@method" "@target-uri" "content-digest" "mcp-session-id" "mcp-protocol-version" '
         f'"x-mcpvault-token" "mcp-method" "mcp-name");created={NOW};nonce="{NONCE}";alg="ed25519";'
         f'keyid="{KEYID}"'
     )
-    envoys = fields(signer(keys, "envoys").sign("POST", URL, headers, CALL, created=NOW, nonce=NONCE))
+    envoys = fields(
+        signer(keys, "envoys").sign("POST", URL, headers, CALL, created=NOW, nonce=NONCE)
+    )
     assert envoys["signature-input"] == (
         f'sig1=("@method" "@path" "content-digest");keyid="{KEYID}";created={NOW};nonce="{NONCE}"'
     )
@@ -286,7 +342,11 @@ def test_signature_parameters_per_profile(keys):
 
 
 def test_a_token_in_another_header_is_covered_and_so_is_the_default_one(keys):
-    out = fields(signer(keys).sign("GET", URL, [("X-Token", "a"), ("X-MCPVault-Token", "b")], token_header="X-Token"))
+    out = fields(
+        signer(keys).sign(
+            "GET", URL, [("X-Token", "a"), ("X-MCPVault-Token", "b")], token_header="X-Token"
+        )
+    )
     assert {"x-token", "x-mcpvault-token"} <= set(covered(out["signature-input"]))
 
 
@@ -297,7 +357,10 @@ def test_options(keys):
     nonce = si.split('nonce="', 1)[1].split('"', 1)[0]
     assert len(base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))) == 32
     # Default: 16 random bytes, fresh each time.
-    nonces = {fields(signer(keys).sign("GET", URL))["signature-input"].split('nonce="')[1][:22] for _ in range(20)}
+    nonces = {
+        fields(signer(keys).sign("GET", URL))["signature-input"].split('nonce="')[1][:22]
+        for _ in range(20)
+    }
     assert len(nonces) == 20
 
 
@@ -320,16 +383,33 @@ def test_sign_releases_the_gil_and_stays_sound(keys):
 # --- against the real vouch command ----------------------------------------------------------
 
 REQUESTS = {
-    "json-rpc post": ("POST", URL, [("Content-Type", "application/json"), ("Mcp-Session-Id", "abc")], CALL),
-    "unicode body": ("POST", URL, [("Content-Type", "application/json")], '{"q":"\u65e5\u672c"}'.encode()),
+    "json-rpc post": (
+        "POST",
+        URL,
+        [("Content-Type", "application/json"), ("Mcp-Session-Id", "abc")],
+        CALL,
+    ),
+    "unicode body": (
+        "POST",
+        URL,
+        [("Content-Type", "application/json")],
+        '{"q":"\u65e5\u672c"}'.encode(),
+    ),
     "empty post": ("POST", URL, [], b""),
-    "sse get": ("GET", "http://127.0.0.1:8080/mcp", [("Accept", "text/event-stream"), ("Mcp-Session-Id", "abc")], b""),
+    "sse get": (
+        "GET",
+        "http://127.0.0.1:8080/mcp",
+        [("Accept", "text/event-stream"), ("Mcp-Session-Id", "abc")],
+        b"",
+    ),
     "delete": ("DELETE", "http://127.0.0.1:8080/mcp", [("Mcp-Session-Id", "abc")], b""),
     "with token": ("POST", URL, [("X-MCPVault-Token", "tok")], CALL),
 }
 
 
-def signed_raw(s: Signer, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
+def signed_raw(
+    s: Signer, method: str, url: str, headers: list[tuple[str, str]], body: bytes
+) -> bytes:
     out = s.sign(method, url, headers, body, created=NOW)
     return raw_request(method, url, headers + out, body)
 
@@ -350,9 +430,15 @@ TAMPER = {
     "authority": lambda r: r.replace(b"Host: 127.0.0.1:8080", b"Host: 127.0.0.1:8081", 1),
     "session header": lambda r: r.replace(b"Mcp-Session-Id: abc", b"Mcp-Session-Id: abd", 1),
     "signature byte": lambda r: _flip_signature(r),
-    "signature removed": lambda r: b"\r\n".join(l for l in r.split(b"\r\n") if not l.startswith(b"Signature: ")),
-    "token added after signing": lambda r: r.replace(b"\r\n\r\n", b"\r\nX-MCPVault-Token: stolen\r\n\r\n", 1),
-    "digest removed": lambda r: b"\r\n".join(l for l in r.split(b"\r\n") if not l.startswith(b"Content-Digest: ")),
+    "signature removed": lambda r: b"\r\n".join(
+        l for l in r.split(b"\r\n") if not l.startswith(b"Signature: ")
+    ),
+    "token added after signing": lambda r: r.replace(
+        b"\r\n\r\n", b"\r\nX-MCPVault-Token: stolen\r\n\r\n", 1
+    ),
+    "digest removed": lambda r: b"\r\n".join(
+        l for l in r.split(b"\r\n") if not l.startswith(b"Content-Digest: ")
+    ),
 }
 
 
