@@ -105,7 +105,10 @@ fn parse_key_text(text: &str) -> PyResult<KeyPair> {
         }
     }
     if trimmed.starts_with("-----BEGIN") || trimmed.starts_with('{') {
-        return vouch_keys::parse_private(trimmed).map_err(|e| value_error(format!("key: {e}")));
+        return vouch_keys::parse_private(trimmed).map_err(|e| match e {
+            vouch_keys::Error::Format(why) => value_error(format!("key: {why}")),
+            other => value_error(format!("key: {other}")),
+        });
     }
     if let Some(seed) = hex_seed(trimmed) {
         return KeyPair::from_seed(&seed).map_err(|e| value_error(format!("key: {e}")));
