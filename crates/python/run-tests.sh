@@ -18,11 +18,17 @@ if [ ! -x "$venv/bin/python" ]; then
     "$python" -m venv "$venv"
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2" "pytest>=8" "mypy>=1.10"
+"$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2" "pytest>=8" "mypy>=1.10" \
+    "httpx>=0.27,<1" "mcp>=1.9,<2" "anyio>=4,<5" "uvicorn>=0.30,<1"
 # maturin builds the abi3 extension with cargo (into $CARGO_TARGET_DIR) and installs it
 # into the venv, with the pure-Python half from python/.
 export CARGO_TARGET_DIR="$target"
 (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --quiet)
+# The signer tests check Python-signed requests with the real `vouch` command, and talk MCP
+# through `vouch gateway` and to the protected rmcp example: build both into the same target
+# dir (the tests find them there, and fail if they are missing).
+cargo build --quiet -p vouch-cli --bin vouch
+cargo build --quiet -p vouch-examples --example protected_server
 # The stubs must match the module as built (names, signatures, classes).
 (cd "$here" && "$venv/bin/python" -m mypy.stubtest vouch)
 exec "$venv/bin/python" -m pytest "$here/tests" "$@"

@@ -46,6 +46,46 @@ pub fn name_source(method: &str) -> Option<&'static str> {
     }
 }
 
+/// The MCP 2026-07-28 request headers (SEP-2243) a JSON-RPC `body` mirrors: `Mcp-Method`
+/// for any message with a string `method`, and `Mcp-Name` (Base64-wrapped by [`encode_value`]
+/// when it cannot travel as plain header text) for the methods in [`name_source`] whose body
+/// has that field as a string. Nothing for a body that is not such a message (not JSON, a
+/// response, a batch), or whose method is not a header value.
+///
+/// A signing client adds those the request lacks to a JSON-RPC `POST` before signing it
+/// (vouch-reqwest's `SigningMiddleware`, the Python `vouch.Signer`).
+///
+/// ```
+/// use vouch_httpsig::mcp;
+///
+/// let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add"}}"#;
+/// let headers = mcp::request_headers(body);
+/// assert_eq!(headers[0].0, "mcp-method");
+/// assert_eq!(headers[0].1, "tools/call");
+/// assert_eq!(headers[1].0, "mcp-name");
+/// assert_eq!(headers[1].1, "add");
+/// assert!(mcp::request_headers(b"not json").is_empty());
+/// ```
+pub fn request_headers(body: &[u8]) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    let Ok(message) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Vec::new();
+    };
+    let Some(method) = message.get("method").and_then(serde_json::Value::as_str) else {
+        return Vec::new();
+    };
+    let Ok(method_value) = http::HeaderValue::from_str(method) else {
+        return Vec::new();
+    };
+    let mut out = vec![(http::HeaderName::from_static(MCP_METHOD), method_value)];
+    let name = name_source(method).and_then(|field| message.get("params")?.get(field)?.as_str());
+    if let Some(name) = name
+        && let Ok(value) = http::HeaderValue::from_str(&encode_value(name))
+    {
+        out.push((http::HeaderName::from_static(MCP_NAME), value));
+    }
+    out
+}
+
 /// Whether `version` (an `MCP-Protocol-Version` value, `YYYY-MM-DD`) is one whose POSTs must
 /// carry `Mcp-Method` (2026-07-28 or later). Anything that is not a date in that form is not.
 pub fn requires_standard_headers(version: &str) -> bool {

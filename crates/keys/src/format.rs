@@ -8,7 +8,7 @@ use base64ct::{Base64, Base64UrlUnpadded, Encoding};
 use serde_json::{Value, json};
 use vouch_httpsig::VerifyingKey;
 use vouch_token::{KeyPair, PublicKey};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::error::Error;
 
@@ -85,6 +85,45 @@ fn hex32(s: &str) -> Option<[u8; 32]> {
 
 fn b64url32(s: &str) -> Option<[u8; 32]> {
     Base64UrlUnpadded::decode_vec(s).ok()?.try_into().ok()
+}
+
+/// [`b64url32`] for a secret: every copy is wiped when dropped.
+fn secret_b64url32(s: &str) -> Option<Zeroizing<[u8; 32]>> {
+    let bytes = Zeroizing::new(Base64UrlUnpadded::decode_vec(s).ok()?);
+    let mut out = Zeroizing::new([0u8; 32]);
+    if bytes.len() != out.len() {
+        return None;
+    }
+    out.copy_from_slice(&bytes);
+    Some(out)
+}
+
+/// [`hex32`] for a secret, decoded straight into memory wiped when dropped.
+fn secret_hex32(s: &str) -> Option<Zeroizing<[u8; 32]>> {
+    let s = s.trim();
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = Zeroizing::new([0u8; 32]);
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A parsed JSON key file whose secret members (`d`, `private_key`) are wiped when dropped.
+struct SecretJson(Value);
+
+impl Drop for SecretJson {
+    fn drop(&mut self) {
+        if let Value::Object(map) = &mut self.0 {
+            for member in ["d", "private_key"] {
+                if let Some(Value::String(secret)) = map.get_mut(member) {
+                    secret.zeroize();
+                }
+            }
+        }
+    }
 }
 
 /// PKCS#8 v1 DER of an Ed25519 seed.
@@ -255,15 +294,19 @@ pub fn parse_private(text: &str) -> Result<KeyPair, Error> {
         return from_pkcs8_der(&der);
     }
     if trimmed.starts_with('{') {
-        let v: Value = serde_json::from_str(trimmed)
-            .map_err(|e| Error::format(format!("invalid JSON: {e}")))?;
+        let secret = SecretJson(
+            serde_json::from_str(trimmed)
+                .map_err(|e| Error::format(format!("invalid JSON: {e}")))?,
+        );
+        let v = &secret.0;
         let key = if let Some(d) = v.get("d").and_then(Value::as_str) {
-            check_jwk_type(&v)?;
-            let seed =
-                b64url32(d).ok_or_else(|| Error::format("JWK d is not 32 bytes of base64url"))?;
+            check_jwk_type(v)?;
+            let seed = secret_b64url32(d)
+                .ok_or_else(|| Error::format("JWK d is not 32 bytes of base64url"))?;
             KeyPair::from_seed(&seed).map_err(|e| Error::format(e.to_string()))?
         } else if let Some(p) = v.get("private_key").and_then(Value::as_str) {
-            let seed = hex32(p).ok_or_else(|| Error::format("private_key is not 64 hex digits"))?;
+            let seed =
+                secret_hex32(p).ok_or_else(|| Error::format("private_key is not 64 hex digits"))?;
             KeyPair::from_seed(&seed).map_err(|e| Error::format(e.to_string()))?
         } else {
             return Err(Error::format(

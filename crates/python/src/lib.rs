@@ -13,6 +13,7 @@
 
 mod claims;
 mod errors;
+mod signer;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -211,6 +212,7 @@ fn _vouch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(seal, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
+    m.add_class::<signer::Signer>()?;
     m.add("VouchError", py.get_type::<VouchError>())?;
     m.add("MissingToken", py.get_type::<MissingToken>())?;
     m.add("InvalidToken", py.get_type::<InvalidToken>())?;

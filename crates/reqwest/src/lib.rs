@@ -195,26 +195,9 @@ impl SigningMiddleware {
 /// for any message with a string `method`, and `Mcp-Name` (Base64-wrapped when it cannot travel
 /// as plain header text) for the methods in [`vouch_httpsig::mcp::name_source`] whose body has
 /// that field as a string. Nothing for a body that is not such a message, or whose method is
-/// not a header value.
+/// not a header value. The same as [`vouch_httpsig::mcp::request_headers`], which it calls.
 pub fn mcp_request_headers(body: &[u8]) -> Vec<(HeaderName, HeaderValue)> {
-    let Ok(message) = serde_json::from_slice::<serde_json::Value>(body) else {
-        return Vec::new();
-    };
-    let Some(method) = message.get("method").and_then(serde_json::Value::as_str) else {
-        return Vec::new();
-    };
-    let Ok(method_value) = HeaderValue::from_str(method) else {
-        return Vec::new();
-    };
-    let mut out = vec![(HeaderName::from_static(mcp::MCP_METHOD), method_value)];
-    let name =
-        mcp::name_source(method).and_then(|field| message.get("params")?.get(field)?.as_str());
-    if let Some(name) = name
-        && let Ok(value) = HeaderValue::from_str(&mcp::encode_value(name))
-    {
-        out.push((HeaderName::from_static(mcp::MCP_NAME), value));
-    }
-    out
+    mcp::request_headers(body)
 }
 
 impl std::fmt::Debug for SigningMiddleware {

@@ -1,7 +1,8 @@
 """vouch: attenuable Ed25519 capability tokens for MCP servers, verified by vouch's Rust core.
 
 Every decode, signature check and attenuation rule runs in the Rust crate ``vouch-token``;
-this package only converts arguments and results.
+this package only converts arguments and results. `Signer` signs HTTP requests (RFC 9421) with
+``vouch-httpsig``; `vouch.httpx.VouchAuth` (needs httpx) applies it to every httpx request.
 """
 
 from typing import Any, TypedDict
@@ -10,6 +11,7 @@ from vouch._vouch import (
     Forbidden,
     InvalidToken,
     MissingToken,
+    Signer,
     VouchError,
     attenuate,
     generate_keypair,
@@ -62,6 +64,7 @@ __all__ = [
     "Forbidden",
     "InvalidToken",
     "MissingToken",
+    "Signer",
     "VouchError",
     "attenuate",
     "generate_keypair",

@@ -1,4 +1,5 @@
-from typing import Any, ClassVar, TypedDict
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal, TypedDict, final
 
 __all__ = [
     "Claims",
@@ -6,6 +7,7 @@ __all__ = [
     "Forbidden",
     "InvalidToken",
     "MissingToken",
+    "Signer",
     "VouchError",
     "attenuate",
     "generate_keypair",
@@ -95,3 +97,47 @@ def verify(
 
 def inspect(token: str) -> dict[str, Any]:
     """What a token claims, with NO signature checked: never authorize on it."""
+
+@final
+class Signer:
+    """Signs HTTP requests with one Ed25519 key under one profile (RFC 9421).
+
+    `key`: a PKCS#8 PEM, a JWK with "d" (JSON text or dict), MCPVault's JSON key file, or 64 hex
+    digits of the Ed25519 seed. `keyid` is required but for "sep2752", where it is the key's JWK
+    thumbprint. Bad keys and arguments raise ValueError.
+    """
+
+    def __new__(
+        cls,
+        key: str | Mapping[str, Any],
+        keyid: str | None = None,
+        profile: Literal["mcp", "envoys", "sep2752"] = "mcp",
+        *,
+        tag: str | None = None,
+        expires_in: int | None = None,
+        nonce_bytes: int | None = None,
+    ) -> Signer: ...
+    @property
+    def keyid(self) -> str:
+        """The keyid every signature carries."""
+    @property
+    def profile(self) -> str:
+        """The profile: "mcp", "envoys" or "sep2752"."""
+    @property
+    def public_key(self) -> str:
+        """The Ed25519 public key, 64 hex digits."""
+    @property
+    def jwk_thumbprint(self) -> str:
+        """The RFC 7638 JWK thumbprint of the public key."""
+    def sign(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]] | None = None,
+        body: bytes | None = None,
+        *,
+        created: int | None = None,
+        nonce: str | None = None,
+        token_header: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """The header fields to add: Content-Digest, Mcp-Method/Mcp-Name, Signature-Input, Signature."""
