@@ -348,7 +348,8 @@ pub fn envoys_spec(keyid: &str, created: u64) -> Result<SignatureSpec, Error> {
 
 /// The [`SignatureSpec`] of SEP-2752 (RFC 9421 proof-of-possession client authentication for
 /// MCP) for `request`: label `sig1`, covering `@method`, `@target-uri`, `content-digest` (on
-/// every request, empty bodies included), and `mcp-protocol-version` and `mcp-session-id` when
+/// every request, empty bodies included), and `mcp-protocol-version`, `mcp-session-id` and
+/// the token header (`x-mcpvault-token`, which [`VerifyPolicy::sep2752`] requires covered) when
 /// present (an `initialize` request has no session yet, so it covers none); parameters
 /// `created`, `nonce` (16 random bytes), `keyid` (the key's RFC 7638 JWK thumbprint) and `tag`
 /// (the client's stable identifier: on first contact, SEP-2752 §2.2 has it equal the keyid).
@@ -394,7 +395,13 @@ pub fn sep2752_spec(
         .ok_or(Error::Key("SEP-2752 needs an ed25519 or ECDSA key"))?;
     let mut spec =
         SignatureSpec::new("sig1").cover_names(&["@method", "@target-uri", "content-digest"])?;
-    for h in ["mcp-protocol-version", "mcp-session-id"] {
+    // The token header too: VerifyPolicy::sep2752 requires a capability token bound to the
+    // request it rides on (SEP-2752 clients send none; vouch clients may).
+    for h in [
+        "mcp-protocol-version",
+        "mcp-session-id",
+        crate::policy::DEFAULT_TOKEN_HEADER,
+    ] {
         if request.headers().contains_key(h) {
             spec = spec.cover(Component::new(h)?);
         }

@@ -197,6 +197,7 @@ struct Request {
     key: SigningKey,
     body: Vec<u8>,
     session: bool,
+    token: bool,
     digest_header: bool,
     spec: Option<Box<SpecFn>>,
     created: u64,
@@ -210,6 +211,7 @@ impl Request {
             body: br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"swap"}}"#
                 .to_vec(),
             session: true,
+            token: false,
             digest_header: true,
             spec: None,
             created: NOW,
@@ -260,6 +262,9 @@ impl Request {
         headers.insert("mcp-protocol-version", "2026-03-26".parse().unwrap());
         if self.session {
             headers.insert("mcp-session-id", "sess_abc123".parse().unwrap());
+        }
+        if self.token {
+            headers.insert("x-mcpvault-token", "v1.token".parse().unwrap());
         }
         if self.digest_header {
             headers.insert(
@@ -316,6 +321,26 @@ fn round_trip_ed25519_with_a_session() {
             "\"mcp-session-id\""
         ]
     );
+}
+
+#[test]
+fn a_token_header_is_covered_as_the_policy_requires() {
+    let mut request = Request::new();
+    request.token = true;
+    let (_, _, headers) = request.build();
+    let input = headers.get("signature-input").unwrap().to_str().unwrap();
+    assert!(input.contains("\"x-mcpvault-token\""), "{input}");
+    request.send(NOW).unwrap();
+    // Signed by hand without it, the policy refuses the request.
+    let mut bare = Request::new().spec(Request::by_hand(&[
+        "@method",
+        "@target-uri",
+        "content-digest",
+        "mcp-protocol-version",
+        "mcp-session-id",
+    ]));
+    bare.token = true;
+    assert!(bare.send(NOW).is_err());
 }
 
 #[test]
