@@ -14,11 +14,12 @@
 mod claims;
 mod errors;
 
-use std::sync::Mutex;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
-use vouch_token::{Access, Error, Facts, KeyPair, PublicKey, Token, Verifier};
+use vouch_token::{Access, Error, Facts, KeyPair, PublicKey, Token, VerifiedToken, Verifier};
 use zeroize::Zeroizing;
 
 use crate::errors::{Forbidden, InvalidToken, MissingToken, VouchError, to_py};
@@ -72,7 +73,7 @@ static VERIFIERS: Mutex<Vec<([u8; 32], Verifier)>> = Mutex::new(Vec::new());
 fn verifier(s: &str) -> PyResult<Verifier> {
     let bytes = key_bytes(s, "public key")?;
     // A panic elsewhere while holding the lock leaves the list whole (push and remove only).
-    let mut cache = VERIFIERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cache = VERIFIERS.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(at) = cache.iter().position(|(k, _)| *k == *bytes) {
         let entry = cache.remove(at);
         let found = entry.1.clone();
@@ -81,7 +82,7 @@ fn verifier(s: &str) -> PyResult<Verifier> {
     }
     drop(cache);
     let fresh = Verifier::new(public_key(s)?);
-    let mut cache = VERIFIERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut cache = VERIFIERS.lock().unwrap_or_else(PoisonError::into_inner);
     if cache.len() >= VERIFIER_CACHE {
         cache.remove(0);
     }
@@ -89,12 +90,49 @@ fn verifier(s: &str) -> PyResult<Verifier> {
     Ok(fresh)
 }
 
-/// Decodes a token for a verifier: a missing or empty one is `MissingToken`, anything else that
-/// does not decode is `InvalidToken`.
-fn received_token(token: Option<&str>) -> PyResult<Token> {
+/// How many checked tokens [`CHECKED`] keeps.
+const CHECKED_ENTRIES: usize = 512;
+/// The longest token text [`CHECKED`] keeps (a typical token is 200 to 900 characters), so that
+/// the cache stays under `CHECKED_ENTRIES` × 2 × 2 KiB of text.
+const CHECKED_MAX_TEXT: usize = 2048;
+
+/// Tokens whose signatures were checked, by root key and text, oldest first: as vouch-tower's
+/// capability layer, `verify` does the crypto ([`Verifier::check`], which depends only on the
+/// token's bytes and the root key) once per token and decides each request
+/// ([`Verifier::authorize`]: expiry, audience, holder, tool, operation) every time.
+#[derive(Default)]
+struct Checked {
+    tokens: BTreeMap<([u8; 32], String), Arc<VerifiedToken>>,
+    order: VecDeque<([u8; 32], String)>,
+}
+
+impl Checked {
+    fn get(&self, key: &[u8; 32], text: &str) -> Option<Arc<VerifiedToken>> {
+        // The map is keyed by owned text; a lookup by (key, &str) would need a custom Borrow.
+        self.tokens.get(&(*key, text.to_owned())).cloned()
+    }
+
+    fn insert(&mut self, key: [u8; 32], text: String, token: Arc<VerifiedToken>) {
+        if text.len() > CHECKED_MAX_TEXT || self.tokens.contains_key(&(key, text.clone())) {
+            return;
+        }
+        while self.order.len() >= CHECKED_ENTRIES {
+            if let Some(old) = self.order.pop_front() {
+                self.tokens.remove(&old);
+            }
+        }
+        self.order.push_back((key, text.clone()));
+        self.tokens.insert((key, text), token);
+    }
+}
+
+static CHECKED: LazyLock<Mutex<Checked>> = LazyLock::new(Mutex::default);
+
+/// A verifier's token: a missing or empty one is `MissingToken`.
+fn received_text(token: Option<&str>) -> PyResult<&str> {
     match token {
         None | Some("") => Err(MissingToken::new_err("no token")),
-        Some(text) => Token::from_base64(text).map_err(|e| to_py(&e)),
+        Some(text) => Ok(text),
     }
 }
 
@@ -197,14 +235,32 @@ fn verify<'py>(
     audience: Option<String>,
     now: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let token = received_token(token)?;
+    let text = received_text(token)?;
+    let key = key_bytes(public, "public key")?;
     let mut verifier = verifier(public)?;
     let now = now.map(|n| claims::unsigned(n, "now")).transpose()?;
     if op.is_some() && tool.is_none() {
         return Err(pyo3::exceptions::PyValueError::new_err("op needs a tool"));
     }
+    let cached = CHECKED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key, text);
+    let text = cached.is_none().then(|| text.to_owned());
     let facts = py
         .detach(move || {
+            let checked = match (cached, text) {
+                (Some(checked), _) => checked,
+                (None, text) => {
+                    let text = text.unwrap_or_default();
+                    let checked = Arc::new(verifier.check(&Token::from_base64(&text)?)?);
+                    CHECKED
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(*key, text, checked.clone());
+                    checked
+                }
+            };
             if let Some(audience) = audience {
                 verifier = verifier.with_audience(audience);
             }
@@ -218,7 +274,7 @@ fn verify<'py>(
             if let Some(op) = op.as_deref() {
                 access = access.operation(op);
             }
-            verifier.verify(&token, &access)
+            verifier.authorize(&checked, &access)
         })
         .map_err(|e| to_py(&e))?;
     facts_dict(py, &facts)
