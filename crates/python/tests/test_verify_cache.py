@@ -81,3 +81,14 @@ def test_a_long_token_verifies_without_being_cached(keys):
     assert len(t) > 2048
     for _ in range(2):
         assert len(vouch.verify(t, public, now=NOW)["tools"]) == 200
+
+
+def test_facts_keys_in_the_documented_order(keys):
+    """verify builds the facts dict directly: the keys, in the order of their JSON form."""
+    private, public = keys
+    facts = vouch.verify(token(private, holder="h", audience="a"), public, caller="h",
+                         audience="a", now=NOW)
+    assert list(facts) == list(vouch.Facts.__annotations__)
+    assert facts["audience"] == ["a"] and facts["holder"] == "h"
+    assert facts["not_before"] is None and facts["expires_at"] == NOW + 60
+    assert all(isinstance(i, str) and len(i) == 32 for i in facts["revocation_ids"])
