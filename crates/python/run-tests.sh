@@ -19,7 +19,7 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2" "pytest>=8" "mypy>=1.10" \
-    "httpx>=0.27,<1" "mcp>=1.9,<2" "anyio>=4,<5" "uvicorn>=0.30,<1"
+    "httpx>=0.27,<1" "mcp>=1.9,<2" "anyio>=4,<5" "uvicorn>=0.30,<1" "fastapi>=0.110,<1"
 # maturin builds the abi3 extension with cargo (into $CARGO_TARGET_DIR) and installs it
 # into the venv, with the pure-Python half from python/.
 export CARGO_TARGET_DIR="$target"

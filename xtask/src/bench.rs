@@ -8,6 +8,18 @@ use serde_json::Value;
 use crate::{Result, cargo, exec, root};
 
 pub(crate) fn run(filter: Option<&str>) -> Result {
+    // The Python benches first: they fail fast (a missing vouch.asgi, say) before the long
+    // criterion run, and their figures are printed with the others at the end.
+    for old in ["python-token-verify.json", "python-middleware.json"] {
+        let _ = std::fs::remove_file(python_results().join(old));
+    }
+    if filter.is_none_or(|f| "python".contains(f)) {
+        run_python()?;
+    }
+    if filter == Some("python") {
+        print_python();
+        return Ok(());
+    }
     let mut cmd = cargo();
     cmd.args(["bench", "-p", "vouch-bench", "--locked"]);
     if filter.is_none_or(|f| "authz_throughput".contains(f)) {
@@ -27,7 +39,125 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     print_authz_throughput();
     print_replay_store(&table);
     print_sizes(&dir);
+    print_python();
     Ok(())
+}
+
+/// The figures of the Python benches, `crates/python/bench/` (`run-bench.sh`).
+fn python_results() -> std::path::PathBuf {
+    root().join("target").join("vouch-bench")
+}
+
+/// `crates/python/bench/run-bench.sh`: builds the `vouch` package (release) into a venv under
+/// target/ with the pinned peers (biscuit-python 0.4.0, envoys 0.3.0, envoys-mcp 0.1.1, uvicorn),
+/// then runs the token verify and middleware benches, which write their JSON to
+/// `target/vouch-bench/python-*.json`.
+fn run_python() -> Result {
+    exec(
+        std::process::Command::new("bash")
+            .arg(root().join("crates/python/bench/run-bench.sh"))
+            .arg(python_results())
+            .env("CARGO_TARGET_DIR", root().join("target"))
+            .current_dir(root()),
+    )
+}
+
+/// The goal for a verify from Python: vouch ≤ 0.7 × biscuit-python.
+const PYTHON_VERIFY_GOAL: f64 = 0.7;
+/// The goal for the middlewares: envoys-mcp adds ≥ 5 × the CPU time vouch adds per request.
+const PYTHON_MIDDLEWARE_GOAL: f64 = 5.0;
+
+/// The Python benches: a token verify from Python (vouch against biscuit-python) and the CPU
+/// time per request an ASGI verifier adds (envoys-mcp against vouch), each against its goal.
+fn print_python() {
+    let read = |name: &str| {
+        std::fs::read_to_string(python_results().join(name))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    };
+    println!();
+    match read("python-token-verify.json") {
+        Some(v) => {
+            let (vouch, biscuit) = (
+                v["vouch_ns"].as_f64().unwrap_or(f64::NAN),
+                v["biscuit_ns"].as_f64().unwrap_or(f64::NAN),
+            );
+            let ratio = vouch / biscuit;
+            let verdict = if ratio <= PYTHON_VERIFY_GOAL {
+                "met"
+            } else {
+                "MISSED"
+            };
+            println!(
+                "{:<48} {:>8} {:>8}",
+                "token verify from Python (3 blocks, cold)", "vouch", "biscuit"
+            );
+            println!("{:<48} {:>8} {:>8}", "", human(vouch), human(biscuit));
+            println!(
+                "{:<48} {ratio:>8.3} {:>8}  {verdict}",
+                "goal: vouch/biscuit-python",
+                format!("<= {PYTHON_VERIFY_GOAL}")
+            );
+            if let Some(warm) = v["vouch_warm_ns"].as_f64() {
+                println!(
+                    "{:<48} {:>8} {:>8}  ({:.3} of biscuit)",
+                    "vouch, the same token again (checked once)",
+                    human(warm),
+                    "",
+                    warm / biscuit
+                );
+            }
+        }
+        None => println!("token verify from Python: not measured in this run"),
+    }
+    let Some(v) = read("python-middleware.json") else {
+        println!("ASGI middleware: not measured in this run");
+        return;
+    };
+    println!();
+    println!(
+        "{:<48} {:>8} {:>12}",
+        format!(
+            "ASGI middleware under uvicorn, {} connections",
+            v["concurrency"].as_u64().unwrap_or(0)
+        ),
+        "req/s",
+        "CPU/request"
+    );
+    if let Some(sides) = v["sides"].as_object() {
+        for (side, m) in sides {
+            println!(
+                "{side:<48} {:>8.0} {:>9.1} µs",
+                m["rps"].as_f64().unwrap_or(0.0),
+                m["cpu_us_per_request"].as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    if let Some(added) = v["added_cpu_us_per_request"].as_object() {
+        for (side, us) in added {
+            println!(
+                "{:<48} {:>8} {:>9.1} µs",
+                format!("added by {side}"),
+                "",
+                us.as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+    match v["ratio_envoys_over_vouch"].as_f64() {
+        Some(ratio) => {
+            let verdict = if ratio >= PYTHON_MIDDLEWARE_GOAL {
+                "met"
+            } else {
+                "MISSED"
+            };
+            println!(
+                "{:<48} {ratio:>8.2} {:>12}  {verdict}",
+                "goal: added CPU envoys/vouch",
+                format!(">= {PYTHON_MIDDLEWARE_GOAL}")
+            );
+        }
+        None => println!("goal: added CPU envoys/vouch: vouch not measured in this run"),
+    }
 }
 
 /// The replay store at a million live entries (`benches/keys.rs`): memory per entry against its

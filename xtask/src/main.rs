@@ -38,7 +38,8 @@ enum Task {
     },
     /// Criterion benches, then a summary table with vouch/peer ratios.
     Bench {
-        /// Only benchmarks whose id matches this criterion filter.
+        /// Only benchmarks whose id matches this criterion filter (`python`: only the Python
+        /// benches of crates/python/bench).
         filter: Option<String>,
     },
     /// Interop with real peers (the Python envoys package, in a venv under target/; Cloudflare's

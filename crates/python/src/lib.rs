@@ -15,9 +15,12 @@ mod claims;
 mod errors;
 mod signer;
 
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
-use vouch_token::{Access, Error, KeyPair, PublicKey, Token, Verifier};
+use pyo3::types::{PyDict, PyList, PyTuple};
+use vouch_token::{Access, Error, Facts, KeyPair, PublicKey, Token, VerifiedToken, Verifier};
 use zeroize::Zeroizing;
 
 use crate::errors::{Forbidden, InvalidToken, MissingToken, VouchError, to_py};
@@ -58,12 +61,79 @@ fn public_key(s: &str) -> PyResult<PublicKey> {
     Ok(key)
 }
 
-/// Decodes a token for a verifier: a missing or empty one is `MissingToken`, anything else that
-/// does not decode is `InvalidToken`.
-fn received_token(token: Option<&str>) -> PyResult<Token> {
+/// How many root keys' verifiers [`verifier`] keeps.
+const VERIFIER_CACHE: usize = 16;
+
+/// Verifiers of the root keys used last, most recent last: checking a key's point (decompression
+/// and a torsion check, a scalar multiplication) costs more than verifying a block's signature,
+/// and a server verifies every request under the same one or two keys. Only keys that passed
+/// [`public_key`]'s checks are kept, so a hit needs none.
+static VERIFIERS: Mutex<Vec<([u8; 32], Verifier)>> = Mutex::new(Vec::new());
+
+/// The verifier for a root public key (hex): from the cache, or checked and added to it.
+fn verifier(s: &str) -> PyResult<Verifier> {
+    let bytes = key_bytes(s, "public key")?;
+    // A panic elsewhere while holding the lock leaves the list whole (push and remove only).
+    let mut cache = VERIFIERS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(at) = cache.iter().position(|(k, _)| *k == *bytes) {
+        let entry = cache.remove(at);
+        let found = entry.1.clone();
+        cache.push(entry);
+        return Ok(found);
+    }
+    drop(cache);
+    let fresh = Verifier::new(public_key(s)?);
+    let mut cache = VERIFIERS.lock().unwrap_or_else(PoisonError::into_inner);
+    if cache.len() >= VERIFIER_CACHE {
+        cache.remove(0);
+    }
+    cache.push((*bytes, fresh.clone()));
+    Ok(fresh)
+}
+
+/// How many checked tokens [`CHECKED`] keeps.
+const CHECKED_ENTRIES: usize = 512;
+/// The longest token text [`CHECKED`] keeps (a typical token is 200 to 900 characters), so that
+/// the cache stays under `CHECKED_ENTRIES` × 2 × 2 KiB of text.
+const CHECKED_MAX_TEXT: usize = 2048;
+
+/// Tokens whose signatures were checked, by root key and text, oldest first: as vouch-tower's
+/// capability layer, `verify` does the crypto ([`Verifier::check`], which depends only on the
+/// token's bytes and the root key) once per token and decides each request
+/// ([`Verifier::authorize`]: expiry, audience, holder, tool, operation) every time.
+#[derive(Default)]
+struct Checked {
+    tokens: BTreeMap<([u8; 32], String), Arc<VerifiedToken>>,
+    order: VecDeque<([u8; 32], String)>,
+}
+
+impl Checked {
+    fn get(&self, key: &[u8; 32], text: &str) -> Option<Arc<VerifiedToken>> {
+        // The map is keyed by owned text; a lookup by (key, &str) would need a custom Borrow.
+        self.tokens.get(&(*key, text.to_owned())).cloned()
+    }
+
+    fn insert(&mut self, key: [u8; 32], text: String, token: Arc<VerifiedToken>) {
+        if text.len() > CHECKED_MAX_TEXT || self.tokens.contains_key(&(key, text.clone())) {
+            return;
+        }
+        while self.order.len() >= CHECKED_ENTRIES {
+            if let Some(old) = self.order.pop_front() {
+                self.tokens.remove(&old);
+            }
+        }
+        self.order.push_back((key, text.clone()));
+        self.tokens.insert((key, text), token);
+    }
+}
+
+static CHECKED: LazyLock<Mutex<Checked>> = LazyLock::new(Mutex::default);
+
+/// A verifier's token: a missing or empty one is `MissingToken`.
+fn received_text(token: Option<&str>) -> PyResult<&str> {
     match token {
         None | Some("") => Err(MissingToken::new_err("no token")),
-        Some(text) => Token::from_base64(text).map_err(|e| to_py(&e)),
+        Some(text) => Ok(text),
     }
 }
 
@@ -128,10 +198,10 @@ fn attenuate(
     claims: &Bound<'_, PyDict>,
 ) -> PyResult<String> {
     let parent = held_token(token)?;
-    let root = public_key(public)?;
+    let verifier = verifier(public)?;
     let restriction = claims::Claims::parse(claims, claims::Kind::Attenuate)?.restriction(None);
     py.detach(move || {
-        let verified = Verifier::new(root).check(&parent)?;
+        let verified = verifier.check(&parent)?;
         if unix_now() >= verified.expires_at() {
             return Err(Error::Expired);
         }
@@ -156,25 +226,42 @@ fn seal(token: &str) -> PyResult<String> {
     clippy::too_many_arguments,
     reason = "Python keyword arguments, not a Rust API"
 )]
-fn verify(
-    py: Python<'_>,
+fn verify<'py>(
+    py: Python<'py>,
     token: Option<&str>,
     public: &str,
     tool: Option<String>,
     op: Option<String>,
     caller: Option<String>,
     audience: Option<String>,
-    now: Option<&Bound<'_, PyAny>>,
-) -> PyResult<Py<PyAny>> {
-    let token = received_token(token)?;
-    let root = public_key(public)?;
+    now: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let text = received_text(token)?;
+    let key = key_bytes(public, "public key")?;
+    let mut verifier = verifier(public)?;
     let now = now.map(|n| claims::unsigned(n, "now")).transpose()?;
     if op.is_some() && tool.is_none() {
         return Err(pyo3::exceptions::PyValueError::new_err("op needs a tool"));
     }
+    let cached = CHECKED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key, text);
+    let text = cached.is_none().then(|| text.to_owned());
     let facts = py
         .detach(move || {
-            let mut verifier = Verifier::new(root);
+            let checked = match (cached, text) {
+                (Some(checked), _) => checked,
+                (None, text) => {
+                    let text = text.unwrap_or_default();
+                    let checked = Arc::new(verifier.check(&Token::from_base64(&text)?)?);
+                    CHECKED
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(*key, text, checked.clone());
+                    checked
+                }
+            };
             if let Some(audience) = audience {
                 verifier = verifier.with_audience(audience);
             }
@@ -188,10 +275,52 @@ fn verify(
             if let Some(op) = op.as_deref() {
                 access = access.operation(op);
             }
-            verifier.verify(&token, &access)
+            verifier.authorize(&checked, &access)
         })
         .map_err(|e| to_py(&e))?;
-    to_python(py, &facts)
+    facts_dict(py, &facts)
+}
+
+/// The facts as a dict in the seed's shape, built directly (the same keys, order and values as
+/// their JSON form, docs/token-format.md section 8, without a JSON round trip).
+fn facts_dict<'py>(py: Python<'py>, facts: &Facts) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("tools", PyList::new(py, facts.tools())?)?;
+    d.set_item("tool_wildcard", facts.tool_wildcard())?;
+    let operations = facts
+        .operations()
+        .iter()
+        .map(|(tool, op)| PyList::new(py, [tool.as_str(), op.as_str()]))
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("operations", PyList::new(py, operations)?)?;
+    let limits = facts
+        .resource_limits()
+        .iter()
+        .map(|(tool, key, value)| {
+            PyList::new(
+                py,
+                [
+                    tool.into_pyobject(py)?.into_any(),
+                    key.into_pyobject(py)?.into_any(),
+                    value.into_pyobject(py)?.into_any(),
+                ],
+            )
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    d.set_item("resource_limits", PyList::new(py, limits)?)?;
+    d.set_item("delegation_depth", facts.delegation_depth())?;
+    d.set_item("issuer", facts.issuer())?;
+    d.set_item("subject", facts.subject())?;
+    d.set_item("expires_at", facts.expires_at())?;
+    d.set_item("not_before", facts.not_before())?;
+    d.set_item(
+        "audience",
+        facts.audience().map(|a| PyList::new(py, a)).transpose()?,
+    )?;
+    d.set_item("holder", facts.holder())?;
+    let ids = facts.revocation_ids().iter().map(ToString::to_string);
+    d.set_item("revocation_ids", PyList::new(py, ids)?)?;
+    Ok(d)
 }
 
 /// What a token claims, block by block, with NO signature checked: for logs and debugging, never
