@@ -17,6 +17,11 @@
 //! with MCP's `HeaderMismatch` before any grant decision). An authorizer that does not see the
 //! body can decide on those signed headers alone ([`SignatureLayer::headers_only`],
 //! [`CapabilityLayer::headers_only`]) when the upstream runs a [`DigestCheckLayer`].
+//!
+//! Hosts that are not a tower stack (an external authorizer, a Python ASGI middleware) run the
+//! same layers' checks through a [`Checkpoint`]: [`Checkpoint::head`] on the request head
+//! before any body byte is read, then [`Pending::finish`] with the body, giving an
+//! [`Admitted`] caller and grants or the [`Denial`] the layers would have answered.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -25,6 +30,7 @@ mod audit;
 mod capability;
 mod capability_layer;
 mod checked;
+mod checkpoint;
 mod digest_check;
 mod extract;
 pub mod jsonrpc;
@@ -45,6 +51,7 @@ pub use capability_layer::{
     require_tool,
 };
 pub use checked::{Check, Checked};
+pub use checkpoint::{Admitted, Checkpoint, CheckpointBuilder, Pending};
 pub use digest_check::DigestCheckLayer;
 pub use extract::MissingCaller;
 pub use origin::{Origin, OriginError};
@@ -53,6 +60,7 @@ pub use pipeline::{
     VerifiedCaller,
 };
 pub use rate_limit::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit, RateLimitLayer};
+pub use response::Denial;
 pub use response_signing::{
     DEFAULT_MAX_RESPONSE_BYTES, ResponseSigningLayer, ResponseSigningService,
 };
