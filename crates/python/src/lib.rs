@@ -13,6 +13,7 @@
 
 mod claims;
 mod errors;
+mod gate;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -211,6 +212,10 @@ fn _vouch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(seal, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
+    m.add_class::<gate::Gate>()?;
+    m.add_class::<gate::Pending>()?;
+    m.add_class::<gate::Denied>()?;
+    m.add_class::<gate::SigningStats>()?;
     m.add("VouchError", py.get_type::<VouchError>())?;
     m.add("MissingToken", py.get_type::<MissingToken>())?;
     m.add("InvalidToken", py.get_type::<InvalidToken>())?;
