@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the `vouch` Python package into a venv under target/ and runs its pytest suite.
 # Usage: crates/python/run-tests.sh [pytest args...]   (from anywhere in the workspace)
-# Needs python3 >= 3.10 with venv, and network access to PyPI for maturin and pytest.
+# Needs python3 >= 3.10 with venv, network access to PyPI (maturin, pytest, starlette, fastapi,
+# uvicorn, httpx), and redis-server on PATH (the Redis tests start their own).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -24,6 +25,11 @@ fi
 # into the venv, with the pure-Python half from python/.
 export CARGO_TARGET_DIR="$target"
 (cd "$here" && VIRTUAL_ENV="$venv" PATH="$venv/bin:$PATH" "$venv/bin/maturin" develop --quiet)
+# The middleware tests sign requests with the real CLI (`vouch sign`), found here by
+# tests/asgi_support.py (or at $VOUCH_BIN).
+if [ -z "${VOUCH_BIN:-}" ]; then
+    cargo build --quiet -p vouch-cli --bin vouch
+fi
 # The stubs must match the module as built (names, signatures, classes).
 (cd "$here" && "$venv/bin/python" -m mypy.stubtest vouch)
 exec "$venv/bin/python" -m pytest "$here/tests" "$@"
