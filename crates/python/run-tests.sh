@@ -28,7 +28,7 @@ export CARGO_TARGET_DIR="$target"
 # The middleware tests sign requests with the real CLI (`vouch sign`), found here by
 # tests/asgi_support.py (or at $VOUCH_BIN).
 if [ -z "${VOUCH_BIN:-}" ]; then
-    cargo build --quiet -p vouch-cli --bin vouch
+    (cd "$root" && cargo build --quiet -p vouch-cli --bin vouch)
 fi
 # The stubs must match the module as built (names, signatures, classes).
 (cd "$here" && "$venv/bin/python" -m mypy.stubtest vouch)

@@ -13,7 +13,11 @@ use crate::pipeline::Rejection;
 /// [`Checkpoint`](crate::Checkpoint) hands it to hosts that write their own responses (an
 /// external authorizer, a Python ASGI middleware), so every host sends the same answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Denial {
+pub struct Denial(Box<Answer>);
+
+/// What a [`Denial`] holds (boxed: a refusal is the rare path, and a `Result` stays small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -27,50 +31,57 @@ impl Denial {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        Self {
+        Self(Box::new(Answer {
             status,
             headers,
             body: Bytes::from(body.to_string()),
-        }
+        }))
     }
 
     /// The status: 400, 401, 403, 408, 413, 421, 429 or 503.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The fields: `Content-Type`, and as the case may be `WWW-Authenticate` (401),
     /// `Accept-Signature` (401 under SEP-2752), `Retry-After` (429) and `Connection: close` (a
     /// body left unread, or a body timeout). Never `Content-Length`.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.0.headers
     }
 
     /// The JSON body.
     pub fn body(&self) -> &Bytes {
-        &self.body
+        &self.0.body
     }
 
     /// The status, fields and body.
     pub fn into_parts(self) -> (StatusCode, HeaderMap, Bytes) {
-        (self.status, self.headers, self.body)
+        let Answer {
+            status,
+            headers,
+            body,
+        } = *self.0;
+        (status, headers, body)
     }
 
     /// The answer as an HTTP response.
     pub fn into_response(self) -> Response<Body> {
-        let mut response = Response::new(Body::from(self.body));
-        *response.status_mut() = self.status;
-        *response.headers_mut() = self.headers;
+        let (status, headers, body) = self.into_parts();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
         response
     }
 
     pub(crate) fn headers_mut(&mut self) -> &mut HeaderMap {
-        &mut self.headers
+        &mut self.0.headers
     }
 
     /// With `Connection: close`: the connection cannot carry another request.
     pub(crate) fn close(mut self) -> Self {
-        self.headers
+        self.0
+            .headers
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         self
     }
@@ -137,7 +148,7 @@ pub(crate) fn sep2752_denial(
             "data": {"reason": rejection.reason()},
         },
     });
-    denial.body = Bytes::from(body.to_string());
+    denial.0.body = Bytes::from(body.to_string());
     if let Ok(v) = HeaderValue::from_str(accept_signature) {
         denial
             .headers_mut()
