@@ -25,7 +25,8 @@ use vouch_keys::{
 use vouch_token::{RootKeySet, Verifier};
 use vouch_tower::{
     AuditHook, CapabilityPipeline, Checkpoint, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
-    Decision, Denial, Origin, RateLimitLayer, SignaturePipeline, TOKEN_HEADER,
+    Decision, Denial, Origin, RateLimitLayer, SessionBindingLayer, SessionTicket,
+    SignaturePipeline, TOKEN_HEADER,
 };
 
 /// Signatures the in-memory replay store holds (as `vouch serve`'s default).
@@ -256,6 +257,7 @@ impl Denied {
 pub(crate) struct Pending {
     gate: Py<Gate>,
     step: Mutex<Option<vouch_tower::Pending>>,
+    ticket: Mutex<Option<SessionTicket>>,
     /// The identity the head's signature proves.
     #[pyo3(get)]
     identity: String,
@@ -282,9 +284,44 @@ impl Pending {
         let result = py.detach(|| gate.run(step.finish(body)))?;
         gate.flush_audit(py);
         match result {
-            Ok(admitted) => Ok(state(py, &admitted)?.into_any()),
+            Ok(mut admitted) => {
+                if let (Some(ticket), Ok(mut held)) = (admitted.take_session(), self.ticket.lock())
+                {
+                    *held = Some(ticket);
+                }
+                Ok(state(py, &admitted)?.into_any())
+            }
             Err(denial) => Ok(Bound::new(py, Denied::from_denial(denial))?.into_any()),
         }
+    }
+
+    /// With session binding: the app answered this (allowed) request with `status` and these
+    /// fields (ASGI's `http.response.start`): a session it names in `mcp-session-id` is bound
+    /// to the caller, one it ended or no longer knows is unbound. Once; a no-op otherwise.
+    fn answered(&self, status: u16, headers: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Some(ticket) = self.ticket.lock().ok().and_then(|mut t| t.take()) else {
+            return Ok(());
+        };
+        let status = http::StatusCode::from_u16(status)
+            .map_err(|_| value_error("status", "not an HTTP status"))?;
+        let mut fields = HeaderMap::new();
+        let session = http::HeaderName::from_static("mcp-session-id");
+        let mut seen = 0usize;
+        pairs(headers, |name, value| {
+            if name.eq_ignore_ascii_case(b"mcp-session-id") {
+                seen += 1;
+                if let Ok(v) = HeaderValue::from_bytes(value) {
+                    fields.insert(session.clone(), v);
+                }
+            }
+            true
+        })?;
+        if seen > 1 {
+            // Two session ids in one answer: bind neither.
+            fields.clear();
+        }
+        ticket.answered(status, &fields);
+        Ok(())
     }
 
     /// The answer to a body larger than the gate's `max_body_bytes` (413).
@@ -351,6 +388,34 @@ fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
     })
 }
 
+/// Calls `each(name, value)` for each pair of bytes of an ASGI field list (tuples, or lists as
+/// the spec allows) until it returns false; false if an item is not a pair of bytes.
+fn pairs(headers: &Bound<'_, PyAny>, mut each: impl FnMut(&[u8], &[u8]) -> bool) -> PyResult<bool> {
+    for item in headers.try_iter()? {
+        let item = item?;
+        let (name, value) = if let Ok(pair) = item.cast::<PyTuple>() {
+            if pair.len() != 2 {
+                return Ok(false);
+            }
+            (pair.get_item(0)?, pair.get_item(1)?)
+        } else if let Ok(pair) = item.cast::<PyList>() {
+            if pair.len() != 2 {
+                return Ok(false);
+            }
+            (pair.get_item(0)?, pair.get_item(1)?)
+        } else {
+            return Ok(false);
+        };
+        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else {
+            return Ok(false);
+        };
+        if !each(name.as_bytes(), value.as_bytes()) {
+            return Ok(true);
+        }
+    }
+    Ok(true)
+}
+
 /// The request head as the checkpoint reads it, or `None` if no HTTP server would have passed
 /// it on (a malformed method, target or field).
 fn head_parts(
@@ -375,24 +440,22 @@ fn head_parts(
         return Ok(None);
     };
     let mut map = HeaderMap::new();
-    for item in headers.try_iter()? {
-        let item = item?;
-        let pair = item.cast::<PyTuple>()?;
-        if pair.len() != 2 || map.len() >= MAX_FIELDS {
-            return Ok(None);
+    let mut sound = true;
+    let complete = pairs(headers, |name, value| {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value))
+        else {
+            sound = false;
+            return false;
+        };
+        if map.len() >= MAX_FIELDS {
+            sound = false;
+            return false;
         }
-        let name = pair.get_item(0)?;
-        let value = pair.get_item(1)?;
-        let (Ok(name), Ok(value)) = (name.cast::<PyBytes>(), value.cast::<PyBytes>()) else {
-            return Ok(None);
-        };
-        let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) else {
-            return Ok(None);
-        };
         map.append(name, value);
+        true
+    })?;
+    if !(complete && sound) {
+        return Ok(None);
     }
     let Ok(request) = http::Request::builder().method(method).uri(uri).body(()) else {
         return Ok(None);
@@ -409,6 +472,7 @@ pub(crate) struct Gate {
     checkpoint: Checkpoint,
     exempt: BTreeSet<String>,
     blocking: bool,
+    sessions: bool,
     stats: Py<SigningStats>,
     audit: Option<Py<PyAny>>,
 }
@@ -475,6 +539,7 @@ impl Gate {
         operations = None,
         stats = None,
         audit = None,
+        sessions = None,
     ))]
     #[allow(
         clippy::too_many_arguments,
@@ -500,6 +565,7 @@ impl Gate {
         operations: Option<std::collections::BTreeMap<String, String>>,
         stats: Option<Py<SigningStats>>,
         audit: Option<Py<PyAny>>,
+        sessions: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let origins = strings(origin, "origin")?
             .iter()
@@ -631,6 +697,32 @@ impl Gate {
             };
             builder = builder.rate_limit(RateLimitLayer::per_second(per_second, burst));
         }
+        let binding = match sessions {
+            None => None,
+            Some(s) if s.is_instance_of::<PyBool>() => {
+                s.extract::<bool>()?.then(SessionBindingLayer::default)
+            }
+            Some(s) => {
+                let (capacity, per_identity, idle) =
+                    s.extract::<(usize, usize, f64)>().map_err(|_| {
+                        value_error(
+                            "sessions",
+                            "expected a bool or (capacity, per_identity, idle_seconds)",
+                        )
+                    })?;
+                if !(idle.is_finite() && idle > 0.0) {
+                    return Err(value_error("sessions", "idle_seconds must be positive"));
+                }
+                Some(
+                    SessionBindingLayer::new(capacity, Duration::from_secs_f64(idle))
+                        .max_per_identity(per_identity),
+                )
+            }
+        };
+        let binds_sessions = binding.is_some();
+        if let Some(layer) = binding {
+            builder = builder.sessions(layer);
+        }
         let audiences = audience.map(|a| strings(a, "audience")).transpose()?;
         let header = match token_header {
             Some(h) => HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
@@ -667,6 +759,7 @@ impl Gate {
             checkpoint: builder.build(),
             exempt: exempt_paths.into_iter().collect(),
             blocking: resolve_https || redis_replay || redis_pins,
+            sessions: binds_sessions,
             stats,
             audit,
         })
@@ -677,6 +770,13 @@ impl Gate {
     #[getter]
     fn blocking(&self) -> bool {
         self.blocking
+    }
+
+    /// True if MCP sessions are bound to their signer: hand the app's answer to
+    /// `Pending.answered`.
+    #[getter]
+    fn binds_sessions(&self) -> bool {
+        self.sessions
     }
 
     /// The largest body accepted, in bytes.
@@ -731,6 +831,7 @@ impl Gate {
                 let pending = Pending {
                     gate: slf.clone().unbind(),
                     step: Mutex::new(Some(step)),
+                    ticket: Mutex::new(None),
                     identity,
                 };
                 Ok(Bound::new(py, pending)?.into_any())

@@ -479,6 +479,13 @@ def test_the_envoys_profile(agent: Agent) -> None:
 # --- the native gate --------------------------------------------------------------------------
 
 
+def test_gate_takes_fields_as_lists_too(agent: Agent) -> None:
+    gate = Gate(origin="http://mcp.example", agents={agent.keyid: agent.public})
+    signed = agent.sign(call_body("search"))
+    step = gate.head("POST", b"/mcp", b"", [[k, v] for k, v in signed.headers])
+    assert isinstance(step, Pending)
+
+
 def test_gate_steps(agent: Agent) -> None:
     gate = Gate(origin="http://mcp.example", agents={agent.keyid: agent.public})
     assert not gate.blocking and gate.identity_only
@@ -503,6 +510,9 @@ def test_gate_steps(agent: Agent) -> None:
         ("POST", b"/mcp", [(b"bad name", b"x")]),
         ("POST", b"/mcp", [(b"x-a", b"line\nbreak")]),
         ("POST", b"/mcp", [(b"x-a",)]),
+        ("POST", b"/mcp", [("host", "mcp.example")]),
+        ("POST", b"/mcp", [b"host"]),
+        ("POST", b"/mcp", [(b"x-a", b"1")] * 257),
     ],
 )
 def test_gate_refuses_a_malformed_head(method: str, path: bytes, headers: list[Any]) -> None:
@@ -532,3 +542,89 @@ def test_gate_refuses_a_malformed_head(method: str, path: bytes, headers: list[A
 def test_gate_refuses_bad_configuration(kw: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Gate(**kw)
+
+
+# --- MCP sessions bound to their signer -------------------------------------------------------
+
+
+class SessionApp:
+    """Names a new session for a request without one (as an MCP server's initialize), echoes
+    the vouch state otherwise; DELETE ends a session."""
+
+    def __init__(self, *, fail_first: bool = False) -> None:
+        self.opened = 0
+        self.calls = 0
+        self.fail_first = fail_first
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        self.calls += 1
+        if self.fail_first and self.calls == 1:
+            raise RuntimeError("the app failed before answering")
+        headers = [(b"content-type", b"application/json")]
+        if not any(k == b"mcp-session-id" for k, _ in scope["headers"]):
+            self.opened += 1
+            headers.append((b"mcp-session-id", f"session-{self.opened}".encode()))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+
+def in_session(agent: Agent, session: str, method: str = "POST") -> Signed:
+    body = call_body("search") if method == "POST" else ""
+    return agent.sign(body, method=method, headers=(("Mcp-Session-Id", session),))
+
+
+def test_a_session_belongs_to_its_signer(agent: Agent, other: Agent) -> None:
+    app = SessionApp()
+    mw = middleware(app, [agent, other])
+    assert mw.gate.binds_sessions, "on by default"
+    opened = run(mw, agent.sign(call_body("search")))
+    assert opened.status == 200
+    session = opened.headers[b"mcp-session-id"].decode()
+    assert run(mw, in_session(agent, session)).status == 200
+    calls = app.calls
+    stolen = run(mw, in_session(other, session))
+    assert stolen.status == 403, stolen.body
+    assert stolen.detail() == {"error": "forbidden", "detail": "session_bound_to_another_caller"}
+    unknown = run(mw, in_session(agent, "session-99"))
+    assert unknown.status == 404 and unknown.detail()["detail"] == "session_not_found"
+    assert app.calls == calls, "refused requests never reach the app"
+    # The client ends its session: the binding goes with it.
+    assert run(mw, in_session(agent, session, method="DELETE")).status == 200
+    assert run(mw, in_session(agent, session)).status == 404
+
+
+def test_sessions_per_identity_are_capped(agent: Agent, other: Agent) -> None:
+    app = SessionApp()
+    mw = middleware(app, [agent, other], sessions=(100, 1, 600.0))
+    assert run(mw, agent.sign(call_body("search"))).status == 200
+    over = run(mw, agent.sign(call_body("search")))
+    assert over.status == 429, over.body
+    assert over.detail()["detail"] == "session_limit_per_identity"
+    assert b"retry-after" in over.headers
+    assert run(mw, other.sign(call_body("search"))).status == 200
+
+
+def test_a_request_the_app_fails_gives_its_place_back(agent: Agent) -> None:
+    app = SessionApp(fail_first=True)
+    mw = middleware(app, [agent], sessions=(100, 1, 600.0))
+    with pytest.raises(RuntimeError):
+        run(mw, agent.sign(call_body("search")))
+    import gc
+
+    gc.collect()
+    assert run(mw, agent.sign(call_body("search"))).status == 200
+
+
+def test_sessions_can_be_left_unbound(agent: Agent, other: Agent) -> None:
+    app = SessionApp()
+    mw = middleware(app, [agent, other], sessions=False)
+    assert not mw.gate.binds_sessions
+    session = run(mw, agent.sign(call_body("search"))).headers[b"mcp-session-id"].decode()
+    assert run(mw, in_session(other, session)).status == 200
+
+
+@pytest.mark.parametrize("sessions", [(1, 1), (10, 1, 0.0), "yes"])
+def test_gate_refuses_bad_session_settings(sessions: Any) -> None:
+    with pytest.raises(ValueError):
+        Gate(origin="http://mcp.example", sessions=sessions)

@@ -16,6 +16,7 @@ use crate::checked::Check as _;
 use crate::pipeline::{HeadVerified, Rejection, SignaturePipeline, SignedRequest, VerifiedCaller};
 use crate::rate_limit::RateLimitLayer;
 use crate::response::Denial;
+use crate::session::{SessionBindingLayer, SessionTicket};
 use crate::signature::{BoxError, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, SignatureLayer};
 
 /// Every check vouch's layers make on a request, in their order, callable without tower:
@@ -30,8 +31,9 @@ use crate::signature::{BoxError, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, S
 ///    (413), the origin (421, before any key lookup), the signature policy, allowlist, key and
 ///    pin (401, 503). No body byte is needed and nothing is recorded in the replay store.
 /// 2. [`Pending::finish`] with the whole body: the signed digest and the replay store (401,
-///    429, 503), the per-identity rate limit (429), the JSON-RPC message and MCP headers (400),
-///    the token and its grants (401, 403). A host that cannot get the body answers with
+///    429, 503), the per-identity rate limit (429), with [session
+///    binding](CheckpointBuilder::sessions) the MCP session (403, 404, 429, 503), the JSON-RPC
+///    message and MCP headers (400), the token and its grants (401, 403). A host that cannot get the body answers with
 ///    [`Pending::too_large`] (413) or [`Pending::timed_out`] (408) instead.
 ///
 /// [`Checkpoint::check`] runs both over a whole [`http::Request`], reading its body up to the
@@ -66,6 +68,7 @@ pub struct Checkpoint {
 struct Inner {
     signature: SignatureLayer,
     rate_limit: RateLimitLayer,
+    sessions: Option<SessionBindingLayer>,
     message: Message,
 }
 
@@ -94,6 +97,7 @@ pub struct CheckpointBuilder {
     signature: SignaturePipeline,
     capability: Option<CapabilityPipeline>,
     rate_limit: RateLimitLayer,
+    sessions: Option<SessionBindingLayer>,
     max_body_bytes: usize,
     body_timeout: Duration,
     headers_only: bool,
@@ -124,6 +128,15 @@ impl CheckpointBuilder {
     /// The per-identity rate limit (default [`RateLimitLayer::default`]).
     pub fn rate_limit(mut self, layer: RateLimitLayer) -> Self {
         self.rate_limit = layer;
+        self
+    }
+
+    /// Binds each MCP session to the caller whose request created it, after the rate limit
+    /// (the gateway's order): the host hands the server's answer to the [`SessionTicket`] of
+    /// each admitted request ([`Admitted::take_session`]). Off by default (an external
+    /// authorizer never sees answers).
+    pub fn sessions(mut self, layer: SessionBindingLayer) -> Self {
+        self.sessions = Some(layer);
         self
     }
 
@@ -179,6 +192,10 @@ impl CheckpointBuilder {
             Some(hook) => self.rate_limit.audit(hook.clone()),
             None => self.rate_limit,
         };
+        let sessions = match (&hook, self.sessions) {
+            (Some(hook), Some(layer)) => Some(layer.audit(hook.clone())),
+            (_, sessions) => sessions,
+        };
         let mut signature = SignatureLayer::new(self.signature)
             .max_body_bytes(self.max_body_bytes)
             .body_timeout(self.body_timeout);
@@ -192,6 +209,7 @@ impl CheckpointBuilder {
             inner: Arc::new(Inner {
                 signature,
                 rate_limit,
+                sessions,
                 message,
             }),
         }
@@ -206,6 +224,7 @@ impl Checkpoint {
             signature,
             capability: None,
             rate_limit: RateLimitLayer::default(),
+            sessions: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             headers_only: false,
@@ -370,6 +389,14 @@ impl Pending {
         inner
             .rate_limit
             .admit(&caller.identity, parts.method.as_str())?;
+        let session = match &inner.sessions {
+            Some(layer) => Some(
+                layer
+                    .enter(Some(&caller), &parts.method, &parts.headers)
+                    .await?,
+            ),
+            None => None,
+        };
         parts.extensions.insert(caller.clone());
         match &inner.message {
             Message::Capability(layer) => layer.decide(&mut parts, &body).await?,
@@ -381,16 +408,18 @@ impl Pending {
             caller,
             signed,
             grants,
+            session,
         })
     }
 }
 
 /// A request every check let through.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Admitted {
     caller: VerifiedCaller,
     signed: Option<SignedRequest>,
     grants: Option<Grants>,
+    session: Option<SessionTicket>,
 }
 
 impl Admitted {
@@ -408,6 +437,12 @@ impl Admitted {
     /// headers-only mode.
     pub fn signed_request(&self) -> Option<&SignedRequest> {
         self.signed.as_ref()
+    }
+
+    /// With [session binding](CheckpointBuilder::sessions): the ticket to hand the server's
+    /// answer to ([`SessionTicket::answered`]), once.
+    pub fn take_session(&mut self) -> Option<SessionTicket> {
+        self.session.take()
     }
 
     /// The caller, the grants and the signature.

@@ -67,7 +67,7 @@ pub use response_signing::{
 pub use serve::{ServeConfig, serve};
 pub use session::{
     DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_SESSIONS_PER_IDENTITY, SessionBinding,
-    SessionBindingLayer, SessionFuture, SessionStore,
+    SessionBindingLayer, SessionFuture, SessionStore, SessionTicket,
 };
 pub use signature::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, SignatureLayer, SignatureService,

@@ -87,11 +87,6 @@ impl Denial {
     }
 }
 
-/// A JSON body with `status`.
-pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-    Denial::json(status, body).into_response()
-}
-
 /// `{"detail": {"error": kind, "detail": reason}}` with the status, and the
 /// `WWW-Authenticate: Signature` challenge on 401.
 pub(crate) fn rejection_denial(rejection: &Rejection, challenge: &str) -> Denial {

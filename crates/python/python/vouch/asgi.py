@@ -65,6 +65,10 @@ class VouchMiddleware:
     (envoys-mcp's clients). ``exempt_paths``: exact paths served without checks.
     ``audit``: called with a dict per decision (layer, accepted, identity, reason, method,
     tool). ``rate_limit``: ``(per_second, burst)`` per identity (default 50, 100).
+    ``sessions``: bind each MCP session (``Mcp-Session-Id``) to the signer whose request
+    created it (403 for anyone else, 404 for a session it did not bind, 429/503 over the
+    per-identity/total caps); ``True`` (16 per identity, 10 000 in all, 30 min idle), a
+    ``(capacity, per_identity, idle_seconds)`` tuple, or ``False``.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class VouchMiddleware:
         token_header: str | None = None,
         operations: Mapping[str, str] | None = None,
         stats: SigningStats | None = None,
+        sessions: bool | tuple[int, int, float] = True,
     ) -> None:
         self.app = app
         self.gate = Gate(
@@ -112,11 +117,13 @@ class VouchMiddleware:
             operations=dict(operations) if operations is not None else None,
             stats=stats,
             audit=audit,
+            sessions=sessions,
         )
         self.stats: SigningStats = self.gate.stats
         self._blocking = self.gate.blocking
         self._cap = self.gate.max_body_bytes
         self._timeout = self.gate.body_timeout
+        self._sessions = self.gate.binds_sessions
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -163,6 +170,8 @@ class VouchMiddleware:
         state = dict(scope.get("state") or ())
         state["vouch"] = result
         inner = {**scope, "headers": inner_headers, "state": state}
+        if self._sessions:
+            send = _watching(send, step)
         await self.app(inner, _replay(body, receive), send)
 
 
@@ -214,6 +223,17 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replayed
+
+
+def _watching(send: Send, step: Pending) -> Send:
+    """A send that shows the app's answer to the session binding (binds a session it names)."""
+
+    async def watched(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            step.answered(message["status"], message.get("headers", ()))
+        await send(message)
+
+    return watched
 
 
 async def _answer(send: Send, denied: Denied) -> None:

@@ -374,3 +374,95 @@ async fn every_step_reports_to_the_audit_hook() {
     );
     assert_eq!(snapshot.by_address.get(AGENT), Some(&1));
 }
+
+/// A request of `method` in `session`, signed by `seed` as `keyid` (the session id covered).
+fn in_session(seed: u8, keyid: &str, method: http::Method, session: &str) -> Request<Bytes> {
+    let body = if method == http::Method::POST {
+        Bytes::from(call("search"))
+    } else {
+        Bytes::new()
+    };
+    let mut b = Request::builder()
+        .method(method)
+        .uri("http://mcp.example/mcp")
+        .header("host", "mcp.example")
+        .header("mcp-session-id", session)
+        .header("content-length", body.len());
+    if !body.is_empty() {
+        b = b
+            .header("content-type", "application/json")
+            .header("content-digest", mcp_content_digest(&body));
+    }
+    let mut req = b.body(body).unwrap();
+    let key = SigningKey::ed25519_from_seed(&[seed; 32]).unwrap();
+    let spec = mcp_spec(&RequestView::of(&req), &key, keyid, None, now()).unwrap();
+    sign(RequestView::of(&req), &spec, &key)
+        .unwrap()
+        .apply(req.headers_mut())
+        .unwrap();
+    *req.uri_mut() = "/mcp".parse().unwrap();
+    req
+}
+
+fn naming(session: &'static str) -> http::HeaderMap {
+    let mut named = http::HeaderMap::new();
+    named.insert("mcp-session-id", http::HeaderValue::from_static(session));
+    named
+}
+
+#[tokio::test]
+async fn sessions_are_bound_to_their_creator() {
+    use http::Method;
+    let layer =
+        SessionBindingLayer::new(10, std::time::Duration::from_secs(600)).max_per_identity(1);
+    let c = Checkpoint::builder(pipeline())
+        .sessions(layer.clone())
+        .build();
+    let open = |seed, keyid| signed(seed, keyid, "mcp.example", &call("search"), None);
+    // agent-a opens a session; the server names it in its answer.
+    let mut admitted = run(&c, open(1, AGENT)).await.unwrap();
+    admitted
+        .take_session()
+        .unwrap()
+        .answered(StatusCode::OK, &naming("s1"));
+    assert!(admitted.take_session().is_none(), "one ticket per request");
+    assert_eq!(layer.len(), 1);
+    // Its own session passes; anyone else's use of it is 403; an unknown one 404.
+    let mut own = run(&c, in_session(1, AGENT, Method::POST, "s1"))
+        .await
+        .unwrap();
+    own.take_session()
+        .unwrap()
+        .answered(StatusCode::OK, &http::HeaderMap::new());
+    let d = denial(&c, in_session(2, OTHER, Method::POST, "s1")).await;
+    assert_eq!(d.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        body_json(&d)["detail"]["detail"],
+        "session_bound_to_another_caller"
+    );
+    let d = denial(&c, in_session(1, AGENT, Method::POST, "s9")).await;
+    assert_eq!(d.status(), StatusCode::NOT_FOUND);
+    // Over its limit of one session, agent-a's new session is refused; agent-b's is not.
+    let d = denial(&c, open(1, AGENT)).await;
+    assert_eq!(d.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(d.headers().contains_key("retry-after"));
+    // A ticket dropped unanswered gives its place back.
+    drop(run(&c, open(2, OTHER)).await.unwrap());
+    let mut again = run(&c, open(2, OTHER)).await.unwrap();
+    again
+        .take_session()
+        .unwrap()
+        .answered(StatusCode::OK, &naming("s2"));
+    assert_eq!(layer.len(), 2);
+    // A successful DELETE ends the session and its binding.
+    let mut deleted = run(&c, in_session(1, AGENT, Method::DELETE, "s1"))
+        .await
+        .unwrap();
+    deleted
+        .take_session()
+        .unwrap()
+        .answered(StatusCode::OK, &http::HeaderMap::new());
+    assert_eq!(layer.len(), 1);
+    let d = denial(&c, in_session(1, AGENT, Method::POST, "s1")).await;
+    assert_eq!(d.status(), StatusCode::NOT_FOUND);
+}
