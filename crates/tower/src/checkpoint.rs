@@ -19,9 +19,9 @@ use crate::response::Denial;
 use crate::session::{SessionBindingLayer, SessionTicket};
 use crate::signature::{BoxError, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, SignatureLayer};
 
-/// Every check vouch's layers make on a request, in their order, callable without tower:
-/// [`SignatureLayer`] → [`RateLimitLayer`] → [`CapabilityLayer`] (or, without token roots,
-/// [`StrictMessageLayer`]). It runs the layers' own code, so it refuses exactly what they
+/// Every check vouch's layers make on a request, in the gateway's order, callable without
+/// tower: [`SignatureLayer`] → [`RateLimitLayer`] → (optionally) [`SessionBindingLayer`] →
+/// [`CapabilityLayer`] (or, without token roots, [`StrictMessageLayer`]). It runs the layers' own code, so it refuses exactly what they
 /// refuse and answers with the same [`Denial`]s (status, fields, JSON body), and reports the
 /// same decisions to the audit hook.
 ///
@@ -33,8 +33,9 @@ use crate::signature::{BoxError, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, S
 /// 2. [`Pending::finish`] with the whole body: the signed digest and the replay store (401,
 ///    429, 503), the per-identity rate limit (429), with [session
 ///    binding](CheckpointBuilder::sessions) the MCP session (403, 404, 429, 503), the JSON-RPC
-///    message and MCP headers (400), the token and its grants (401, 403). A host that cannot get the body answers with
-///    [`Pending::too_large`] (413) or [`Pending::timed_out`] (408) instead.
+///    message and MCP headers (400), the token and its grants (401, 403). A host that cannot
+///    get the body answers with [`Pending::too_large`] (413) or [`Pending::timed_out`] (408)
+///    instead.
 ///
 /// [`Checkpoint::check`] runs both over a whole [`http::Request`], reading its body up to the
 /// cap within the body timeout.
