@@ -248,7 +248,8 @@ def run(
     """Sends `request` through `app` in-process; counts the receive() calls the app made.
 
     `messages` replaces the body messages (default: the whole body in one); `hang` makes
-    receive wait forever once they are used up (else it says http.disconnect)."""
+    receive wait forever once they are used up (else it says http.disconnect). An app that
+    answers nothing gives status 0."""
     queue = list(
         messages
         if messages is not None
@@ -270,7 +271,10 @@ def run(
         sent.append(message)
 
     asyncio.run(app(scope or request.scope(), receive, send))
-    start = next(m for m in sent if m["type"] == "http.response.start")
+    start = next((m for m in sent if m["type"] == "http.response.start"), None)
+    if start is None:
+        # No answer at all (the client went away): status 0.
+        return Answer(0, {}, b"", received)
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return Answer(start["status"], dict(start["headers"]), body, received)
 

@@ -466,3 +466,33 @@ async fn sessions_are_bound_to_their_creator() {
     let d = denial(&c, in_session(1, AGENT, Method::POST, "s1")).await;
     assert_eq!(d.status(), StatusCode::NOT_FOUND);
 }
+
+/// A replay store that is down.
+struct Down;
+
+impl vouch_httpsig::ReplayGuard for Down {
+    fn check_and_insert<'a>(
+        &'a self,
+        _: vouch_httpsig::ReplayKey,
+        _: &'a str,
+        _: u64,
+        _: u64,
+    ) -> vouch_httpsig::ReplayFuture<'a> {
+        Box::pin(std::future::ready(Err(
+            vouch_httpsig::Error::ReplayStoreUnavailable("redis unreachable"),
+        )))
+    }
+}
+
+#[tokio::test]
+async fn a_failing_replay_store_is_503_never_a_pass() {
+    let pipeline = SignaturePipeline::new(crate::origin(), resolver(), Down);
+    let c = Checkpoint::builder(pipeline).build();
+    let request = signed(1, AGENT, "mcp.example", &call("search"), None);
+    let (parts, body) = request.into_parts();
+    // The head does not touch the store; the body step does.
+    let pending = c.head(parts).await.unwrap();
+    let d = pending.finish(body).await.unwrap_err();
+    assert_eq!(d.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body_json(&d)["detail"]["error"], "unavailable");
+}
