@@ -46,6 +46,9 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// The body timeout runs on tokio's timer: serve from a runtime with time enabled (as
 /// `#[tokio::main]`, `axum::serve` and [`serve`](crate::serve) all have).
+///
+/// The layer runs in the same two steps as a [`Checkpoint`](crate::Checkpoint) (which calls
+/// them): the head, then the body; so both refuse the same requests with the same answers.
 #[derive(Clone)]
 pub struct SignatureLayer {
     pipeline: Arc<SignaturePipeline>,
