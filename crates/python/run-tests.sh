@@ -21,7 +21,7 @@ fi
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2" "pytest>=8" "mypy>=1.10" \
     "starlette>=0.40,<1" "fastapi>=0.115,<1" "uvicorn>=0.30,<1" "httpx>=0.27,<1" \
-    "envoys-mcp>=0.1.1,<0.2"
+    "envoys-mcp>=0.1.1,<0.2" "mcp>=1.20,<2"
 # maturin builds the abi3 extension with cargo (into $CARGO_TARGET_DIR) and installs it
 # into the venv, with the pure-Python half from python/.
 export CARGO_TARGET_DIR="$target"

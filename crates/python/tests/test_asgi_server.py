@@ -5,92 +5,28 @@ framing matters: an oversized declared body answered before it is sent, a slow b
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request
 
 import vouch
 
-from asgi_support import Agent, EchoApp, call_body
+from asgi_support import (
+    HOST,
+    ORIGIN,
+    Agent,
+    EchoApp,
+    Served,
+    call_body,
+    closed_by_server,
+    connect,
+    exchange,
+    read_response,
+)
 from vouch.asgi import VouchMiddleware, caller_identity, grants
-
-ORIGIN = "http://mcp.test"
-HOST = "mcp.test"
-
-
-class Served:
-    """An ASGI app served by uvicorn on a free loopback port, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        for _ in range(200):
-            if self.server.started:
-                break
-            time.sleep(0.05)
-        else:
-            pytest.fail("uvicorn did not start within 10 s")
-        self.port: int = self.server.servers[0].sockets[0].getsockname()[1]
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
-def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 response with a Content-Length body."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed before a response: {data!r}"
-        data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    headers = {}
-    for line in lines[1:]:
-        k, _, v = line.partition(":")
-        headers[k.strip().lower()] = v.strip()
-    assert "transfer-encoding" not in headers, "the tests' apps answer with a Content-Length"
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed inside the body"
-        rest += chunk
-    return status, headers, rest[:length]
-
-
-def connect(served: Served) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", served.port), timeout=10)
-    return sock
-
-
-def exchange(served: Served, data: bytes) -> tuple[int, dict[str, str], bytes]:
-    with connect(served) as sock:
-        sock.sendall(data)
-        return read_response(sock)
-
-
-def closed_by_server(sock: socket.socket) -> bool:
-    """True if the server closes the connection (reads EOF within the socket timeout)."""
-    try:
-        while True:
-            if sock.recv(65536) == b"":
-                return True
-    except (TimeoutError, socket.timeout):
-        return False
-    except ConnectionResetError:
-        return True
-
 
 @pytest.fixture(scope="module")
 def agents(tmp_path_factory: pytest.TempPathFactory) -> tuple[Agent, Agent]:
