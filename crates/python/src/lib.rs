@@ -13,6 +13,7 @@
 
 mod claims;
 mod errors;
+mod gate;
 mod signer;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -342,6 +343,10 @@ fn _vouch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add_function(wrap_pyfunction!(inspect, m)?)?;
     m.add_class::<signer::Signer>()?;
+    m.add_class::<gate::Gate>()?;
+    m.add_class::<gate::Pending>()?;
+    m.add_class::<gate::Denied>()?;
+    m.add_class::<gate::SigningStats>()?;
     m.add("VouchError", py.get_type::<VouchError>())?;
     m.add("MissingToken", py.get_type::<MissingToken>())?;
     m.add("InvalidToken", py.get_type::<InvalidToken>())?;

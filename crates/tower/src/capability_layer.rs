@@ -20,7 +20,7 @@ use crate::capability::{CapabilityPipeline, CapabilityRejection};
 use crate::checked::{Check, Checked, Decide};
 use crate::pipeline::Rejection;
 use crate::pipeline::VerifiedCaller;
-use crate::response::{json_response, rejection_response};
+use crate::response::{Denial, rejection_response};
 use crate::signature::{DEFAULT_MAX_BODY_BYTES, unix_now};
 
 /// What the verified token grants this request, in the request extensions (and an axum
@@ -51,8 +51,12 @@ impl std::ops::Deref for Grants {
     }
 }
 
+fn capability_denial(rejection: &CapabilityRejection) -> Denial {
+    Denial::json(rejection.status(), &rejection.body())
+}
+
 fn capability_response(rejection: &CapabilityRejection) -> Response<Body> {
-    json_response(rejection.status(), &rejection.body())
+    capability_denial(rejection).into_response()
 }
 
 impl IntoResponse for CapabilityRejection {
@@ -193,7 +197,7 @@ impl Check for StrictMessageLayer {
         Box::pin(async move {
             if body.is_empty() {
                 return crate::mcp_headers::check(&parts.headers, None).map_err(|error| {
-                    capability_response(&CapabilityRejection::HeaderMismatch { error, id: None })
+                    capability_denial(&CapabilityRejection::HeaderMismatch { error, id: None })
                 });
             }
             let identity = parts
@@ -202,12 +206,12 @@ impl Check for StrictMessageLayer {
                 .map(|c| &c.identity);
             let message = crate::jsonrpc::parse(body).map_err(|e| {
                 tracing::info!(?identity, error = %e, "ambiguous message refused");
-                capability_response(&CapabilityRejection::BadRequest(e))
+                capability_denial(&CapabilityRejection::BadRequest(e))
             })?;
             crate::mcp_headers::check(&parts.headers, Some(&message)).map_err(|error| {
                 tracing::info!(?identity, detail = %error, "MCP headers disagree with the message");
                 let id = message.id().cloned();
-                capability_response(&CapabilityRejection::HeaderMismatch { error, id })
+                capability_denial(&CapabilityRejection::HeaderMismatch { error, id })
             })
         })
     }
@@ -254,7 +258,7 @@ impl Check for CapabilityLayer {
                     parts.extensions.insert(Grants { facts });
                     Ok(())
                 }
-                Err(rejection) => Err(capability_response(&rejection)),
+                Err(rejection) => Err(capability_denial(&rejection)),
             }
         })
     }

@@ -13,10 +13,11 @@ use tower_service::Service;
 use tracing::Instrument as _;
 
 use crate::pipeline::Rejection;
+use crate::response::Denial;
 use crate::signature::{BoxError, map_body, read_body};
 
 /// A boxed decision.
-pub(crate) type Decide<'a> = Pin<Box<dyn Future<Output = Result<(), Response<Body>>> + Send + 'a>>;
+pub(crate) type Decide<'a> = Pin<Box<dyn Future<Output = Result<(), Denial>> + Send + 'a>>;
 
 mod sealed {
     #[expect(
@@ -123,8 +124,8 @@ where
                     Ok(bytes) => bytes,
                     Err(rejection) => return Ok(check.unreadable(&parts, &rejection)),
                 };
-                if let Err(response) = check.decide(&mut parts, &bytes).await {
-                    return Ok(response);
+                if let Err(denial) = check.decide(&mut parts, &bytes).await {
+                    return Ok(denial.into_response());
                 }
                 inner
                     .call(Request::from_parts(parts, Body::from(bytes)))

@@ -11,7 +11,7 @@ use vouch_httpsig::{DigestAlgorithm, verify_content_digest};
 use crate::capability::CapabilityRejection;
 use crate::checked::{Check, Checked, Decide};
 use crate::pipeline::Rejection;
-use crate::response::{json_response, rejection_response};
+use crate::response::{Denial, rejection_response};
 use crate::signature::DEFAULT_MAX_BODY_BYTES;
 
 /// Checks what a headers-only authorizer could not: that the body is the one the signature's
@@ -89,8 +89,8 @@ fn content_digest(headers: &HeaderMap) -> Option<Vec<u8>> {
     Some(joined)
 }
 
-fn refuse(code: &'static str) -> Response<Body> {
-    json_response(
+fn refuse(code: &'static str) -> Denial {
+    Denial::json(
         http::StatusCode::BAD_REQUEST,
         &serde_json::json!({"detail": {"error": code}}),
     )
@@ -130,7 +130,7 @@ impl Check for DigestCheckLayer {
                     Err(e) => {
                         tracing::info!(error = %e, "ambiguous message refused");
                         let rejection = CapabilityRejection::BadRequest(e);
-                        return Err(json_response(rejection.status(), &rejection.body()));
+                        return Err(Denial::json(rejection.status(), &rejection.body()));
                     }
                 }
             };
@@ -138,7 +138,7 @@ impl Check for DigestCheckLayer {
                 tracing::warn!(detail = %error, "MCP headers disagree with the message");
                 let id = message.as_ref().and_then(|m| m.id().cloned());
                 let rejection = CapabilityRejection::HeaderMismatch { error, id };
-                json_response(rejection.status(), &rejection.body())
+                Denial::json(rejection.status(), &rejection.body())
             })
         })
     }

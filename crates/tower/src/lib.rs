@@ -20,6 +20,11 @@
 //!
 //! [`tools_list`] narrows `tools/list` answers (JSON or SSE) to the tools a token grants,
 //! without I/O, for hosts that see the upstream's answer (the gateway, the Python middleware).
+//!
+//! Hosts that are not a tower stack (an external authorizer, a Python ASGI middleware) run the
+//! same layers' checks through a [`Checkpoint`]: [`Checkpoint::head`] on the request head
+//! before any body byte is read, then [`Pending::finish`] with the body, giving an
+//! [`Admitted`] caller and grants or the [`Denial`] the layers would have answered.
 
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -28,6 +33,7 @@ mod audit;
 mod capability;
 mod capability_layer;
 mod checked;
+mod checkpoint;
 mod digest_check;
 mod extract;
 pub mod jsonrpc;
@@ -49,6 +55,7 @@ pub use capability_layer::{
     require_tool,
 };
 pub use checked::{Check, Checked};
+pub use checkpoint::{Admitted, Checkpoint, CheckpointBuilder, Pending};
 pub use digest_check::DigestCheckLayer;
 pub use extract::MissingCaller;
 pub use origin::{Origin, OriginError};
@@ -57,13 +64,14 @@ pub use pipeline::{
     VerifiedCaller,
 };
 pub use rate_limit::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit, RateLimitLayer};
+pub use response::Denial;
 pub use response_signing::{
     DEFAULT_MAX_RESPONSE_BYTES, ResponseSigningLayer, ResponseSigningService,
 };
 pub use serve::{ServeConfig, serve};
 pub use session::{
     DEFAULT_SESSION_CAPACITY, DEFAULT_SESSION_IDLE, DEFAULT_SESSIONS_PER_IDENTITY, SessionBinding,
-    SessionBindingLayer, SessionFuture, SessionStore,
+    SessionBindingLayer, SessionFuture, SessionStore, SessionTicket,
 };
 pub use signature::{
     DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, SignatureLayer, SignatureService,

@@ -15,7 +15,7 @@ use tower_service::Service;
 
 use crate::audit::{AuditHook, Decision};
 use crate::pipeline::{Rejection, VerifiedCaller};
-use crate::response::{json_response, rejection_response};
+use crate::response::{Denial, rejection_response};
 
 /// Requests per second each identity may make through a [`RateLimitLayer::default`].
 pub const DEFAULT_RATE_PER_SECOND: u32 = 50;
@@ -98,15 +98,50 @@ impl<S> core::fmt::Debug for RateLimit<S> {
     }
 }
 
-fn too_many(retry_after_secs: u64) -> Response<Body> {
+fn too_many(retry_after_secs: u64) -> Denial {
     let body =
         serde_json::json!({"detail": {"error": "rate_limited", "detail": "too many requests"}});
-    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
-    response.headers_mut().insert(
+    let mut denial = Denial::json(StatusCode::TOO_MANY_REQUESTS, &body);
+    denial.headers_mut().insert(
         header::RETRY_AFTER,
         HeaderValue::from(retry_after_secs.max(1)),
     );
-    response
+    denial
+}
+
+/// Takes one request of `identity`'s quota, or refuses (429) and reports the refusal.
+fn admit(
+    limiter: &DefaultKeyedRateLimiter<String>,
+    audit: Option<&dyn AuditHook>,
+    identity: &str,
+    method: &str,
+) -> Result<(), Denial> {
+    if limiter.len() > PRUNE_ABOVE {
+        limiter.retain_recent();
+    }
+    if let Err(not_until) = limiter.check_key(&identity.to_owned()) {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        tracing::info!(%identity, wait_ms = wait.as_millis() as u64, "rate limited");
+        if let Some(hook) = audit {
+            hook.record(&Decision {
+                layer: "rate_limit",
+                accepted: false,
+                identity: Some(identity),
+                reason: "rate_limited",
+                method,
+                tool: None,
+            });
+        }
+        return Err(too_many(wait.as_secs_f64().ceil() as u64));
+    }
+    Ok(())
+}
+
+impl RateLimitLayer {
+    /// Takes one request of `identity`'s quota, or the 429 answer (reported to the audit hook).
+    pub(crate) fn admit(&self, identity: &str, method: &str) -> Result<(), Denial> {
+        admit(&self.limiter, self.audit.as_deref(), identity, method)
+    }
 }
 
 impl<S, B> Service<Request<B>> for RateLimit<S>
@@ -139,25 +174,13 @@ where
                 "Signature",
             ))));
         };
-        if self.limiter.len() > PRUNE_ABOVE {
-            self.limiter.retain_recent();
-        }
-        if let Err(not_until) = self.limiter.check_key(&identity) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            tracing::info!(%identity, wait_ms = wait.as_millis() as u64, "rate limited");
-            if let Some(hook) = &self.audit {
-                hook.record(&Decision {
-                    layer: "rate_limit",
-                    accepted: false,
-                    identity: Some(&identity),
-                    reason: "rate_limited",
-                    method: request.method().as_str(),
-                    tool: None,
-                });
-            }
-            return Box::pin(std::future::ready(Ok(too_many(
-                wait.as_secs_f64().ceil() as u64
-            ))));
+        if let Err(denial) = admit(
+            &self.limiter,
+            self.audit.as_deref(),
+            &identity,
+            request.method().as_str(),
+        ) {
+            return Box::pin(std::future::ready(Ok(denial.into_response())));
         }
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

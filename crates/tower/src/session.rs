@@ -11,13 +11,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum_core::body::Body;
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::audit::{AuditHook, Decision};
 use crate::pipeline::VerifiedCaller;
-use crate::response::json_response;
+use crate::response::Denial;
 
 /// The MCP session header (Streamable HTTP transport).
 const SESSION_HEADER: HeaderName = HeaderName::from_static("mcp-session-id");
@@ -674,7 +674,7 @@ impl Refused {
     }
 
     /// `{"detail": {"error": kind, "detail": reason}}`, with `Retry-After` over a limit.
-    fn response(self) -> Response<Body> {
+    fn denial(self) -> Denial {
         let status = self.status();
         let kind = match status {
             StatusCode::UNAUTHORIZED => "invalid_signature",
@@ -684,14 +684,14 @@ impl Refused {
             _ => "unavailable",
         };
         let body = serde_json::json!({"detail": {"error": kind, "detail": self.reason()}});
-        let mut response = json_response(status, &body);
+        let mut denial = Denial::json(status, &body);
         if let Self::Limit(r) = self {
-            response.headers_mut().insert(
+            denial.headers_mut().insert(
                 http::header::RETRY_AFTER,
                 HeaderValue::from(r.retry_after.max(1)),
             );
         }
-        response
+        denial
     }
 }
 
@@ -766,6 +766,183 @@ async fn admit(
     Ok(reservation)
 }
 
+/// A request the session binding let through (see [`SessionBindingLayer::enter`]): tell it the
+/// server's answer with [`answered`](Self::answered). Dropped unanswered, it gives back the
+/// place a new session took.
+#[must_use = "the server's answer binds or unbinds the session: call answered"]
+pub struct SessionTicket {
+    sessions: Arc<Sessions>,
+    pass: Pass,
+}
+
+impl std::fmt::Debug for SessionTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pass = match &self.pass {
+            Pass::Owner { .. } => "owner",
+            Pass::New { .. } => "new",
+        };
+        f.debug_struct("SessionTicket")
+            .field("pass", &pass)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a request was let through.
+enum Pass {
+    /// The caller's own session.
+    Owner { session: String, deleting: bool },
+    /// No session yet: a place is reserved for the one the server may create.
+    New {
+        reservation: Reservation,
+        thumbprint: String,
+        store: Option<Store>,
+    },
+}
+
+impl SessionTicket {
+    /// The server answered the request with `status` and these fields: a new session it names
+    /// (`Mcp-Session-Id`) is bound to the caller; a session it ended (a successful `DELETE`) or
+    /// no longer knows (404) is unbound.
+    pub fn answered(self, status: StatusCode, headers: &HeaderMap) {
+        match self.pass {
+            Pass::Owner { session, deleting } => {
+                // Ended by the client (DELETE), or no longer known to the server (404): the
+                // session is gone, the binding goes too.
+                let ended = deleting && status.is_success();
+                if (ended || status == StatusCode::NOT_FOUND)
+                    && let Some(mut table) = self.sessions.lock()
+                {
+                    table.unbind(&session);
+                }
+            }
+            Pass::New {
+                reservation,
+                thumbprint,
+                store,
+            } => {
+                if let Some(created) = headers.get(&SESSION_HEADER).and_then(|v| v.to_str().ok()) {
+                    reservation.bind(created, &thumbprint, store);
+                }
+            }
+        }
+    }
+}
+
+impl SessionBindingLayer {
+    /// The binding's decision on a request of `caller` (`None`: refused 401) with `method` and
+    /// these fields, before the server sees it, for hosts that are not a tower stack (a
+    /// [`Checkpoint`](crate::Checkpoint)): the caller's own session, or a place reserved for a
+    /// new one, or the refusal (403 another caller's session, 404 unknown, 429 / 503 over a
+    /// limit). Idle sessions it reclaims are closed in the server first.
+    ///
+    /// # Errors
+    ///
+    /// The [`Denial`] to answer with (reported to the audit hook).
+    pub async fn enter(
+        &self,
+        caller: Option<&VerifiedCaller>,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<SessionTicket, Denial> {
+        let (ticket, reclaimed) = enter(
+            &self.sessions,
+            self.store.as_ref(),
+            self.audit.as_deref(),
+            caller,
+            method,
+            headers,
+        )
+        .await?;
+        close_all(reclaimed).await;
+        Ok(ticket)
+    }
+}
+
+/// The binding's decision; for the caller's own session, the reclaimed sessions are handed
+/// back to be closed while the request is served.
+async fn enter(
+    sessions: &Arc<Sessions>,
+    store: Option<&Store>,
+    audit: Option<&dyn AuditHook>,
+    caller: Option<&VerifiedCaller>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<(SessionTicket, Vec<Dropped>), Denial> {
+    let refuse = |identity: Option<&str>, refused: Refused| {
+        if let Some(hook) = audit {
+            hook.record(&Decision {
+                layer: "session",
+                accepted: false,
+                identity,
+                reason: refused.reason(),
+                method: method.as_str(),
+                tool: None,
+            });
+        }
+        refused.denial()
+    };
+    let Some(caller) = caller else {
+        tracing::error!("session binding without a verified caller: refused");
+        return Err(refuse(
+            None,
+            Refused::Plain(StatusCode::UNAUTHORIZED, "missing_signature"),
+        ));
+    };
+    let identity = Some(caller.identity.as_str());
+    let session = match headers.get(&SESSION_HEADER) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(s) => Some(s.to_owned()),
+            Err(_) => return Err(refuse(identity, Refused::NOT_FOUND)),
+        },
+    };
+    let now = Instant::now();
+    let (verdict, reclaimed) = {
+        let Some(mut table) = sessions.lock() else {
+            return Err(refuse(identity, Refused::UNAVAILABLE));
+        };
+        let reclaimed = table.sweep(now, SWEEP_BATCH);
+        let verdict = session
+            .as_deref()
+            .map_or(Verdict::New, |s| table.touch(s, &Caller::from(caller), now));
+        (verdict, reclaimed)
+    };
+    match (verdict, session) {
+        (Verdict::Refuse(status, reason), _) => {
+            close_all(reclaimed).await;
+            Err(refuse(identity, Refused::Plain(status, reason)))
+        }
+        (Verdict::Owner, Some(session)) => {
+            let pass = Pass::Owner {
+                session,
+                deleting: method == Method::DELETE,
+            };
+            let ticket = SessionTicket {
+                sessions: sessions.clone(),
+                pass,
+            };
+            Ok((ticket, reclaimed))
+        }
+        (Verdict::New | Verdict::Owner, _) => {
+            // The reclaimed sessions are closed first: they make the room.
+            close_all(reclaimed).await;
+            let reservation = admit(sessions, &caller.identity, store)
+                .await
+                .map_err(|refused| refuse(identity, refused))?;
+            let pass = Pass::New {
+                reservation,
+                thumbprint: caller.thumbprint.clone(),
+                store: store.cloned(),
+            };
+            let ticket = SessionTicket {
+                sessions: sessions.clone(),
+                pass,
+            };
+            Ok((ticket, Vec::new()))
+        }
+    }
+}
+
 impl<S, B> Service<Request<B>> for SessionBinding<S>
 where
     S: Service<Request<B>, Response = Response<Body>> + Clone + Send + 'static,
@@ -788,87 +965,25 @@ where
         let store = self.store.clone();
         let audit = self.audit.clone();
         Box::pin(async move {
-            let method = request.method().clone();
-            let refuse = |identity: Option<&str>, refused: Refused| {
-                if let Some(hook) = &audit {
-                    hook.record(&Decision {
-                        layer: "session",
-                        accepted: false,
-                        identity,
-                        reason: refused.reason(),
-                        method: method.as_str(),
-                        tool: None,
-                    });
-                }
-                Ok(refused.response())
+            let caller = request.extensions().get::<VerifiedCaller>().cloned();
+            let entered = enter(
+                &sessions,
+                store.as_ref(),
+                audit.as_deref(),
+                caller.as_ref(),
+                request.method(),
+                request.headers(),
+            )
+            .await;
+            let (ticket, reclaimed) = match entered {
+                Ok(entered) => entered,
+                Err(denial) => return Ok(denial.into_response()),
             };
-            let Some(caller) = request.extensions().get::<VerifiedCaller>().cloned() else {
-                tracing::error!("session binding without a verified caller: refused");
-                return refuse(
-                    None,
-                    Refused::Plain(StatusCode::UNAUTHORIZED, "missing_signature"),
-                );
-            };
-            let identity = Some(caller.identity.as_str());
-            let session = match request.headers().get(&SESSION_HEADER) {
-                None => None,
-                Some(v) => match v.to_str() {
-                    Ok(s) => Some(s.to_owned()),
-                    Err(_) => return refuse(identity, Refused::NOT_FOUND),
-                },
-            };
-            let now = Instant::now();
-            let (verdict, reclaimed) = {
-                let Some(mut table) = sessions.lock() else {
-                    return refuse(identity, Refused::UNAVAILABLE);
-                };
-                let reclaimed = table.sweep(now, SWEEP_BATCH);
-                let verdict = session.as_deref().map_or(Verdict::New, |s| {
-                    table.touch(s, &Caller::from(&caller), now)
-                });
-                (verdict, reclaimed)
-            };
-            let deleting = method == Method::DELETE;
-            let closing = close_all(reclaimed);
-            match verdict {
-                Verdict::Refuse(status, reason) => {
-                    closing.await;
-                    refuse(identity, Refused::Plain(status, reason))
-                }
-                Verdict::Owner => {
-                    // The reclaimed sessions close while this request is served.
-                    let (response, ()) = tokio::join!(inner.call(request), closing);
-                    let response = response?;
-                    // Ended by the client (DELETE), or no longer known to the server (404): the
-                    // session is gone, the binding goes too.
-                    let ended = deleting && response.status().is_success();
-                    if (ended || response.status() == StatusCode::NOT_FOUND)
-                        && let Some(s) = session.as_deref()
-                        && let Some(mut table) = sessions.lock()
-                    {
-                        table.unbind(s);
-                    }
-                    Ok(response)
-                }
-                Verdict::New => {
-                    // The reclaimed sessions are closed first: they make the room.
-                    closing.await;
-                    let reservation = match admit(&sessions, &caller.identity, store.as_ref()).await
-                    {
-                        Ok(r) => r,
-                        Err(refused) => return refuse(identity, refused),
-                    };
-                    let response = inner.call(request).await?;
-                    if let Some(created) = response
-                        .headers()
-                        .get(&SESSION_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                    {
-                        reservation.bind(created, &caller.thumbprint, store);
-                    }
-                    Ok(response)
-                }
-            }
+            // The reclaimed sessions close while this request is served.
+            let (response, ()) = tokio::join!(inner.call(request), close_all(reclaimed));
+            let response = response?;
+            ticket.answered(response.status(), response.headers());
+            Ok(response)
         })
     }
 }
@@ -1182,7 +1297,7 @@ mod tests {
         let refused = admit(&layer.sessions, ALICE.identity, None)
             .await
             .unwrap_err();
-        let refused = refused.response();
+        let refused = refused.denial();
         assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(refused.headers()[http::header::RETRY_AFTER], "1");
         drop(reservation);

@@ -21,8 +21,10 @@ use tower_service::Service;
 use tracing::Instrument as _;
 
 use crate::audit::{AuditHook, Decision};
-use crate::pipeline::{HeadVerified, RefusalStyle, Rejection, SignaturePipeline};
-use crate::response::{rejection_response, sep2752_response};
+use crate::pipeline::{
+    HeadVerified, RefusalStyle, Rejection, SignaturePipeline, SignedRequest, VerifiedCaller,
+};
+use crate::response::{Denial, rejection_denial, sep2752_denial};
 
 /// Largest body the layer reads unless configured otherwise: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
@@ -44,6 +46,9 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// The body timeout runs on tokio's timer: serve from a runtime with time enabled (as
 /// `#[tokio::main]`, `axum::serve` and [`serve`](crate::serve) all have).
+///
+/// The layer runs in the same two steps as a [`Checkpoint`](crate::Checkpoint) (which calls
+/// them): the head, then the body; so both refuse the same requests with the same answers.
 #[derive(Clone)]
 pub struct SignatureLayer {
     pipeline: Arc<SignaturePipeline>,
@@ -137,89 +142,155 @@ impl SignatureLayer {
         }
     }
 
-    fn refuse(&self, parts: &Parts, rejection: &Rejection, has_body: bool) -> Response<Body> {
+    fn refuse(&self, parts: &Parts, rejection: &Rejection, has_body: bool) -> Denial {
         self.report(parts, false, None, rejection.reason());
         let challenge = self.pipeline.challenge();
         match self.pipeline.style() {
-            RefusalStyle::Sep2752 => sep2752_response(
+            RefusalStyle::Sep2752 => sep2752_denial(
                 rejection,
                 &challenge,
                 &self.pipeline.accept_signature(&parts.headers, has_body),
             ),
-            _ => rejection_response(rejection, &challenge),
+            _ => rejection_denial(rejection, &challenge),
         }
     }
 
+    /// A refusal that leaves (part of) the body on the connection: the server will not read it
+    /// either, so the connection cannot carry another request. Say so, or a keep-alive client
+    /// would send its next request on a connection about to close.
+    fn refuse_unread(&self, parts: &Parts, rejection: &Rejection, has_body: bool) -> Denial {
+        let denial = self.refuse(parts, rejection, has_body);
+        if has_body { denial.close() } else { denial }
+    }
+
+    /// Step 1, on the head alone: a declared `Content-Length` over the cap (413), then
+    /// [`SignaturePipeline::verify_head`] (421, 401, 503). Nothing is read, nothing recorded.
+    pub(crate) async fn head(&self, parts: &Parts, has_body: bool) -> Result<HeadVerified, Denial> {
+        if declared_length(parts).is_some_and(|n| n > self.max_body_bytes as u64) {
+            tracing::info!("declared body larger than the cap");
+            return Err(self.refuse_unread(parts, &Rejection::PayloadTooLarge, has_body));
+        }
+        self.pipeline
+            .verify_head(parts, unix_now())
+            .await
+            .map_err(|rejection| self.refuse_unread(parts, &rejection, has_body))
+    }
+
+    /// The answer to a body that could not be read whole: over the cap (413, the rest left
+    /// unread), too slow (408), broken (401).
+    pub(crate) fn body_failed(
+        &self,
+        parts: &Parts,
+        head: &HeadVerified,
+        rejection: &Rejection,
+        has_body: bool,
+    ) -> Denial {
+        if *rejection == Rejection::Timeout {
+            tracing::info!(identity = %head.caller().identity, "body timed out");
+            // The timeout's own answer closes the connection.
+            return self.refuse(parts, rejection, has_body);
+        }
+        self.refuse_unread(parts, rejection, has_body)
+    }
+
+    /// Reads the body up to the cap within the body timeout, hashing it into `head`.
+    pub(crate) async fn read<B>(
+        &self,
+        parts: &Parts,
+        body: B,
+        head: &mut HeadVerified,
+        has_body: bool,
+    ) -> Result<Bytes, Denial>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let read = read_hashed(body, head, self.max_body_bytes);
+        let rejection = match tokio::time::timeout(self.body_timeout, read).await {
+            Ok(Ok(bytes)) => return Ok(bytes),
+            Ok(Err(rejection)) => rejection,
+            Err(_) => Rejection::Timeout,
+        };
+        Err(self.body_failed(parts, head, &rejection, has_body))
+    }
+
+    /// Step 2, once the whole body went through [`HeadVerified::update`]: the digest and the
+    /// replay store ([`HeadVerified::finish`]); reports the decision.
+    pub(crate) async fn finish(
+        &self,
+        parts: &Parts,
+        head: HeadVerified,
+        has_body: bool,
+    ) -> Result<(VerifiedCaller, SignedRequest), Denial> {
+        let signed = head.signed_request().clone();
+        match head.finish(unix_now()).await {
+            Ok(caller) => {
+                self.report(parts, true, Some(&caller.identity), "ok");
+                Ok((caller, signed))
+            }
+            Err(rejection) => Err(self.refuse(parts, &rejection, has_body)),
+        }
+    }
+
+    /// Step 2 in headers-only mode ([`HeadVerified::finish_headers_only`]); reports the
+    /// decision.
+    pub(crate) async fn finish_headers_only(
+        &self,
+        parts: &Parts,
+        head: HeadVerified,
+        has_body: bool,
+    ) -> Result<VerifiedCaller, Denial> {
+        match head.finish_headers_only(parts, unix_now()).await {
+            Ok(caller) => {
+                self.report(parts, true, Some(&caller.identity), "ok");
+                Ok(caller)
+            }
+            Err(rejection) => Err(self.refuse_unread(parts, &rejection, has_body)),
+        }
+    }
+
+    /// True if this layer is in headers-only mode.
+    pub(crate) fn is_headers_only(&self) -> bool {
+        self.headers_only
+    }
+
+    /// The body cap.
+    pub(crate) fn body_cap(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// The body timeout.
+    pub(crate) fn body_deadline(&self) -> Duration {
+        self.body_timeout
+    }
+
+    /// The refusal of a body over the cap, before anything else is checked (a proxy says it
+    /// cut the body): as for a declared length over the cap.
+    pub(crate) fn refuse_too_large(&self, parts: &Parts, has_body: bool) -> Denial {
+        tracing::info!("body larger than the cap");
+        self.refuse_unread(parts, &Rejection::PayloadTooLarge, has_body)
+    }
+
     /// The whole decision; on success the request goes on with its body in memory.
-    async fn decide<B>(&self, request: Request<B>) -> Result<Request<Body>, Response<Body>>
+    async fn decide<B>(&self, request: Request<B>) -> Result<Request<Body>, Denial>
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let (mut parts, body) = request.into_parts();
-        // A refusal before the body is read leaves it on the connection: the server will not
-        // read it either, so the connection cannot carry another request. Say so, or a
-        // keep-alive client would send its next request on a connection about to close.
         let has_body = body.size_hint().exact() != Some(0);
-        let unread = |response: Response<Body>| {
-            if has_body {
-                close_connection(response)
-            } else {
-                response
-            }
-        };
-        if declared_length(&parts).is_some_and(|n| n > self.max_body_bytes as u64) {
-            tracing::info!("declared body larger than the cap");
-            return Err(unread(self.refuse(
-                &parts,
-                &Rejection::PayloadTooLarge,
-                has_body,
-            )));
-        }
-        let now = unix_now();
-        let mut head = match self.pipeline.verify_head(&parts, now).await {
-            Ok(head) => head,
-            Err(rejection) => return Err(unread(self.refuse(&parts, &rejection, has_body))),
-        };
+        let mut head = self.head(&parts, has_body).await?;
         if self.headers_only {
-            return match head.finish_headers_only(&parts, unix_now()).await {
-                Ok(caller) => {
-                    self.report(&parts, true, Some(&caller.identity), "ok");
-                    parts.extensions.insert(caller);
-                    Ok(Request::from_parts(parts, Body::new(body)))
-                }
-                Err(rejection) => Err(unread(self.refuse(&parts, &rejection, has_body))),
-            };
+            let caller = self.finish_headers_only(&parts, head, has_body).await?;
+            parts.extensions.insert(caller);
+            return Ok(Request::from_parts(parts, Body::new(body)));
         }
-        let read = read_hashed(body, &mut head, self.max_body_bytes);
-        let bytes = match tokio::time::timeout(self.body_timeout, read).await {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(rejection)) => return Err(unread(self.refuse(&parts, &rejection, has_body))),
-            Err(_) => {
-                tracing::info!(identity = %head.caller().identity, "body timed out");
-                return Err(self.refuse(&parts, &Rejection::Timeout, has_body));
-            }
-        };
-        let signed = head.signed_request().clone();
-        match head.finish(unix_now()).await {
-            Ok(caller) => {
-                self.report(&parts, true, Some(&caller.identity), "ok");
-                parts.extensions.insert(caller);
-                parts.extensions.insert(signed);
-                Ok(Request::from_parts(parts, Body::from(bytes)))
-            }
-            Err(rejection) => Err(self.refuse(&parts, &rejection, has_body)),
-        }
+        let bytes = self.read(&parts, body, &mut head, has_body).await?;
+        let (caller, signed) = self.finish(&parts, head, has_body).await?;
+        parts.extensions.insert(caller);
+        parts.extensions.insert(signed);
+        Ok(Request::from_parts(parts, Body::from(bytes)))
     }
-}
-
-/// `response` with `Connection: close`.
-fn close_connection(mut response: Response<Body>) -> Response<Body> {
-    response.headers_mut().insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("close"),
-    );
-    response
 }
 
 /// The `Content-Length` the head declares, if it is one well-formed number.
@@ -345,7 +416,7 @@ where
                 }
                 match layer.decide(request).await {
                     Ok(request) => inner.call(request).await.map(map_body),
-                    Err(response) => Ok(response),
+                    Err(denial) => Ok(denial.into_response()),
                 }
             }
             .instrument(span),

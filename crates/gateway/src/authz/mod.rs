@@ -1,9 +1,9 @@
 //! The gateway's checks as an Envoy external authorizer (`ext_authz`), over gRPC and HTTP.
 //!
 //! An [`Authorizer`] is built from the same pieces as a [`Gateway`](crate::Gateway) and
-//! [`build`](Authorizer::build)s an [`ExtAuthz`]: vouch-tower's layers in the gateway's order
-//! ([`SignatureLayer`] → [`RateLimitLayer`] → [`CapabilityLayer`]), run over the request Envoy
-//! describes in each check. A request the layers let through is allowed with the gateway's
+//! [`build`](Authorizer::build)s an [`ExtAuthz`]: vouch-tower's [`Checkpoint`], which runs the
+//! layers' checks in the gateway's order ([`vouch_tower::SignatureLayer`] → [`RateLimitLayer`]
+//! → [`vouch_tower::CapabilityLayer`]), over the request Envoy describes in each check. A request the layers let through is allowed with the gateway's
 //! `X-Vouch-*` fields set for the upstream and the client's signature and token removed; any
 //! other answer of the layers is the denial, status, fields and body as the gateway sends them.
 //!
@@ -26,21 +26,18 @@ mod http_service;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::Router;
 use axum::body::Body;
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Limited};
-use tower_service::Service as _;
 use vouch_token::Facts;
 use vouch_tower::{
-    AuditHook, CapabilityLayer, CapabilityPipeline, Grants, RateLimitLayer, SignatureLayer,
-    SignaturePipeline, StrictMessageLayer, TOKEN_HEADER, VerifiedCaller,
+    Admitted, AuditHook, CapabilityPipeline, Checkpoint, Denial, RateLimitLayer, SignaturePipeline,
+    TOKEN_HEADER, VerifiedCaller,
 };
 
 use crate::forward::grants_value;
@@ -95,8 +92,9 @@ impl std::error::Error for AuthzError {}
 /// (`docs/deployments.md` has the Envoy side); [`build`](Self::build) makes the [`ExtAuthz`]
 /// that serves checks.
 ///
-/// Each check runs vouch-tower's layers in the gateway's order ([`SignatureLayer`] →
-/// [`RateLimitLayer`] → [`CapabilityLayer`]) over the request Envoy describes. A request they
+/// Each check runs vouch-tower's [`Checkpoint`]: the layers' checks in the gateway's order
+/// ([`vouch_tower::SignatureLayer`] → [`RateLimitLayer`] → [`vouch_tower::CapabilityLayer`]),
+/// over the request Envoy describes. A request they
 /// let through is allowed with the gateway's `X-Vouch-*` fields set for the upstream and the
 /// client's signature and token removed; any other answer of the layers is the denial, with
 /// the status, fields and body the gateway would have sent. The gateway's session binding and
@@ -195,10 +193,10 @@ impl Authorizer {
     /// Decides on the request head alone, for a proxy that does not send the body to the
     /// authorizer (Envoy without `with_request_body`) or cuts it (the Kubernetes Gateway API's
     /// `ExternalAuth` forwards at most 64 KiB): the signature is verified over the head
-    /// ([`SignatureLayer::headers_only`]: it must cover `content-digest` and every `Mcp-Method`,
+    /// ([`vouch_tower::SignatureLayer::headers_only`]: it must cover `content-digest` and every `Mcp-Method`,
     /// `Mcp-Name` and `Mcp-Param-*` header present), the digest is trusted only as "to be
     /// checked by the upstream", and the capability check decides on the signed `Mcp-Method` /
-    /// `Mcp-Name` ([`CapabilityLayer::headers_only`]; a `POST` without them is refused 400
+    /// `Mcp-Name` ([`vouch_tower::CapabilityLayer::headers_only`]; a `POST` without them is refused 400
     /// `HeaderMismatch`, as it cannot be decided) with the token from its header. A partial or
     /// absent body is not refused. In identity-only mode no message is read.
     ///
@@ -291,45 +289,27 @@ impl Authorizer {
         self
     }
 
-    /// The authorizer, ready to serve checks: the layers are built once and shared by every
-    /// listener (one rate limiter, one replay store).
+    /// The authorizer, ready to serve checks: vouch-tower's [`Checkpoint`] over the layers,
+    /// built once and shared by every listener (one rate limiter, one replay store).
     pub fn build(self) -> ExtAuthz {
         let hook = audit_hook(self.metrics.clone(), self.audit);
         let identity_only = self.capability.is_none();
-        // Innermost first, as the gateway: the terminal, the capability check, the rate limit,
-        // the signature.
-        let mut stack =
-            Router::new().fallback(move |request: Request<Body>| passed(identity_only, request));
-        if let Some(pipeline) = self.capability {
-            let mut capability = CapabilityLayer::new(pipeline).max_body_bytes(self.max_body_bytes);
-            if self.headers_only {
-                capability = capability.headers_only();
-            }
-            if let Some(hook) = &hook {
-                capability = capability.audit(hook.clone());
-            }
-            stack = stack.layer(capability);
-        } else if !self.headers_only {
-            // Identity-only: no token, but the message is read as strictly.
-            stack = stack.layer(StrictMessageLayer::default().max_body_bytes(self.max_body_bytes));
-        }
-        let rate_limit = match &hook {
-            Some(hook) => self.rate_limit.audit(hook.clone()),
-            None => self.rate_limit,
-        };
-        let mut signature = SignatureLayer::new(self.signature)
+        let mut checkpoint = Checkpoint::builder(self.signature)
+            .rate_limit(self.rate_limit)
             .max_body_bytes(self.max_body_bytes)
             .body_timeout(self.body_timeout);
+        if let Some(pipeline) = self.capability {
+            checkpoint = checkpoint.tokens(pipeline);
+        }
         if self.headers_only {
-            signature = signature.headers_only();
+            checkpoint = checkpoint.headers_only();
         }
-        if let Some(hook) = &hook {
-            signature = signature.audit(hook.clone());
+        if let Some(hook) = hook {
+            checkpoint = checkpoint.audit(hook);
         }
-        let stack = stack.layer(rate_limit).layer(signature);
         ExtAuthz {
             inner: Arc::new(Inner {
-                stack,
+                checkpoint: checkpoint.build(),
                 token_header: self.token_header,
                 identity_only,
                 headers_only: self.headers_only,
@@ -350,8 +330,8 @@ pub struct ExtAuthz {
 }
 
 struct Inner {
-    /// The layers over the terminal [`passed`].
-    stack: Router,
+    /// The layers' checks.
+    checkpoint: Checkpoint,
     token_header: HeaderName,
     identity_only: bool,
     headers_only: bool,
@@ -455,10 +435,9 @@ impl Denied {
         response
     }
 
-    /// The answer to a response the layers made.
-    async fn from_response(response: Response<Body>) -> Self {
-        let (mut parts, body) = response.into_parts();
-        parts.headers.remove(CONTENT_LENGTH);
+    /// One of the gateway's own answers (`{"detail": {"error": code}}`).
+    async fn own(status: StatusCode, code: &'static str) -> Self {
+        let (parts, body) = error(status, code).into_parts();
         let body = match Limited::new(body, MAX_DENIAL_BYTES).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(e) => {
@@ -466,16 +445,13 @@ impl Denied {
                 Bytes::new()
             }
         };
+        let mut headers = parts.headers;
+        headers.remove(CONTENT_LENGTH);
         Self {
             status: parts.status,
-            headers: parts.headers,
+            headers,
             body,
         }
-    }
-
-    /// One of the gateway's own answers (`{"detail": {"error": code}}`).
-    async fn own(status: StatusCode, code: &'static str) -> Self {
-        Self::from_response(error(status, code)).await
     }
 
     /// The fields without the hop-by-hop ones (for Envoy's gRPC denial, which is a local
@@ -487,27 +463,15 @@ impl Denied {
     }
 }
 
-/// Put in the terminal's response: the request passed every layer.
-#[derive(Clone)]
-struct Passed {
-    caller: VerifiedCaller,
-    grants: Option<Grants>,
-}
-
-/// The innermost service: a request that reaches it passed the layers. Its answer carries
-/// [`Passed`]; no layer's answer does.
-async fn passed(identity_only: bool, request: Request<Body>) -> Response<Body> {
-    let (parts, _) = request.into_parts();
-    let caller = parts.extensions.get::<VerifiedCaller>().cloned();
-    let grants = parts.extensions.get::<Grants>().cloned();
-    let (Some(caller), true) = (caller, grants.is_some() || identity_only) else {
-        // The stack always has the layers in front; without them, nothing is allowed.
-        tracing::error!("a check reached the terminal without a verified caller and grants");
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal");
-    };
-    let mut response = Response::new(Body::empty());
-    response.extensions_mut().insert(Passed { caller, grants });
-    response
+impl From<Denial> for Denied {
+    fn from(denial: Denial) -> Self {
+        let (status, headers, body) = denial.into_parts();
+        Self {
+            status,
+            headers,
+            body,
+        }
+    }
 }
 
 /// True if Envoy says the body it sent was cut short.
@@ -558,17 +522,8 @@ impl ExtAuthz {
             tracing::info!(
                 "check with a partial body refused: the signature covers the whole body"
             );
-            // The signature layer's own answer (and audit record) for a body over its cap,
-            // without reading anything: a declared length one past it.
-            let (mut parts, _) = request.into_parts();
-            let over = u64::try_from(self.inner.max_body_bytes)
-                .unwrap_or(u64::MAX)
-                .saturating_add(1);
-            parts
-                .headers
-                .insert(CONTENT_LENGTH, HeaderValue::from(over));
-            let response = self.run(Request::from_parts(parts, Body::empty())).await;
-            return Verdict::Deny(Denied::from_response(response).await);
+            let (parts, _) = request.into_parts();
+            return Verdict::Deny(self.inner.checkpoint.too_large(&parts).into());
         }
         let client_vouch: Vec<HeaderName> = request
             .headers()
@@ -576,37 +531,21 @@ impl ExtAuthz {
             .filter(|name| name.as_str().starts_with("x-vouch-"))
             .cloned()
             .collect();
-        let response = self.run(request).await;
-        let Some(passed) = response.extensions().get::<Passed>().cloned() else {
-            return Verdict::Deny(Denied::from_response(response).await);
-        };
-        match self.allowed(passed, client_vouch) {
-            Some(allowed) => Verdict::Allow(allowed),
-            None => Verdict::Deny(Denied::own(StatusCode::INTERNAL_SERVER_ERROR, "internal").await),
-        }
-    }
-
-    /// Runs `request` through the layers.
-    async fn run(&self, request: Request<Body>) -> Response<Body> {
-        let mut stack = self.inner.stack.clone();
-        let ready: Result<(), Infallible> = std::future::poll_fn(|cx| {
-            tower_service::Service::<Request<Body>>::poll_ready(&mut stack, cx)
-        })
-        .await;
-        let called = match ready {
-            Ok(()) => stack.call(request).await,
-            Err(never) => match never {},
-        };
-        match called {
-            Ok(response) => response,
-            Err(never) => match never {},
+        match self.inner.checkpoint.check(request).await {
+            Ok(admitted) => match self.allowed(admitted, client_vouch) {
+                Some(allowed) => Verdict::Allow(allowed),
+                None => {
+                    Verdict::Deny(Denied::own(StatusCode::INTERNAL_SERVER_ERROR, "internal").await)
+                }
+            },
+            Err(denial) => Verdict::Deny(denial.into()),
         }
     }
 
     /// The fields to set and remove for an allowed request; `None` (logged) if the verified
     /// caller or grants do not fit in a field.
-    fn allowed(&self, passed: Passed, client_vouch: Vec<HeaderName>) -> Option<Allowed> {
-        let Passed { caller, grants } = passed;
+    fn allowed(&self, admitted: Admitted, client_vouch: Vec<HeaderName>) -> Option<Allowed> {
+        let (caller, grants, _) = admitted.into_parts();
         let mut set = HeaderMap::new();
         let (Ok(identity), Ok(keyid)) = (
             HeaderValue::from_str(&caller.identity),

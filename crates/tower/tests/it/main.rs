@@ -11,6 +11,7 @@
 mod attacks;
 mod audit;
 mod capability;
+mod checkpoint;
 mod jsonrpc;
 mod mcp_headers;
 mod response_signing;
