@@ -6,7 +6,7 @@
 //! body). Verification runs with the GIL released, on a tokio runtime the module owns (the
 //! Redis stores and the HTTPS key resolver are asynchronous).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -27,6 +27,7 @@ use vouch_tower::{
     AuditHook, CapabilityPipeline, Checkpoint, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
     Decision, Denial, Origin, RateLimitLayer, SessionBindingLayer, SessionTicket,
     SignaturePipeline, TOKEN_HEADER,
+    tools_list::{ToolsListFilter, listing_id},
 };
 
 /// Signatures the in-memory replay store holds (as `vouch serve`'s default).
@@ -258,6 +259,8 @@ pub(crate) struct Pending {
     gate: Py<Gate>,
     step: Mutex<Option<vouch_tower::Pending>>,
     ticket: Mutex<Option<SessionTicket>>,
+    /// For an admitted `tools/list` with grants: the filter its answer goes through.
+    listing: Mutex<Option<ToolsListFilter>>,
     /// The identity the head's signature proves.
     #[pyo3(get)]
     identity: String,
@@ -281,10 +284,22 @@ impl Pending {
         let step = self.take()?;
         let body = Bytes::copy_from_slice(body);
         let gate = self.gate.get();
-        let result = py.detach(|| gate.run(step.finish(body)))?;
+        let result = py.detach(|| gate.run(step.finish(body.clone())))?;
         gate.flush_audit(py);
         match result {
             Ok(mut admitted) => {
+                if let Some(grants) = admitted.grants()
+                    && is_listing(&body)
+                    && let Some(id) = listing_id(&body)
+                    && let Ok(mut held) = self.listing.lock()
+                {
+                    *held = Some(ToolsListFilter::new(
+                        id,
+                        grants.facts().clone(),
+                        gate.operations.clone(),
+                        MAX_FILTERED_BYTES,
+                    ));
+                }
                 if let (Some(ticket), Ok(mut held)) = (admitted.take_session(), self.ticket.lock())
                 {
                     *held = Some(ticket);
@@ -324,6 +339,15 @@ impl Pending {
         Ok(())
     }
 
+    /// For an admitted `tools/list` request with a token: the filter its answer must go through
+    /// (the tools the grants allow, as the gateway narrows them); None for anything else. Once.
+    fn listing(&self) -> Option<ToolsList> {
+        let filter = self.listing.lock().ok().and_then(|mut l| l.take())?;
+        Some(ToolsList {
+            filter: Mutex::new(filter),
+        })
+    }
+
     /// The answer to a body larger than the gate's `max_body_bytes` (413).
     fn too_large<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, Denied>> {
         let denial = self.take()?.too_large();
@@ -336,6 +360,58 @@ impl Pending {
         let denial = self.take()?.timed_out();
         self.gate.get().flush_audit(py);
         Bound::new(py, Denied::from_denial(denial))
+    }
+}
+
+/// The largest `tools/list` JSON answer or SSE event held to be filtered: 8 MiB, the gateway's.
+const MAX_FILTERED_BYTES: usize = 8 << 20;
+
+/// A cheap first look: only a body naming `tools/list` is parsed for a listing.
+fn is_listing(body: &[u8]) -> bool {
+    body.windows(b"tools/list".len())
+        .any(|w| w == b"tools/list")
+}
+
+/// vouch-tower's `tools/list` narrowing for one answer: the tools the token grants stay.
+#[pyclass(module = "vouch._vouch", frozen)]
+pub(crate) struct ToolsList {
+    filter: Mutex<ToolsListFilter>,
+}
+
+impl ToolsList {
+    fn with<T>(&self, f: impl FnOnce(&mut ToolsListFilter) -> T) -> PyResult<T> {
+        let mut filter = self
+            .filter
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("tools list filter poisoned"))?;
+        Ok(f(&mut filter))
+    }
+}
+
+#[pymethods]
+impl ToolsList {
+    /// A whole `application/json` answer, filtered. ValueError if it is not JSON (then nothing
+    /// of it may reach the client).
+    fn json<'py>(&self, py: Python<'py>, body: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        let out = self
+            .with(|f| f.filter_json(body))?
+            .map_err(|_| PyValueError::new_err("tools/list answer is not JSON"))?;
+        Ok(PyBytes::new(py, &out))
+    }
+
+    /// The next chunk of a `text/event-stream` answer: the events it completes, filtered
+    /// (empty while an event is incomplete). ValueError once an event grows past 8 MiB.
+    fn push<'py>(&self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+        let events = self
+            .with(|f| f.push(chunk))?
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(PyBytes::new(py, &events.concat()))
+    }
+
+    /// The end of the event stream: what is left, filtered.
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let events = self.with(ToolsListFilter::finish)?;
+        Ok(PyBytes::new(py, &events.concat()))
     }
 }
 
@@ -470,6 +546,8 @@ fn head_parts(
 #[pyclass(module = "vouch._vouch", frozen)]
 pub(crate) struct Gate {
     checkpoint: Checkpoint,
+    /// Tool → the operation a call performs (for narrowing `tools/list`).
+    operations: Arc<BTreeMap<String, String>>,
     exempt: BTreeSet<String>,
     blocking: bool,
     sessions: bool,
@@ -562,7 +640,7 @@ impl Gate {
         body_timeout: f64,
         rate_limit: Option<(u32, u32)>,
         token_header: Option<&str>,
-        operations: Option<std::collections::BTreeMap<String, String>>,
+        operations: Option<BTreeMap<String, String>>,
         stats: Option<Py<SigningStats>>,
         audit: Option<Py<PyAny>>,
         sessions: Option<&Bound<'_, PyAny>>,
@@ -724,6 +802,7 @@ impl Gate {
             builder = builder.sessions(layer);
         }
         let audiences = audience.map(|a| strings(a, "audience")).transpose()?;
+        let operations = operations.unwrap_or_default();
         let header = match token_header {
             Some(h) => HeaderName::from_bytes(h.to_ascii_lowercase().as_bytes())
                 .map_err(|e| value_error("token_header", e))?,
@@ -741,8 +820,8 @@ impl Gate {
                     .into_iter()
                     .fold(Verifier::new(set), Verifier::with_audience);
                 let mut tokens = CapabilityPipeline::new(verifier).header(header);
-                for (tool, op) in operations.unwrap_or_default() {
-                    tokens = tokens.operation(tool, op);
+                for (tool, op) in &operations {
+                    tokens = tokens.operation(tool.clone(), op.clone());
                 }
                 builder = builder.tokens(tokens);
             }
@@ -757,6 +836,7 @@ impl Gate {
         }
         Ok(Self {
             checkpoint: builder.build(),
+            operations: Arc::new(operations),
             exempt: exempt_paths.into_iter().collect(),
             blocking: resolve_https || redis_replay || redis_pins,
             sessions: binds_sessions,
@@ -832,6 +912,7 @@ impl Gate {
                     gate: slf.clone().unbind(),
                     step: Mutex::new(Some(step)),
                     ticket: Mutex::new(None),
+                    listing: Mutex::new(None),
                     identity,
                 };
                 Ok(Bound::new(py, pending)?.into_any())

@@ -346,6 +346,7 @@ fn _vouch(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<gate::Gate>()?;
     m.add_class::<gate::Pending>()?;
     m.add_class::<gate::Denied>()?;
+    m.add_class::<gate::ToolsList>()?;
     m.add_class::<gate::SigningStats>()?;
     m.add("VouchError", py.get_type::<VouchError>())?;
     m.add("MissingToken", py.get_type::<MissingToken>())?;

@@ -31,6 +31,7 @@ pub fn listing_id(body: &[u8]) -> Option<Value> {
 
 /// An SSE event longer than the filter's bound: the stream must end there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EventTooLarge;
 
 impl std::fmt::Display for EventTooLarge {

@@ -12,7 +12,10 @@ moves ASGI messages:
 3. an allowed request reaches the app with ``scope["state"]["vouch"] = {"identity", "keyid",
    "facts"}`` (``facts`` is None without ``roots``), the buffered body, and then the client's
    own ``receive`` (so that disconnects reach streaming handlers). Client-sent ``x-vouch-*``
-   fields never reach the app.
+   fields never reach the app;
+4. the app's answer to a ``tools/list`` (JSON, or an SSE stream event by event) is narrowed to
+   the tools the token grants, as the gateway narrows it; a listing in another form is not
+   passed on (502).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
-from vouch._vouch import Denied, Gate, Pending, SigningStats
+from vouch._vouch import Denied, Gate, Pending, SigningStats, ToolsList
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,6 +38,7 @@ __all__ = [
     "Gate",
     "Pending",
     "SigningStats",
+    "ToolsList",
     "VouchMiddleware",
     "caller_identity",
     "grants",
@@ -172,6 +176,9 @@ class VouchMiddleware:
         inner = {**scope, "headers": inner_headers, "state": state}
         if self._sessions:
             send = _watching(send, step)
+        listing = step.listing()
+        if listing is not None:
+            send = _narrowing(send, listing)
         await self.app(inner, _replay(body, receive), send)
 
 
@@ -234,6 +241,100 @@ def _watching(send: Send, step: Pending) -> Send:
         await send(message)
 
     return watched
+
+
+_LISTING_INVALID = b'{"detail":{"error":"upstream_invalid"}}'
+# The most of a JSON tools/list answer held to be narrowed (the gateway's bound).
+_MAX_LISTING = 8 << 20
+
+
+def _media_type(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:
+    """The media type of the one Content-Type field, lowercased; None if absent or repeated."""
+    found = [v for k, v in headers if k.lower() == b"content-type"]
+    if len(found) != 1:
+        return None
+    return found[0].split(b";", 1)[0].strip().lower()
+
+
+def _narrowing(send: Send, listing: ToolsList) -> Send:
+    """A send that narrows the app's answer to a tools/list to the granted tools."""
+    mode = ""
+    start: Message | None = None
+    held: list[bytes] = []
+    size = 0
+
+    async def refuse() -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 502,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(_LISTING_INVALID)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": _LISTING_INVALID})
+
+    async def narrowed(message: Message) -> None:
+        nonlocal mode, start, size
+        kind = message["type"]
+        if kind == "http.response.start":
+            headers = list(message.get("headers", ()))
+            media = _media_type(headers)
+            if media == b"text/event-stream":
+                mode = "sse"
+                headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+                await send({**message, "headers": headers})
+            elif media == b"application/json":
+                mode, start = "json", message
+            elif not 200 <= message["status"] < 300:
+                mode = "pass"
+                await send(message)
+            else:
+                # A listing in a form that cannot be narrowed is not passed on.
+                mode = "refused"
+                await refuse()
+            return
+        if kind != "http.response.body":
+            await send(message)
+            return
+        chunk = message.get("body", b"")
+        more = message.get("more_body", False)
+        if mode == "sse":
+            try:
+                out = listing.push(chunk)
+                if not more:
+                    out += listing.finish()
+            except ValueError:
+                mode = "refused"
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            if out or not more:
+                await send({"type": "http.response.body", "body": out, "more_body": more})
+        elif mode == "json" and start is not None:
+            size += len(chunk)
+            if size > _MAX_LISTING:
+                mode = "refused"
+                await refuse()
+                return
+            held.append(chunk)
+            if more:
+                return
+            try:
+                body = listing.json(b"".join(held))
+            except ValueError:
+                mode = "refused"
+                await refuse()
+                return
+            headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**start, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+        elif mode == "pass":
+            await send(message)
+
+    return narrowed
 
 
 async def _answer(send: Send, denied: Denied) -> None:

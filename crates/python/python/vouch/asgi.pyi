@@ -12,6 +12,7 @@ __all__ = [
     "Gate",
     "Pending",
     "SigningStats",
+    "ToolsList",
     "VouchMiddleware",
     "caller_identity",
     "grants",
@@ -48,6 +49,15 @@ class Pending:
     def too_large(self) -> Denied: ...
     def timed_out(self) -> Denied: ...
     def answered(self, status: int, headers: Iterable[tuple[bytes, bytes]]) -> None: ...
+    def listing(self) -> ToolsList | None: ...
+
+@final
+class ToolsList:
+    """The narrowing of one `tools/list` answer to the tools the token grants."""
+
+    def json(self, body: bytes) -> bytes: ...
+    def push(self, chunk: bytes) -> bytes: ...
+    def finish(self) -> bytes: ...
 
 @final
 class Gate:
