@@ -17,12 +17,11 @@ use serde::Deserialize;
 use vouch_gateway::Metrics;
 use vouch_httpsig::VerifyPolicy;
 use vouch_keys::{
-    CacheConfig, CachingResolver, FilePinStore, HttpsConfig, HttpsResolver, KeyResolver,
-    RedisPinStore, RedisReplayStore, ResolveError, ResolveFuture, ShardedReplayStore,
-    StaticResolver,
+    CacheConfig, CachingResolver, Fallback, FilePinStore, HttpsConfig, HttpsResolver,
+    RedisPinStore, RedisReplayStore, ShardedReplayStore, StaticResolver,
 };
 use vouch_token::{RootKeySet, Verifier};
-use vouch_tower::{Decision, Origin, RefusalStyle, SignaturePipeline};
+use vouch_tower::{Decision, Origin, Patterns, RefusalStyle, SignaturePipeline};
 
 use crate::cli::{LogFormat, Profile, ServeArgs};
 use crate::failure::Failure;
@@ -155,7 +154,7 @@ pub(crate) fn socket_addr(flag: &str, text: &str) -> Result<SocketAddr, Failure>
 pub(crate) struct ServeSettings {
     /// Empty if none was given (the gateway's default is derived from its listen address).
     pub(crate) origins: Vec<Origin>,
-    resolver: Resolver,
+    resolver: Fallback<StaticResolver, CachingResolver<HttpsResolver>>,
     allows: Vec<String>,
     /// `None` without `--root`: an identity gate only.
     roots: Option<RootKeySet>,
@@ -298,7 +297,7 @@ impl ServeSettings {
         };
         Ok(Self {
             origins,
-            resolver: Resolver { fixed, https },
+            resolver: Fallback::new(fixed, https),
             allows: pick(args.allows, file.allow),
             roots,
             audiences,
@@ -349,8 +348,7 @@ impl ServeSettings {
         }
         if !self.allows.is_empty() {
             let allows = self.allows;
-            signature =
-                signature.allowlist(move |identity: &str| allows.iter().any(|p| glob(p, identity)));
+            signature = signature.allowlist(Patterns::new(allows));
         }
         if let Some(pins) = &self.pins {
             signature = if is_redis_url(pins) {
@@ -372,46 +370,6 @@ impl ServeSettings {
         });
         Ok((signature, verifier, metrics))
     }
-}
-
-/// The `--agent` keys first; other keyids over HTTPS with `--resolve-https`.
-struct Resolver {
-    fixed: StaticResolver,
-    https: Option<CachingResolver<HttpsResolver>>,
-}
-
-impl KeyResolver for Resolver {
-    fn resolve<'a>(&'a self, keyid: &'a str) -> ResolveFuture<'a> {
-        Box::pin(async move {
-            match (self.fixed.resolve(keyid).await, &self.https) {
-                (Err(ResolveError::Unknown), Some(https)) => https.resolve(keyid).await,
-                (result, _) => result,
-            }
-        })
-    }
-}
-
-/// True if `identity` matches `pattern`, where `*` matches any run of characters.
-fn glob(pattern: &str, identity: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return identity.is_empty();
-    };
-    let Some(mut rest) = identity.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        // No `*`: an exact match.
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = rest.get(at + part.len()..).unwrap_or(""),
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Starts a multi-threaded runtime, runs `serve` on it, and drops whatever still runs after.
@@ -622,6 +580,3 @@ impl<B: http_body::Body + Unpin> http_body::Body for Counted<B> {
         self.inner.size_hint()
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -52,7 +52,7 @@ pub use pin::{FilePinStore, MemoryPinStore, PinCheckError, PinStore, Pinned, ver
 pub use redis::{RedisOptions, RedisPinStore, RedisReplayStore, RedisUrl, is_redis_url};
 pub use replay::{ReplayConfig, ShardedReplayStore};
 pub use resolve::{
-    AddressClaim, HostRule, IdentityRule, KeyResolver, ResolveError, ResolveFuture, ResolvedKey,
-    StaticResolver, address_claim,
+    AddressClaim, Fallback, HostRule, IdentityRule, KeyResolver, ResolveError, ResolveFuture,
+    ResolvedKey, StaticResolver, address_claim,
 };
 pub use store::{StoreError, StoreFuture};

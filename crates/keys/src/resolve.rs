@@ -169,6 +169,43 @@ impl KeyResolver for StaticResolver {
     }
 }
 
+/// Two resolvers in turn: `first`, then, for a keyid `first` does not know
+/// ([`ResolveError::Unknown`]), `then` (when there is one). Any other answer of `first`, a key
+/// or a failure, is final: a keyid configured locally is never looked up elsewhere.
+///
+/// ```
+/// use vouch_keys::{Fallback, HttpsConfig, HttpsResolver, StaticResolver};
+/// # fn main() -> Result<(), vouch_keys::ResolveError> {
+/// // Configured keys first; other URL keyids over HTTPS.
+/// let https = HttpsResolver::new(HttpsConfig::default())?;
+/// let resolver = Fallback::new(StaticResolver::new(), Some(https));
+/// # let _ = resolver;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Fallback<A, B> {
+    first: A,
+    then: Option<B>,
+}
+
+impl<A, B> Fallback<A, B> {
+    /// `first`, then `then` for the keyids `first` does not know.
+    pub fn new(first: A, then: Option<B>) -> Self {
+        Self { first, then }
+    }
+}
+
+impl<A: KeyResolver, B: KeyResolver> KeyResolver for Fallback<A, B> {
+    fn resolve<'a>(&'a self, keyid: &'a str) -> ResolveFuture<'a> {
+        Box::pin(async move {
+            match (self.first.resolve(keyid).await, &self.then) {
+                (Err(ResolveError::Unknown), Some(then)) => then.resolve(keyid).await,
+                (result, _) => result,
+            }
+        })
+    }
+}
+
 /// The identity an address-style keyid claims: `https://host/agents/name@domain`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

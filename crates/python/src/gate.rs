@@ -18,14 +18,14 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyList, PyString, PyTuple};
 use serde_json::Value;
 use vouch_httpsig::VerifyPolicy;
 use vouch_keys::{
-    CacheConfig, CachingResolver, HttpsConfig, HttpsResolver, KeyResolver, MemoryPinStore,
-    RedisOptions, RedisPinStore, RedisReplayStore, ResolveError, ResolveFuture, ResolvedKey,
-    ShardedReplayStore, StaticResolver, is_redis_url,
+    CacheConfig, CachingResolver, Fallback, HttpsConfig, HttpsResolver, MemoryPinStore,
+    RedisOptions, RedisPinStore, RedisReplayStore, ResolvedKey, ShardedReplayStore, StaticResolver,
+    is_redis_url,
 };
 use vouch_token::{RootKeySet, Verifier};
 use vouch_tower::{
     AuditHook, CapabilityPipeline, Checkpoint, DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES,
-    Decision, Denial, Origin, RateLimitLayer, SessionBindingLayer, SessionTicket,
+    Decision, Denial, Origin, Patterns, RateLimitLayer, SessionBindingLayer, SessionTicket,
     SignaturePipeline, TOKEN_HEADER,
     tools_list::{ToolsListFilter, listing_id},
 };
@@ -98,45 +98,6 @@ impl AuditHook for Hook {
             });
         }
     }
-}
-
-/// Fixed keys first, then (if enabled) keys published over HTTPS.
-struct Resolver {
-    fixed: StaticResolver,
-    https: Option<CachingResolver<HttpsResolver>>,
-}
-
-impl KeyResolver for Resolver {
-    fn resolve<'a>(&'a self, keyid: &'a str) -> ResolveFuture<'a> {
-        Box::pin(async move {
-            match (self.fixed.resolve(keyid).await, &self.https) {
-                (Err(ResolveError::Unknown), Some(https)) => https.resolve(keyid).await,
-                (result, _) => result,
-            }
-        })
-    }
-}
-
-/// True if `identity` matches `pattern`, where `*` matches any run of characters.
-fn glob(pattern: &str, identity: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let Some(first) = parts.next() else {
-        return identity.is_empty();
-    };
-    let Some(mut rest) = identity.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(at) => rest = rest.get(at + part.len()..).unwrap_or(""),
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// Signing statistics in the seed's shape: verified and rejected requests, distinct
@@ -673,7 +634,7 @@ impl Gate {
         } else {
             None
         };
-        let resolver = Resolver { fixed, https };
+        let resolver = Fallback::new(fixed, https);
         let policy = match profile {
             "mcp" => VerifyPolicy::mcp(),
             "envoys" => VerifyPolicy::envoys(),
@@ -732,8 +693,7 @@ impl Gate {
             signature = signature.origin(origin.clone());
         }
         if let Some(allows) = allowlist {
-            signature =
-                signature.allowlist(move |identity: &str| allows.iter().any(|p| glob(p, identity)));
+            signature = signature.allowlist(Patterns::new(allows));
         }
         signature = match pins {
             None => signature,

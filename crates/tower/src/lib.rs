@@ -60,8 +60,8 @@ pub use digest_check::DigestCheckLayer;
 pub use extract::MissingCaller;
 pub use origin::{Origin, OriginError};
 pub use pipeline::{
-    AllowAll, Allowlist, HeadVerified, RefusalStyle, Rejection, SignaturePipeline, SignedRequest,
-    VerifiedCaller,
+    AllowAll, Allowlist, HeadVerified, Patterns, RefusalStyle, Rejection, SignaturePipeline,
+    SignedRequest, VerifiedCaller,
 };
 pub use rate_limit::{DEFAULT_RATE_BURST, DEFAULT_RATE_PER_SECOND, RateLimit, RateLimitLayer};
 pub use response::Denial;

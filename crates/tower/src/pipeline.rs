@@ -46,6 +46,52 @@ impl Allowlist for AllowAll {
     }
 }
 
+/// Admits the identities matching one of its patterns, where `*` matches any run of
+/// characters (`https://agents.example/*`, `*@agents.example`); a pattern without `*` matches
+/// exactly that identity.
+#[derive(Debug, Clone, Default)]
+pub struct Patterns(Vec<String>);
+
+impl Patterns {
+    /// An allowlist of these patterns (none: nobody is admitted).
+    pub fn new<I, S>(patterns: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self(patterns.into_iter().map(Into::into).collect())
+    }
+}
+
+impl Allowlist for Patterns {
+    fn admits(&self, identity: &str) -> bool {
+        self.0.iter().any(|p| glob(p, identity))
+    }
+}
+
+/// True if `identity` matches `pattern`, where `*` matches any run of characters.
+fn glob(pattern: &str, identity: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let Some(first) = parts.next() else {
+        return identity.is_empty();
+    };
+    let Some(mut rest) = identity.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: an exact match.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = rest.get(at + part.len()..).unwrap_or(""),
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
 /// The caller a verified signature proves, inserted into the request extensions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -187,3 +187,61 @@ async fn the_cache_stays_within_its_bounds() {
         small.len()
     );
 }
+
+/// Counts lookups and answers with a fixed result.
+struct Scripted {
+    answer: Result<(), ResolveError>,
+    key: StaticResolver,
+    calls: AtomicUsize,
+}
+
+impl KeyResolver for Scripted {
+    fn resolve<'a>(&'a self, keyid: &'a str) -> ResolveFuture<'a> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let answer = self.answer.clone();
+        Box::pin(async move {
+            answer?;
+            self.key.resolve(keyid).await
+        })
+    }
+}
+
+fn scripted(answer: Result<(), ResolveError>, seed: u8) -> Arc<Scripted> {
+    Arc::new(Scripted {
+        answer,
+        key: StaticResolver::new().with_ed25519("k", &public(seed)),
+        calls: AtomicUsize::new(0),
+    })
+}
+
+#[tokio::test]
+async fn fallback_asks_the_second_only_for_keyids_the_first_does_not_know() {
+    let first = StaticResolver::new().with_ed25519("k", &public(1));
+    let then = scripted(Ok(()), 2);
+    let r = Fallback::new(first, Some(then.clone()));
+    // Known locally: the local key, and the second is never asked.
+    let k = r.resolve("k").await.unwrap();
+    assert_eq!(k.key().public_bytes(), public(1).as_bytes());
+    assert_eq!(then.calls.load(Ordering::SeqCst), 0);
+
+    // Unknown locally: the second answers.
+    let r = Fallback::new(StaticResolver::new(), Some(then.clone()));
+    let k = r.resolve("k").await.unwrap();
+    assert_eq!(k.key().public_bytes(), public(2).as_bytes());
+    assert_eq!(then.calls.load(Ordering::SeqCst), 1);
+
+    // No second: unknown stays unknown.
+    let r = Fallback::new(StaticResolver::new(), None::<StaticResolver>);
+    assert_eq!(r.resolve("k").await.unwrap_err(), ResolveError::Unknown);
+}
+
+#[tokio::test]
+async fn a_failure_of_the_first_is_final() {
+    // A failing first resolver (a store down) must not hand the keyid to another source.
+    let first = scripted(Err(ResolveError::Fetch("down".into())), 1);
+    let then = scripted(Ok(()), 2);
+    let r = Fallback::new(first.clone(), Some(then.clone()));
+    assert!(matches!(r.resolve("k").await, Err(ResolveError::Fetch(_))));
+    assert_eq!(first.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(then.calls.load(Ordering::SeqCst), 0);
+}

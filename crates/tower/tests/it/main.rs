@@ -14,6 +14,7 @@ mod capability;
 mod checkpoint;
 mod jsonrpc;
 mod mcp_headers;
+mod patterns;
 mod response_signing;
 mod sep2752;
 mod signature;

@@ -1,7 +1,9 @@
-use super::glob;
+//! `Patterns`: the allowlist of `*` patterns the CLI and the Python package configure.
+
+use vouch_tower::{Allowlist, Patterns};
 
 #[test]
-fn glob_matches_stars_and_exact_names() {
+fn patterns_match_stars_and_exact_names() {
     for (pattern, identity, expected) in [
         ("*@agents.example", "worker@agents.example", true),
         ("*@agents.example", "worker@evil.example", false),
@@ -24,9 +26,18 @@ fn glob_matches_stars_and_exact_names() {
         ("", "x", false),
     ] {
         assert_eq!(
-            glob(pattern, identity),
+            Patterns::new([pattern]).admits(identity),
             expected,
             "{pattern:?} {identity:?}"
         );
     }
+}
+
+#[test]
+fn patterns_admit_on_any_match_and_none_admit_nobody() {
+    let list = Patterns::new(["a@b", "https://agents.example/*"]);
+    assert!(list.admits("a@b"));
+    assert!(list.admits("https://agents.example/x"));
+    assert!(!list.admits("c@d"));
+    assert!(!Patterns::new(Vec::<String>::new()).admits("a@b"));
 }
