@@ -88,11 +88,15 @@ pub(crate) fn run_step(step: Step) -> Result {
             "--all-features",
             "--locked",
         ])),
-        Step::Python => exec(
-            std::process::Command::new("bash")
-                .arg(crate::root().join("crates/python/run-tests.sh"))
-                .current_dir(crate::root()),
-        ),
+        Step::Python => {
+            // The middleware's Redis store tests start their own redis-server.
+            ensure_redis_server()?;
+            exec(
+                std::process::Command::new("bash")
+                    .arg(crate::root().join("crates/python/run-tests.sh"))
+                    .current_dir(crate::root()),
+            )
+        }
         Step::Interop => crate::interop::run(),
         Step::Gateway => crate::gateway::run(),
         Step::Authz => crate::authz::run(),
@@ -100,7 +104,7 @@ pub(crate) fn run_step(step: Step) -> Result {
     }
 }
 
-/// The Redis store tests and the authz step start their own `redis-server`; install it from
+/// The Redis store tests, the Python tests and the authz step start their own `redis-server`; install it from
 /// Debian's packages when it is missing (CI runs as root on a Debian machine). Anything else is a
 /// clear failure.
 pub(crate) fn ensure_redis_server() -> Result {
