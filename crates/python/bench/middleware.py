@@ -107,16 +107,19 @@ def envoys_side(app: App, port: int) -> App:
     return EnvoysVerifyMiddleware(app, allowlist=[KEYID])
 
 
-# ─── (c) vouch: VouchMiddleware, envoys profile ─── the merger wires this to vouch.asgi ────────
+# ─── (c) vouch: VouchMiddleware, envoys profile ───────────────────────────────────────────────
 def vouch_side(app: App, port: int) -> App:
     """(c) vouch's VouchMiddleware for the envoys profile, with the same agent key."""
-    from vouch.asgi import VouchMiddleware  # type: ignore[import-not-found]
+    from vouch.asgi import VouchMiddleware
 
-    return VouchMiddleware(  # type: ignore[no-any-return]
+    return VouchMiddleware(
         app,
         origin=f"http://127.0.0.1:{port}",
         agents={KEYID: PUBLIC_KEY_HEX},
         profile="envoys",
+        # One identity sends every request here: lift the per-identity rate limit (envoys has
+        # none) so that the figure is the verification's cost, not 429s.
+        rate_limit=(1_000_000, 1_000_000),
     )
 
 

@@ -4,9 +4,7 @@ in-process ASGI driver that records what the app and the client saw, and a redis
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -20,25 +18,7 @@ import pytest
 import uvicorn
 
 import vouch
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def vouch_bin() -> str:
-    """The `vouch` CLI built by `cargo build -p vouch-cli --bin vouch` (run-tests.sh does)."""
-    explicit = os.environ.get("VOUCH_BIN")
-    target = Path(os.environ.get("CARGO_TARGET_DIR") or ROOT / "target")
-    path = Path(explicit) if explicit else target / "debug" / "vouch"
-    if not path.is_file():
-        pytest.fail(
-            f"the vouch CLI is not at {path}: build it with `cargo build -p vouch-cli --bin vouch` "
-            "(crates/python/run-tests.sh does), or point VOUCH_BIN at it"
-        )
-    return str(path)
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+from signer_support import b64url, vouch_bin  # one definition of each for every test
 
 
 @dataclass

@@ -140,7 +140,7 @@ class VouchMiddleware:
                 await send({"type": "websocket.close", "code": 1008})
             return
         headers = scope["headers"]
-        inner_headers = [(k, v) for k, v in headers if not k.startswith(_PREFIX)]
+        inner_headers = [(k, v) for k, v in headers if not k.lower().startswith(_PREFIX)]
         if self.gate.is_exempt(scope["path"]):
             await self.app({**scope, "headers": inner_headers}, receive, send)
             return
