@@ -56,7 +56,7 @@ async fn server(root: &KeyPair) -> String {
 }
 
 fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 

@@ -10,6 +10,7 @@ fn key() -> SigningKey {
 }
 
 fn signed(body: &str, extra: &[(&str, &str)]) -> reqwest::Request {
+    crate::install_crypto();
     let client = reqwest::Client::new();
     let mut builder = client.post("https://mcp.example/mcp").body(body.to_owned());
     for (n, v) in extra {
@@ -103,6 +104,7 @@ fn headers_the_caller_set_are_kept_and_signed() {
 
 #[test]
 fn a_get_gets_none() {
+    crate::install_crypto();
     let mut req = reqwest::Client::new()
         .get("https://mcp.example/mcp")
         .build()

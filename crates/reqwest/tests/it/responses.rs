@@ -84,7 +84,7 @@ fn server_public(seed: u8) -> vouch_token::PublicKey {
 }
 
 fn client(server: ServerKey) -> reqwest_middleware::ClientWithMiddleware {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto();
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
     let signer = SigningMiddleware::new(SigningKey::ed25519_from_seed(&[1; 32]).unwrap(), WORKER)
         .verify_responses(server);
@@ -160,7 +160,7 @@ async fn unsigned_or_foreign_answers_are_refused() {
     // The signature layer's own refusal (here: a key the server does not know) is not bound to
     // any verified request, so it is unsigned, and the status says why.
     let url = server(Some(9), None).await;
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto();
     let stranger = SigningMiddleware::new(SigningKey::ed25519_from_seed(&[3; 32]).unwrap(), WORKER)
         .verify_responses(fixed(9));
     let stranger = ClientBuilder::new(reqwest::Client::builder().no_proxy().build().unwrap())
@@ -221,7 +221,7 @@ async fn an_answer_replayed_onto_another_request_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_over_the_cap_is_refused() {
     let url = server(Some(9), None).await;
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto();
     let signer = SigningMiddleware::new(SigningKey::ed25519_from_seed(&[1; 32]).unwrap(), WORKER)
         .verify_responses(fixed(9))
         .max_response_bytes(4);
