@@ -349,7 +349,7 @@ pub fn envoys_spec(keyid: &str, created: u64) -> Result<SignatureSpec, Error> {
 /// The [`SignatureSpec`] of SEP-2752 (RFC 9421 proof-of-possession client authentication for
 /// MCP) for `request`: label `sig1`, covering `@method`, `@target-uri`, `content-digest` (on
 /// every request, empty bodies included), and `mcp-protocol-version`, `mcp-session-id` and
-/// the token header (`x-mcpvault-token`, which [`VerifyPolicy::sep2752`] requires covered) when
+/// the token header (`x-mcpvault-token`, which [`VerifyPolicy::sep2752`](crate::VerifyPolicy::sep2752) requires covered) when
 /// present (an `initialize` request has no session yet, so it covers none); parameters
 /// `created`, `nonce` (16 random bytes), `keyid` (the key's RFC 7638 JWK thumbprint) and `tag`
 /// (the client's stable identifier: on first contact, SEP-2752 §2.2 has it equal the keyid).
