@@ -134,7 +134,7 @@ impl PublicKey {
     /// adds it), a block's next key when the token is decoded and checked.
     ///
     /// This decodes the point and multiplies it by the group order (in variable time: the key
-    /// is public), about half the cost of a signature verification.
+    /// is public): about four fifths of the cost of a signature verification.
     pub fn weakness(&self) -> Option<&'static str> {
         point::weakness(&self.0).map(point::Weakness::reason)
     }

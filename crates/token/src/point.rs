@@ -148,7 +148,8 @@ pub(crate) fn weakness(bytes: &[u8; 32]) -> Option<Weakness> {
 /// ℓ·P = identity, in variable time: ℓ·P = (ℓ − 1)·P + P, where ℓ − 1 is the canonical scalar −1,
 /// multiplied with a width-5 NAF (curve25519-dalek's `vartime_double_scalar_mul_basepoint`, the
 /// base point's scalar 0). curve25519-dalek's own `is_torsion_free` does the same product in
-/// constant time, at about twice the cost.
+/// constant time: the whole key check took 36 µs that way on the development machine, 29 µs
+/// this way.
 fn torsion_free(point: &EdwardsPoint) -> bool {
     let minus_one = -Scalar::ONE;
     let l_minus_1_p =
