@@ -93,6 +93,21 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // The same under vouch's rule (ZIP-215, ed25519-zebra), which every Ed25519 verify now uses.
+    let public32: [u8; 32] = public.as_slice().try_into().unwrap();
+    g.bench_function("zip215_ed25519_verify_1k", |b| {
+        b.iter(|| {
+            assert!(vouch_token::ed25519::verify(
+                &public32,
+                black_box(&msg),
+                sig.as_ref()
+            ))
+        })
+    });
+    let decoded = vouch_token::ed25519::DecodedKey::decode(&public32).unwrap();
+    g.bench_function("zip215_ed25519_verify_1k_decoded_key", |b| {
+        b.iter(|| assert!(decoded.verify(black_box(&msg), sig.as_ref())))
+    });
     // One request, as the bare verify uses one message (same cache conditions), and a fresh
     // replay store per iteration so that its check-and-insert succeeds every time.
     let one = &requests[0];

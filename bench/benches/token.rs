@@ -229,6 +229,46 @@ fn bench(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // vouch's rule (ZIP-215, ed25519-zebra), one signature and a token's worth in one batch.
+    g.bench_function("zip215_ed25519_verify", |b| {
+        b.iter(|| {
+            assert!(vouch_token::ed25519::verify(
+                &pk,
+                black_box(&msg),
+                sig.as_ref()
+            ))
+        })
+    });
+    let three: Vec<([u8; 32], [u8; 64])> = (1..=3u8)
+        .map(|i| {
+            let k = ring::signature::Ed25519KeyPair::from_seed_unchecked(&[i; 32]).unwrap();
+            let s = k.sign(&msg).as_ref().try_into().unwrap();
+            (k.public_key().as_ref().try_into().unwrap(), s)
+        })
+        .collect();
+    g.bench_function("zip215_ed25519_batch_3", |b| {
+        b.iter(|| {
+            let mut batch = vouch_token::ed25519::Batch::new();
+            for (p, s) in &three {
+                batch.add(p, black_box(&msg), s);
+            }
+            assert!(batch.verify())
+        })
+    });
+    // The subgroup check on a next key: vouch's (variable time) and curve25519-dalek's
+    // constant-time `is_torsion_free` that it replaced.
+    let public = vouch_token::PublicKey::from_bytes(pk);
+    g.bench_function("key_check_vartime", |b| {
+        b.iter(|| assert!(black_box(&public).weakness().is_none()))
+    });
+    g.bench_function("key_check_dalek_constant_time", |b| {
+        b.iter(|| {
+            let p = curve25519_dalek::edwards::CompressedEdwardsY(*black_box(&pk))
+                .decompress()
+                .unwrap();
+            assert!(p.compress().0 == pk && !p.is_small_order() && p.is_torsion_free())
+        })
+    });
     g.bench_function("ring_ed25519_key_from_seed", |b| {
         b.iter(|| {
             ring::signature::Ed25519KeyPair::from_seed_and_public_key(black_box(&[3; 32]), &pk)

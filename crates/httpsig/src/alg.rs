@@ -1,13 +1,15 @@
-//! Signature algorithms and keys (RFC 9421 §3.3), on ring.
+//! Signature algorithms and keys (RFC 9421 §3.3), on ring; Ed25519 verification by vouch's one
+//! rule (ZIP-215, `vouch_token::ed25519`).
 
 use core::fmt;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
 
-use curve25519_dalek::edwards::CompressedEdwardsY;
 use ring::rand::SystemRandom;
 use ring::signature::{self as sig, KeyPair as _};
 use zeroize::Zeroizing;
+
+use vouch_token::ed25519::{self, DecodedKey, Weakness};
 
 use crate::der;
 use crate::error::Error;
@@ -67,30 +69,24 @@ impl fmt::Display for Algorithm {
 
 /// Checks that 32 bytes are an Ed25519 public key fit to verify with: a curve point, canonically
 /// encoded, in the prime-order subgroup (which also rules out the eight points of small order).
+/// The check is vouch-token's, the one every Ed25519 key in vouch goes through.
 ///
-/// ring checks none of this. With a small-order key, a signature whose `R` is a small-order
-/// point and whose `S` is 0 verifies for many messages; with the identity point, for every
-/// message. A mixed-order key (a real key plus a small-order point) lets its owner make
-/// signatures that verify under one reading of RFC 8032 and not another.
-fn check_ed25519(public: &[u8; 32]) -> Result<(), Error> {
-    let encoded = CompressedEdwardsY(*public);
-    let point = encoded
-        .decompress()
-        .ok_or(Error::Key("ed25519 public key is not a curve point"))?;
-    // Decompression reduces y modulo p and takes the sign of x = 0 as given: compare the
-    // canonical encoding of the point with the bytes received.
-    if point.compress() != encoded {
-        return Err(Error::Key("ed25519 public key is not canonically encoded"));
+/// Ed25519 verifiers check none of this. vouch's rule is the cofactored one (ZIP-215): with a
+/// small-order key, a signature whose `R` is a small-order point and whose `S` is 0 verifies for
+/// every message. A mixed-order key (a real key plus a small-order point) lets its owner make
+/// signatures that verify under one reading of RFC 8032 and not another. Returns the key decoded
+/// for verification.
+fn check_ed25519(public: &[u8; 32]) -> Result<DecodedKey, Error> {
+    if let Some(weak) = ed25519::weakness(public) {
+        return Err(Error::Key(match weak {
+            Weakness::NotAPoint => "ed25519 public key is not a curve point",
+            Weakness::NonCanonical => "ed25519 public key is not canonically encoded",
+            Weakness::SmallOrder => "ed25519 public key is of small order",
+            Weakness::MixedOrder => "ed25519 public key is not in the prime-order subgroup",
+            _ => "ed25519 public key is weak",
+        }));
     }
-    if point.is_small_order() {
-        return Err(Error::Key("ed25519 public key is of small order"));
-    }
-    if !point.is_torsion_free() {
-        return Err(Error::Key(
-            "ed25519 public key is not in the prime-order subgroup",
-        ));
-    }
-    Ok(())
+    DecodedKey::decode(public).ok_or(Error::Key("ed25519 public key is not a curve point"))
 }
 
 /// A key that verifies signatures of one algorithm.
@@ -100,9 +96,9 @@ pub struct VerifyingKey {
     /// Ed25519: 32 bytes; ECDSA: the uncompressed point; RSA: PKCS#1 RSAPublicKey DER;
     /// HMAC: the secret.
     bytes: Zeroizing<Vec<u8>>,
-    /// An Ed25519 key that failed [`check_ed25519`], built by the infallible
-    /// [`VerifyingKey::ed25519`]: it verifies nothing.
-    weak: bool,
+    /// Ed25519: the key decoded once, if it passed [`check_ed25519`]. `None` for a weak key
+    /// built by the infallible [`VerifyingKey::ed25519`]: it verifies nothing.
+    ed25519: Option<DecodedKey>,
 }
 
 impl VerifyingKey {
@@ -115,8 +111,8 @@ impl VerifyingKey {
     ///
     /// [`Error::Key`] naming what is wrong with the key.
     pub fn try_ed25519(public: [u8; 32]) -> Result<Self, Error> {
-        check_ed25519(&public)?;
-        Ok(Self::ed25519_unchecked(public, false))
+        let decoded = check_ed25519(&public)?;
+        Ok(Self::ed25519_decoded(public, Some(decoded)))
     }
 
     /// An Ed25519 public key from its 32 raw bytes, for a key already checked (a
@@ -124,15 +120,14 @@ impl VerifyingKey {
     /// [`VerifyingKey::try_ed25519`], which says why a key is refused: a weak key given here (see
     /// there) is not refused, but the key built from it verifies no signature at all.
     pub fn ed25519(public: [u8; 32]) -> Self {
-        let weak = check_ed25519(&public).is_err();
-        Self::ed25519_unchecked(public, weak)
+        Self::ed25519_decoded(public, check_ed25519(&public).ok())
     }
 
-    fn ed25519_unchecked(public: [u8; 32], weak: bool) -> Self {
+    fn ed25519_decoded(public: [u8; 32], ed25519: Option<DecodedKey>) -> Self {
         Self {
             alg: Algorithm::Ed25519,
             bytes: Zeroizing::new(public.to_vec()),
-            weak,
+            ed25519,
         }
     }
 
@@ -141,7 +136,7 @@ impl VerifyingKey {
         Self {
             alg: Algorithm::HmacSha256,
             bytes: Zeroizing::new(secret.to_vec()),
-            weak: false,
+            ed25519: None,
         }
     }
 
@@ -186,7 +181,7 @@ impl VerifyingKey {
             return Ok(Self {
                 alg,
                 bytes: Zeroizing::new(key.to_vec()),
-                weak: false,
+                ed25519: None,
             });
         }
         if alg.oid == der::OID_RSA || alg.oid == der::OID_RSA_PSS {
@@ -200,7 +195,7 @@ impl VerifyingKey {
             Some(alg @ (Algorithm::RsaPssSha512 | Algorithm::RsaV15Sha256)) => Ok(Self {
                 alg,
                 bytes: Zeroizing::new(pkcs1),
-                weak: false,
+                ed25519: None,
             }),
             _ => Err(Error::Key(
                 "an RSA key needs rsa-pss-sha512 or rsa-v1_5-sha256",
@@ -264,14 +259,16 @@ impl VerifyingKey {
         }
     }
 
-    /// Checks `signature` over `message`. HMAC is compared in constant time. A weak Ed25519 key
-    /// (see [`VerifyingKey::ed25519`]) verifies nothing.
+    /// Checks `signature` over `message`. HMAC is compared in constant time. Ed25519 follows
+    /// vouch's one rule, ZIP-215 (`vouch_token::ed25519`), the rule its tokens and batches use;
+    /// a weak Ed25519 key (see [`VerifyingKey::ed25519`]) verifies nothing.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        if self.weak {
-            return false;
-        }
         let params: &dyn sig::VerificationAlgorithm = match self.alg {
-            Algorithm::Ed25519 => &sig::ED25519,
+            Algorithm::Ed25519 => {
+                return self
+                    .ed25519
+                    .is_some_and(|key| key.verify(message, signature));
+            }
             Algorithm::EcdsaP256Sha256 => &sig::ECDSA_P256_SHA256_FIXED,
             Algorithm::EcdsaP384Sha384 => &sig::ECDSA_P384_SHA384_FIXED,
             Algorithm::RsaPssSha512 => &sig::RSA_PSS_2048_8192_SHA512,
@@ -427,11 +424,15 @@ impl SigningKey {
             Inner::Hmac(_, secret) => (Algorithm::HmacSha256, secret.to_vec()),
         };
         // A key pair's own public key: Ed25519 ones are the base point times a scalar, in the
-        // prime-order subgroup by construction.
+        // prime-order subgroup by construction, so only decoded.
+        let ed25519 = match <[u8; 32]>::try_from(&bytes[..]) {
+            Ok(public) if alg == Algorithm::Ed25519 => DecodedKey::decode(&public),
+            _ => None,
+        };
         Ok(VerifyingKey {
             alg,
             bytes: Zeroizing::new(bytes),
-            weak: false,
+            ed25519,
         })
     }
 

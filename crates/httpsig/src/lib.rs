@@ -21,7 +21,9 @@
 //!   §2.4: `@status`, `content-digest`, the request's `@method;req`, `@target-uri;req` and its
 //!   signature by `;req;key`), and [`VerifyPolicy::mcp_response`] checks it on the client.
 //! - Algorithms: ed25519 (default), ecdsa-p256-sha256, ecdsa-p384-sha384, hmac-sha256,
-//!   rsa-pss-sha512, rsa-v1_5-sha256, all on ring.
+//!   rsa-pss-sha512, rsa-v1_5-sha256, on ring, but for Ed25519 verification: that follows vouch's
+//!   one rule, ZIP-215 (`vouch_token::ed25519`, the rule tokens and batches use), and weak
+//!   Ed25519 keys are refused when loaded.
 //!
 //! ```
 //! use vouch_httpsig::*;

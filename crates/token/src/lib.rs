@@ -56,6 +56,7 @@
 
 mod block;
 mod codec;
+pub mod ed25519;
 mod error;
 mod hex;
 mod inspect;
@@ -150,6 +151,26 @@ pub mod internal {
         let next = PublicKey::from_bytes(next_key);
         let forged = token.append_unchecked(restriction, now, next, Proof::Sealed(seal))?;
         Ok(forged.to_bytes())
+    }
+
+    /// The signature check of [`Verifier::check`] (one batch, then one at a time if the batch
+    /// fails), against `root` taken as trusted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BadSignature`], [`Error::Malformed`] for a weak next key.
+    pub fn check_signatures(token: &Token, root: &PublicKey) -> Result<(), Error> {
+        token.check_signatures(root)
+    }
+
+    /// The same check with every signature verified one at a time, in chain order: what
+    /// [`check_signatures`] must agree with.
+    ///
+    /// # Errors
+    ///
+    /// As [`check_signatures`].
+    pub fn check_signatures_one_by_one(token: &Token, root: &PublicKey) -> Result<(), Error> {
+        token.check_one_by_one(root)
     }
 
     /// Fuzz entry point: decode arbitrary bytes; whatever decodes must re-encode to the same

@@ -7,6 +7,7 @@ use zeroize::Zeroizing;
 
 use crate::block::{Body, MAX_DEPTH};
 use crate::codec::{Reader, Writer};
+use crate::ed25519;
 use crate::error::{Error, Malformed, Refusal};
 use crate::key::{KeyPair, PublicKey, RootKeyId};
 use crate::point;
@@ -434,7 +435,72 @@ impl Token {
 
     /// Checks every signature and the proof against the root key (which the caller checked is
     /// not weak), and that every next key that verifies something is not weak.
+    ///
+    /// The signatures (every block's, and the seal's) are verified as one batch, under the same
+    /// rule as one at a time ([`crate::ed25519`]). If the batch fails, they are verified one at a
+    /// time, in order, so that the error is the one a single verification gives.
     pub(crate) fn check_signatures(&self, root: &PublicKey) -> Result<(), Error> {
+        if self.signature_count() >= 2 && self.batch_verifies(root) {
+            self.check_keys_and_proof()
+        } else {
+            self.check_one_by_one(root)
+        }
+    }
+
+    /// Block signatures, plus the seal's when sealed.
+    fn signature_count(&self) -> usize {
+        self.blocks.len() + usize::from(self.is_sealed())
+    }
+
+    /// True if every signature of the chain (and the seal) verifies, in one batch.
+    pub(crate) fn batch_verifies(&self, root: &PublicKey) -> bool {
+        let mut batch = ed25519::Batch::new();
+        let mut signer = root;
+        let mut prev: Option<&[u8; 64]> = None;
+        for (i, b) in self.blocks.iter().enumerate() {
+            let msg = block_message(self.root_key_id, i, prev, &b.payload, &b.next_key);
+            batch.add(signer.as_bytes(), &msg, &b.signature);
+            signer = &b.next_key;
+            prev = Some(&b.signature);
+        }
+        if let (Proof::Sealed(sig), Some(last)) = (&self.proof, self.blocks.last()) {
+            let msg = seal_message(self.root_key_id, self.blocks.len(), &last.signature);
+            batch.add(last.next_key.as_bytes(), &msg, sig);
+        }
+        batch.verify()
+    }
+
+    /// What [`Token::check_one_by_one`] checks besides the signatures, for a chain whose
+    /// signatures all verified: the same checks in the same order, so the same first error.
+    fn check_keys_and_proof(&self) -> Result<(), Error> {
+        for (i, b) in self.blocks.iter().enumerate() {
+            if self.next_key_needs_check(i)
+                && let Some(weak) = point::weakness(b.next_key.as_bytes())
+            {
+                return Err(Malformed(weak.next_key_reason()).into());
+            }
+        }
+        let last = self.last_block()?;
+        match &self.proof {
+            Proof::Secret(seed) => KeyPair::from_seed_checked(seed, &last.next_key)
+                .map(drop)
+                .ok_or(Error::BadSignature),
+            // Its signature was in the batch.
+            Proof::Sealed(_) => Ok(()),
+        }
+    }
+
+    /// Whether block `i`'s next key must be checked for weakness: every one but the last when
+    /// the proof is a seed (the key it matches is derived from a seed, so it is a multiple of
+    /// the base point).
+    fn next_key_needs_check(&self, i: usize) -> bool {
+        let last = i + 1 == self.blocks.len();
+        !(last && matches!(self.proof, Proof::Secret(_)))
+    }
+
+    /// Every signature one at a time, in chain order, each next key checked once the signature
+    /// that vouches for it has verified and before it verifies anything.
+    pub(crate) fn check_one_by_one(&self, root: &PublicKey) -> Result<(), Error> {
         let mut signer = *root;
         let mut prev: Option<&[u8; 64]> = None;
         for (i, b) in self.blocks.iter().enumerate() {
@@ -442,11 +508,7 @@ impl Token {
             if !signer.verify(&msg, &b.signature) {
                 return Err(Error::BadSignature);
             }
-            // The signature just checked vouches for the next key; check the key before it
-            // verifies anything. A seed proof needs no check: the key it matches is derived
-            // from a seed, so it is a multiple of the base point.
-            let last = i + 1 == self.blocks.len();
-            if !(last && matches!(self.proof, Proof::Secret(_)))
+            if self.next_key_needs_check(i)
                 && let Some(weak) = point::weakness(b.next_key.as_bytes())
             {
                 return Err(Malformed(weak.next_key_reason()).into());

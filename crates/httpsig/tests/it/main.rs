@@ -21,3 +21,4 @@ mod support;
 mod vectors;
 mod weak_keys;
 mod web_bot_auth;
+mod zip215;

@@ -102,3 +102,46 @@ fn real_keys_and_prime_order_points_are_fit() {
         assert_eq!(weakness(&b), None, "{k}·B");
     }
 }
+
+#[test]
+fn the_variable_time_subgroup_check_agrees_with_curve25519_dalek() {
+    // Points of prime order, and each of them plus each point of small order.
+    for k in [1u64, 2, 3, 8, 1 << 20, u64::MAX] {
+        let p = ED25519_BASEPOINT_POINT * Scalar::from(k);
+        for (i, t) in EIGHT_TORSION.iter().enumerate() {
+            let q = p + t;
+            assert_eq!(torsion_free(&q), q.is_torsion_free(), "{k}·B + T{i}");
+            assert_eq!(torsion_free(&q), i == 0, "{k}·B + T{i}");
+        }
+    }
+    for (i, t) in EIGHT_TORSION.iter().enumerate() {
+        assert_eq!(torsion_free(t), t.is_torsion_free(), "T{i}");
+    }
+}
+
+#[test]
+fn every_key_found_fit_re_encodes_to_its_bytes() {
+    // `weakness` skips the re-encoding: the byte check must already have caught what it would.
+    let mut candidates: Vec<[u8; 32]> = (0..16).map(real_key).collect();
+    for y in 0u8..=255 {
+        for sign in [0, 0x80] {
+            let mut b = [0u8; 32];
+            b[0] = y;
+            b[31] = sign;
+            candidates.push(b);
+            let mut top = P;
+            top[0] = top[0].wrapping_sub(y);
+            top[31] |= sign;
+            candidates.push(top);
+        }
+    }
+    let mut fit = 0;
+    for b in candidates {
+        if weakness(&b).is_none() {
+            fit += 1;
+            let point = CompressedEdwardsY(b).decompress().unwrap();
+            assert_eq!(point.compress().0, b);
+        }
+    }
+    assert!(fit >= 16, "{fit}");
+}

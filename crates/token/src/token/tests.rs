@@ -223,3 +223,34 @@ fn proof_that_does_not_match_the_last_key_is_refused() {
     );
     assert_eq!(wrong.seal().unwrap_err(), Error::BadSignature);
 }
+
+#[test]
+fn the_chain_is_verified_as_one_batch_when_it_has_two_signatures_or_more() {
+    let root = key(1).public_key();
+    let r = Restriction::new().tools(["search"]).ttl(60);
+    let one = Token::mint_with(&key(1), "iss".into(), "sub".into(), r, NOW, &key(2)).unwrap();
+    let two = one
+        .attenuate_at(Restriction::new().tools(["search"]), NOW)
+        .unwrap();
+    let three = two
+        .attenuate_at(Restriction::new().tools(["search"]), NOW)
+        .unwrap();
+    assert_eq!(one.signature_count(), 1);
+    assert_eq!(one.seal().unwrap().signature_count(), 2);
+    assert_eq!(three.seal().unwrap().signature_count(), 4);
+    for t in [
+        two.clone(),
+        three.clone(),
+        three.seal().unwrap(),
+        one.seal().unwrap(),
+    ] {
+        assert!(t.batch_verifies(&root));
+        assert_eq!(t.check_signatures(&root), Ok(()));
+    }
+    // A wrong root fails the batch; so does a changed block.
+    assert!(!three.batch_verifies(&key(9).public_key()));
+    let mut changed = three.clone();
+    changed.blocks[1].signature[10] ^= 1;
+    assert!(!changed.batch_verifies(&root));
+    assert_eq!(changed.check_signatures(&root), Err(Error::BadSignature));
+}

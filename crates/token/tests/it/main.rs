@@ -8,6 +8,7 @@
     clippy::indexing_slicing
 )]
 
+mod batch;
 mod chain;
 mod corpus;
 mod decode;
@@ -15,3 +16,4 @@ mod props;
 mod samples;
 mod support;
 mod weak_keys;
+mod zip215;
