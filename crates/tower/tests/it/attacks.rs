@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::now;
 use axum::Router;
 use axum::routing::post;
 use http::Request;
@@ -22,13 +23,6 @@ const OTHER: &str = "https://agents.example/agents/other@agents.example";
 const BODY: &str = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
 /// How long any one read waits before the test fails (a bound against hangs, not a timing).
 const PATIENCE: Duration = Duration::from_secs(20);
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn seed_of(keyid: &str) -> [u8; 32] {
     if keyid == AGENT { [1; 32] } else { [2; 32] }

@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::support::now;
 use axum::body::Body;
 use http::{Request, StatusCode};
 use tower::{ServiceBuilder, ServiceExt as _};
@@ -10,13 +11,6 @@ use vouch_httpsig::{RequestView, SigningKey, mcp_content_digest, mcp_spec, sign}
 use vouch_keys::{ShardedReplayStore, StaticResolver};
 use vouch_token::{KeyPair, Restriction, Token, Verifier};
 use vouch_tower::*;
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn keyid(n: u8) -> String {
     format!("https://agents.example/agents/agent{n}@agents.example")

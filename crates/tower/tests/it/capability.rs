@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
+use crate::support::{now, root};
 use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
@@ -13,17 +14,6 @@ use vouch_httpsig::{RequestView, SigningKey, mcp_content_digest, mcp_spec, sign}
 use vouch_keys::{ShardedReplayStore, StaticResolver};
 use vouch_token::{KeyPair, Restriction, RevocationId, Token, Verifier};
 use vouch_tower::*;
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn root() -> KeyPair {
-    KeyPair::from_seed(&[11; 32]).unwrap()
-}
 
 fn token(r: Restriction) -> String {
     Token::mint(&root(), "auth-server", "agent-a", r)

@@ -4,6 +4,7 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use crate::support::{now, root};
 use axum::body::Body;
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -17,17 +18,6 @@ use vouch_tower::*;
 
 const AGENT: &str = "agent-a";
 const OTHER: &str = "agent-b";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn root() -> KeyPair {
-    KeyPair::from_seed(&[11; 32]).unwrap()
-}
 
 fn token(tools: &[&str]) -> String {
     let r = Restriction::new().tools(tools.iter().copied()).ttl(3600);

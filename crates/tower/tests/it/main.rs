@@ -18,6 +18,7 @@ mod patterns;
 mod response_signing;
 mod sep2752;
 mod signature;
+mod support;
 mod token_cache;
 
 /// The origin the tests' requests are addressed to (`Host: mcp.example`, over http).

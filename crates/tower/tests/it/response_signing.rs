@@ -2,6 +2,7 @@
 //! upstream's own signature and digest replaced, event streams signed over the head, the body
 //! cap, and unverified requests left unsigned.
 
+use crate::support::now;
 use axum::body::Body;
 use http::{Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
@@ -16,13 +17,6 @@ use vouch_tower::*;
 
 const AGENT: &str = "agent-a";
 const SERVER_KEYID: &str = "https://mcp.example/.well-known/vouch-key";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn server_key() -> SigningKey {
     SigningKey::ed25519_from_seed(&[9; 32]).unwrap()

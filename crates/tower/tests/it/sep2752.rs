@@ -2,6 +2,7 @@
 //! identity and tag; refusals carry Accept-Signature and a JSON-RPC error; the capability
 //! advertisement.
 
+use crate::support::now;
 use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
@@ -13,13 +14,6 @@ use vouch_httpsig::{
 use vouch_keys::{ShardedReplayStore, StaticResolver};
 use vouch_token::KeyPair;
 use vouch_tower::*;
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn key(seed: u8) -> SigningKey {
     SigningKey::ed25519_from_seed(&[seed; 32]).unwrap()

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::now;
 use axum::body::Body;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt as _;
@@ -20,13 +21,6 @@ use vouch_token::KeyPair;
 use vouch_tower::*;
 
 const AGENT: &str = "https://agents.example/agents/worker@agents.example";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
 
 fn seed_key(seed: u8) -> SigningKey {
     SigningKey::ed25519_from_seed(&[seed; 32]).unwrap()

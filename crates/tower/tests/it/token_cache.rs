@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::{now, root};
 use axum::body::Body;
 use http::{Request, StatusCode};
 use tower::{ServiceBuilder, ServiceExt as _};
@@ -15,17 +16,6 @@ use vouch_tower::*;
 
 const WORKER: &str = "https://agents.example/agents/worker@agents.example";
 const FLOODER: &str = "https://agents.example/agents/flooder@agents.example";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn root() -> KeyPair {
-    KeyPair::from_seed(&[11; 32]).unwrap()
-}
 
 /// The root key, counting lookups: [`Verifier::check`] looks the root up once and
 /// [`Verifier::authorize`] once more, so a request served from the cache costs one lookup and a
