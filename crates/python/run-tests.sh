@@ -9,15 +9,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 venv="$target/python-venv"
-python="${PYTHON:-python3}"
-
-if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
-    echo "run-tests.sh: $python is older than 3.10" >&2
-    exit 1
-fi
-if [ ! -x "$venv/bin/python" ]; then
-    "$python" -m venv "$venv"
-fi
+. "$here/venv.sh"
+make_venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet "maturin>=1.9,<2" "pytest>=8" "mypy>=1.10" \
     "httpx>=0.27,<1" "mcp>=1.20,<2" "anyio>=4,<5" "uvicorn>=0.30,<1" "fastapi>=0.115,<1" \

@@ -12,15 +12,8 @@ root="$(cd "$crate/../.." && pwd)"
 target="${CARGO_TARGET_DIR:-$root/target}"
 out="${1:-$target/vouch-bench}"
 venv="$target/python-bench-venv"
-python="${PYTHON:-python3}"
-
-if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
-    echo "run-bench.sh: $python is older than 3.10" >&2
-    exit 1
-fi
-if [ ! -x "$venv/bin/python" ]; then
-    "$python" -m venv "$venv"
-fi
+. "$crate/venv.sh"
+make_venv "$venv"
 # The peers are pinned exactly: the figures compare against these versions.
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
     "maturin>=1.9,<2" \
