@@ -96,6 +96,7 @@
 
 mod alg;
 mod base;
+pub mod coalesce;
 mod component;
 mod der;
 mod digest;
