@@ -8,7 +8,7 @@
 //!
 //! - the first caller to find no verifier running becomes the verifier: it takes what is waiting
 //!   (up to [`Limits::max_batch`], 64 by default), verifies it as one
-//!   [`Batch`](vouch_token::ed25519::Batch), hands each waiter its verdict, and goes on while more
+//!   [`Batch`], hands each waiter its verdict, and goes on while more
 //!   arrived;
 //! - with nothing else waiting, it verifies its own signature at once, as a single verify: no
 //!   latency is added at low load;
@@ -33,12 +33,25 @@
 //!
 //! One bad signature among `n` thus costs, beyond the failed batch, at most ⌈√n⌉ group batches
 //! (together about one batch of `n`) and ⌈√n⌉ single verifies: 1 + 8 batch verifies and 8
-//! single verifies for `n` = 64, against 1 + 12 for a bisection that checks both halves. On the
-//! development machine a batch of 16 with one bad signature costs 2.3–2.6× a good one (see the
-//! `coalesce` bench), where bisection is estimated at 2.3–3.4× depending on where the bad
-//! signature sits, and single verifies of the 16 at 3.3×. Many bad signatures cost at most the
-//! failed batch, the groups, and one single verify each: an attacker cannot make a bad
+//! single verifies for `n` = 64 (a bisection that checks both halves makes 1 + 10 batch verifies
+//! and 2 single verifies). Measured on the development machine (2 busy vCPUs, the `coalesce`
+//! bench): a batch of 16 costs 341 µs when good, and 2.40× that with one bad signature in its
+//! last group, 2.64× in its first. From the same run's batch costs (53, 78, 113, 191 and 353 µs
+//! for 1, 2, 4, 8 and 16 signatures), bisection would cost 2.4× (the bad signature always in the
+//! second half) to 3.5× (always in the first, where both halves are checked), and single
+//! verifies of all 16 3.4×: neither meets the "about 2×", and grouping by ⌈√n⌉ comes
+//! closest without depending on where the bad signature sits. Many bad signatures cost at most
+//! the failed batch, the groups, and one single verify each: an attacker cannot make a bad
 //! signature cost much more than verifying it alone.
+//!
+//! # When batches form
+//!
+//! A batch forms from the signatures submitted while a verifier works, so it needs callers that
+//! run at the same time as the verifier: other worker threads of a runtime, or other threads. On
+//! one core, or a runtime with one worker, each caller finds no verifier running and verifies
+//! alone, as without a coalescer. Under a closed loop of 16 tasks on two workers the rounds
+//! alternate: the first caller back verifies alone, while the other fifteen queue for the next
+//! batch.
 //!
 //! [`Coalescer::verify_all`] applies the same batch-and-split to signatures a caller already
 //! holds together. [`Coalescer::stats`] counts the work done.
@@ -509,6 +522,8 @@ impl Drop for Serving<'_> {
     }
 }
 
+// The entry moves into the queue at the first poll; boxing it would cost an allocation per call.
+#[allow(clippy::large_enum_variant)]
 enum Step {
     /// Not yet handed to the coalescer.
     Submit(Entry),

@@ -445,6 +445,7 @@ async fn hundreds_of_tasks_on_a_multi_threaded_runtime_each_get_their_own_verdic
         .await
         .expect("every task gets its verdict");
     let stats = c.stats();
+    eprintln!("{stats:?}");
     assert_eq!(stats.submitted, n as u64);
     assert!(!c.lock().running);
     assert!(c.lock().waiting.is_empty());
