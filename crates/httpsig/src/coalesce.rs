@@ -299,7 +299,10 @@ impl Coalescer {
     /// [`VerifyingKey::verify`]'s.
     ///
     /// The future may do the verifying for others when polled (that is the coalescing), and
-    /// needs no runtime. Dropping it before it is ready loses no one else's verdict.
+    /// needs no runtime. Dropping it before it is ready loses no one else's verdict. A key that
+    /// cannot be batched (another algorithm, a weak Ed25519 key) or a signature that is not 64
+    /// bytes is verified here, before the future is returned. Polled again after it was ready,
+    /// the future answers `false`.
     pub fn verify<'a>(
         &'a self,
         key: &VerifyingKey,
@@ -597,7 +600,7 @@ impl Future for Verification<'_> {
 
 impl Verification<'_> {
     fn finish_or_wait(&mut self, slot: Arc<Slot>, cx: &mut Context<'_>) -> Poll<bool> {
-        {
+        let chosen = {
             let mut state = slot.lock();
             match &mut *state {
                 SlotState::Done(verdict) => return Poll::Ready(*verdict),
@@ -605,10 +608,14 @@ impl Verification<'_> {
                     if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                         *waker = Some(cx.waker().clone());
                     }
+                    false
                 }
-                // Chosen to verify after this poll looked: poll again at once.
-                SlotState::Lead => cx.waker().wake_by_ref(),
+                SlotState::Lead => true,
             }
+        };
+        if chosen {
+            // Chosen to verify after this poll looked: poll again at once.
+            cx.waker().wake_by_ref();
         }
         self.step = Step::Waiting(slot);
         Poll::Pending
