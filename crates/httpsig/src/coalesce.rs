@@ -3,19 +3,25 @@
 //!
 //! A [`Coalescer`] is shared by the tasks (or threads) that verify requests. Each hands it a key,
 //! the signature base and the signature, and awaits its own verdict ([`Coalescer::verify`], or
-//! [`Coalescer::verify_blocking`] from a plain thread). There is no background thread and no
-//! timer:
+//! [`Coalescer::verify_blocking`] from a plain thread). There is no background thread, no timer
+//! and no runtime dependency. Signatures are verified in *rounds*:
 //!
-//! - the first caller to find no verifier running becomes the verifier: it takes what is waiting
-//!   (up to [`Limits::max_batch`], 64 by default), verifies it as one
-//!   [`Batch`], hands each waiter its verdict, and goes on while more
-//!   arrived;
-//! - with nothing else waiting, it verifies its own signature at once, as a single verify: no
-//!   latency is added at low load;
-//! - a verifier that has its own verdict and has verified [`Limits::max_batch`] signatures for
-//!   others hands the role to the oldest waiter, so that no caller serves the others forever;
-//! - at most [`Limits::max_waiting`] signatures wait: a caller that finds the queue full verifies
-//!   its own signature alone, at once. Memory is bounded, and nothing queues without limit.
+//! - a caller that finds no round gathering opens one and leads it. Its future then yields once
+//!   (it wakes itself and returns `Pending`), so the tasks the runtime already has ready run
+//!   first; those that reach their own verification meanwhile, on this worker or another, join
+//!   the round. At the next poll the leader closes the round and verifies everything in it as
+//!   one [`Batch`] (one signature: a single verify), and wakes each caller with its verdict;
+//! - a round closes to newcomers once it holds [`Limits::max_batch`] signatures (64 by
+//!   default), or when its leader starts verifying: the next caller opens the next round. Any
+//!   number of rounds can be verified at once, by leaders on different worker threads, so the
+//!   coalescer never confines verification to one core;
+//! - at most [`Limits::max_waiting`] signatures wait for a verdict, across all rounds: a caller
+//!   that finds that many verifies its own signature alone, at once. Memory is bounded, and a
+//!   flood cannot keep anyone's signature waiting: beyond the bound, it costs what a single
+//!   verify costs.
+//!
+//! With nothing else ready, the yield costs one trip through the scheduler's run queue (no
+//! timer, no sleep): the latency added at low load is that of a task switch.
 //!
 //! The verdict of every signature is the one [`VerifyingKey::verify`] gives: vouch's one Ed25519
 //! rule, ZIP-215 (`vouch_token::ed25519`), for which a batch accepts exactly what single
@@ -34,42 +40,25 @@
 //! One bad signature among `n` thus costs, beyond the failed batch, at most ⌈√n⌉ group batches
 //! (together about one batch of `n`) and ⌈√n⌉ single verifies: 1 + 8 batch verifies and 8
 //! single verifies for `n` = 64 (a bisection that checks both halves makes 1 + 10 batch verifies
-//! and 2 single verifies). Measured on the development machine (2 busy vCPUs, the `coalesce`
-//! bench): a batch of 16 costs 341 µs when good, and 2.40× that with one bad signature in its
-//! last group, 2.64× in its first. From the same run's batch costs (53, 78, 113, 191 and 353 µs
-//! for 1, 2, 4, 8 and 16 signatures), bisection would cost 2.4× (the bad signature always in the
-//! second half) to 3.5× (always in the first, where both halves are checked), and single
-//! verifies of all 16 3.4×: neither meets the issue's "about 2×", and grouping by ⌈√n⌉ comes
-//! closest without depending on where the bad signature sits. Many bad signatures cost at most
-//! the failed batch, the groups, and one single verify each: an attacker cannot make a bad
-//! signature cost much more than verifying it alone.
+//! and 2 single verifies). Measured on the development machine (the `coalesce` bench), a batch
+//! of 16 with one bad signature costs 2.3–2.6× a good one wherever the bad signature sits;
+//! bisection would cost 2.4× (the bad signature always in the second half) to 3.5× (always in
+//! the first, where both halves are checked), and single verifies of all 16 3.4×. Many bad
+//! signatures cost at most the failed batch, the groups, and one single verify each: an
+//! attacker cannot make a bad signature cost much more than verifying it alone.
 //!
-//! # When batches form
+//! # Cancellation
 //!
-//! A batch forms from the signatures submitted while a verifier works, so it needs callers that
-//! run at the same time as the verifier: other worker threads of a runtime, or other threads. On
-//! one core, or a runtime with one worker, each caller finds no verifier running and verifies
-//! alone, as without a coalescer. Under a closed loop of 16 tasks on two workers the rounds
-//! alternate: the first caller back verifies alone, while the other fifteen queue for the next
-//! batch.
-//!
-//! Only one verifier runs at a time, so the coalescer also confines Ed25519 verification to one
-//! core at a time. On the two-vCPU development machine (the `coalesce` bench, 16 closed-loop
-//! tasks on two workers), with the other vCPU busy with unrelated work the coalescer verified
-//! 1.12× as many signatures per CPU second as single verifies (1.08× wall clock); with both
-//! vCPUs free, 0.80× per CPU second and 0.47× wall clock, because single verifies ran on both
-//! workers while the coalescer ran one batch at a time. Before it is wired in, it needs more
-//! than one verifier when a batch is waiting (or one coalescer per worker).
+//! A caller that drops its future loses no one else's verdict. A leader dropped before it
+//! verified verifies its round in `drop` if anyone else is in it (at most one round's work);
+//! dropped alone, it just leaves.
 //!
 //! [`Coalescer::verify_all`] applies the same batch-and-split to signatures a caller already
 //! holds together. [`Coalescer::stats`] counts the work done.
-//!
-//! The coalescer is not wired into the signature pipeline yet.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -141,8 +130,6 @@ pub struct Stats {
     pub failed_batches: u64,
     /// Single verifies: a round of one, a signature verified alone, or one in a failing group.
     pub singles: u64,
-    /// Times a verifier handed its role to a waiter.
-    pub handoffs: u64,
 }
 
 #[derive(Default)]
@@ -155,7 +142,6 @@ struct Counters {
     batched_signatures: AtomicU64,
     failed_batches: AtomicU64,
     singles: AtomicU64,
-    handoffs: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64, by: usize) {
@@ -187,65 +173,63 @@ impl Entry {
     }
 }
 
-enum SlotState {
-    /// Waiting in the queue, or in a batch being verified; the waker of the waiting future.
-    Waiting(Option<Waker>),
-    /// Chosen as the next verifier (still in the queue, at its front).
-    Lead,
-    /// The verdict.
-    Done(bool),
+/// Rounds gather per thread, on this many shards: the tasks of one worker thread batch
+/// together, and the workers of a runtime verify their rounds in parallel.
+const SHARDS: usize = 16;
+
+/// The shard of the calling thread's rounds: threads take shards in turn as they first verify.
+fn shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.try_with(|s| *s).unwrap_or(0)
 }
 
-/// Where a waiter's verdict (or its turn to verify) is left.
-struct Slot(Mutex<SlotState>);
+/// A runtime's yield: a future that lets the runtime's other ready tasks run before it is ready
+/// (see [`Coalescer::yield_with`]).
+pub type Yield = fn() -> Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-impl Slot {
-    fn lock(&self) -> MutexGuard<'_, SlotState> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// One round: the signatures gathered while its leader let the other ready tasks run, verified
+/// together.
+struct Round {
+    /// The shard of threads it gathers on.
+    shard: usize,
+    state: Mutex<RoundState>,
+}
 
-    /// Leaves the verdict; returns the waker to wake (after every lock is released).
-    fn finish(&self, verdict: bool) -> Option<Waker> {
-        match std::mem::replace(&mut *self.lock(), SlotState::Done(verdict)) {
-            SlotState::Waiting(waker) => waker,
-            SlotState::Lead | SlotState::Done(_) => None,
+struct RoundState {
+    /// The signatures, in arrival order (the leader's first); taken by the verifier.
+    entries: Vec<Entry>,
+    /// The waker of each caller waiting on this round (the leader's place is empty).
+    wakers: Vec<Option<Waker>>,
+    /// The verdicts, in the order of the entries, once verified.
+    verdicts: Option<Vec<bool>>,
+}
+
+impl Round {
+    fn new(shard: usize, entry: Entry) -> Self {
+        Self {
+            shard,
+            state: Mutex::new(RoundState {
+                entries: vec![entry],
+                wakers: vec![None],
+                verdicts: None,
+            }),
         }
     }
 
-    /// Makes this waiter the next verifier; returns the waker to wake.
-    fn lead(&self) -> Option<Waker> {
-        let mut state = self.lock();
-        match std::mem::replace(&mut *state, SlotState::Lead) {
-            SlotState::Waiting(waker) => waker,
-            done @ SlotState::Done(_) => {
-                // Cannot happen (a slot in the queue has no verdict yet); keep the verdict.
-                *state = done;
-                None
-            }
-            SlotState::Lead => None,
-        }
-    }
-
-    fn verdict(&self) -> Option<bool> {
-        match *self.lock() {
-            SlotState::Done(verdict) => Some(verdict),
-            SlotState::Waiting(_) | SlotState::Lead => None,
-        }
+    fn lock(&self) -> MutexGuard<'_, RoundState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-#[derive(Default)]
-struct Queue {
-    /// A verifier is running, or a waiter was chosen as the next one.
-    running: bool,
-    waiting: VecDeque<(Entry, Arc<Slot>)>,
-}
-
-/// Verifies Ed25519 signatures in batches formed by the callers waiting at the same moment (see
-/// the [module documentation](self)).
+/// Verifies Ed25519 signatures in batches formed by the callers verifying at the same moment
+/// (see the [module documentation](self)).
 ///
 /// Share one between tasks or threads (`Arc<Coalescer>`, or a `static`). Lock order inside: the
-/// queue, then a waiter's slot; no lock is held while a signature is verified or a waker woken.
+/// gathering round's slot, then a round; no lock is held while a signature is verified or a
+/// waker woken.
 ///
 /// ```
 /// use vouch_httpsig::{SigningKey, coalesce::Coalescer};
@@ -260,7 +244,12 @@ struct Queue {
 /// ```
 pub struct Coalescer {
     limits: Limits,
-    queue: Mutex<Queue>,
+    /// How a leader lets the other ready tasks run; `None`: it wakes itself once.
+    yield_with: Option<Yield>,
+    /// The round taking signatures now on each shard of threads, if any.
+    gathering: [Mutex<Option<Arc<Round>>>; SHARDS],
+    /// Signatures in rounds without their verdict yet.
+    waiting: AtomicUsize,
     counters: Counters,
 }
 
@@ -292,7 +281,9 @@ impl Coalescer {
                 max_batch: limits.max_batch.max(1),
                 ..limits
             },
-            queue: Mutex::new(Queue::default()),
+            yield_with: None,
+            gathering: std::array::from_fn(|_| Mutex::new(None)),
+            waiting: AtomicUsize::new(0),
             counters: Counters::default(),
         }
     }
@@ -302,15 +293,24 @@ impl Coalescer {
         self.limits
     }
 
+    /// This coalescer with its leaders yielding through `yield_with`, the runtime's own yield,
+    /// instead of waking themselves once. A runtime's yield can do more: tokio's
+    /// (`tokio::task::yield_now`) also lets the tasks whose I/O became ready meanwhile run, so
+    /// the requests that arrived during the last round join the next one.
+    #[must_use]
+    pub fn yield_with(mut self, yield_with: Yield) -> Self {
+        self.yield_with = Some(yield_with);
+        self
+    }
+
     /// Verifies `signature` over `message` (the signature base) under `key`, in a batch with the
     /// signatures other callers are verifying at the same moment. The verdict is
     /// [`VerifyingKey::verify`]'s.
     ///
     /// The future may do the verifying for others when polled (that is the coalescing), and
-    /// needs no runtime. Dropping it before it is ready loses no one else's verdict. A key that
-    /// cannot be batched (another algorithm, a weak Ed25519 key) or a signature that is not 64
-    /// bytes is verified here, before the future is returned. Polled again after it was ready,
-    /// the future answers `false`.
+    /// needs no runtime. A key that cannot be batched (another algorithm, a weak Ed25519 key) or
+    /// a signature that is not 64 bytes is verified here, before the future is returned. Polled
+    /// again after it was ready, the future answers `false`.
     pub fn verify<'a>(
         &'a self,
         key: &VerifyingKey,
@@ -394,12 +394,7 @@ impl Coalescer {
             batched_signatures: get(&c.batched_signatures),
             failed_batches: get(&c.failed_batches),
             singles: get(&c.singles),
-            handoffs: get(&c.handoffs),
         }
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn single(&self, entry: &Entry) -> bool {
@@ -450,96 +445,138 @@ impl Coalescer {
         verdicts
     }
 
-    /// Runs as the verifier until the queue is empty, or hands the role on once `own` has its
-    /// verdict and a batch's worth was verified.
-    fn serve(&self, own: &Slot) {
-        let mut guard = Serving {
-            coalescer: self,
-            in_flight: Vec::new(),
-        };
-        let mut served = 0usize;
-        loop {
-            let entries: Vec<Entry> = {
-                let mut queue = self.lock();
-                if queue.waiting.is_empty() {
-                    queue.running = false;
-                    return;
-                }
-                if served >= self.limits.max_batch && own.verdict().is_some() {
-                    let next = queue.waiting.front().and_then(|(_, slot)| slot.lead());
-                    drop(queue);
-                    bump(&self.counters.handoffs, 1);
-                    if let Some(waker) = next {
-                        waker.wake();
-                    }
-                    return;
-                }
-                let take = queue.waiting.len().min(self.limits.max_batch);
-                let (entries, slots) = queue.waiting.drain(..take).unzip();
-                guard.in_flight = slots;
-                entries
+    fn gathering(&self, shard: usize) -> MutexGuard<'_, Option<Arc<Round>>> {
+        self.gathering
+            .get(shard)
+            .unwrap_or(&self.gathering[0])
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// True if a round gathers on any thread.
+    #[cfg(test)]
+    fn gathers(&self) -> bool {
+        (0..SHARDS).any(|shard| self.gathering(shard).is_some())
+    }
+
+    /// Signatures waiting for a verdict now, across all rounds.
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Acquire)
+    }
+
+    /// Takes a place for one more waiting signature, unless [`Limits::max_waiting`] are waiting.
+    fn reserve(&self) -> bool {
+        let max = self.limits.max_waiting;
+        self.waiting
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: usize) {
+        self.waiting.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Enters `entry` in the gathering round, or opens one. Returns the round and the entry's
+    /// place in it (0: this caller leads it).
+    fn enter(&self, entry: Entry, waker: &Waker) -> (Arc<Round>, usize) {
+        let shard = shard();
+        let mut gathering = self.gathering(shard);
+        if let Some(round) = gathering.as_ref() {
+            let round = Arc::clone(round);
+            let (index, full) = {
+                let mut state = round.lock();
+                state.entries.push(entry);
+                state.wakers.push(Some(waker.clone()));
+                (
+                    state.entries.len() - 1,
+                    state.entries.len() >= self.limits.max_batch,
+                )
             };
-            bump(&self.counters.rounds, 1);
-            served = served.saturating_add(entries.len());
-            let verdicts = self.settle(&entries);
-            let wakers: Vec<Waker> = guard
-                .in_flight
-                .drain(..)
-                .zip(verdicts)
-                .filter_map(|(slot, verdict)| slot.finish(verdict))
-                .collect();
-            for waker in wakers {
-                waker.wake();
+            if full {
+                *gathering = None;
             }
+            return (round, index);
+        }
+        let round = Arc::new(Round::new(shard, entry));
+        if self.limits.max_batch > 1 {
+            *gathering = Some(Arc::clone(&round));
+        }
+        (round, 0)
+    }
+
+    /// Closes `round` to newcomers, if it still gathers.
+    fn close(&self, round: &Arc<Round>) {
+        let mut gathering = self.gathering(round.shard);
+        if gathering.as_ref().is_some_and(|g| Arc::ptr_eq(g, round)) {
+            *gathering = None;
         }
     }
 
-    /// Passes the verifier's role on: to the oldest waiter, or to no one if none waits. Called
-    /// with the queue locked.
-    fn pass_on(queue: &mut Queue) -> Option<Waker> {
-        match queue.waiting.front() {
-            Some((_, slot)) => slot.lead(),
-            None => {
-                queue.running = false;
-                None
-            }
+    /// Verifies a closed round, leaves the verdicts and wakes its callers; returns the verdicts,
+    /// in the order of the entries (the leader's first).
+    fn run(&self, round: &Round) -> Vec<bool> {
+        let entries = std::mem::take(&mut round.lock().entries);
+        bump(&self.counters.rounds, 1);
+        let mut guard = Running {
+            coalescer: self,
+            round,
+            n: entries.len(),
+            done: false,
+        };
+        let verdicts = self.settle(&entries);
+        drop(entries);
+        guard.done = true;
+        self.release(verdicts.len());
+        let wakers = {
+            let mut state = round.lock();
+            state.verdicts = Some(verdicts.clone());
+            std::mem::take(&mut state.wakers)
+        };
+        for waker in wakers.into_iter().flatten() {
+            waker.wake();
         }
+        verdicts
     }
 }
 
-/// The verifier's role while it runs: if it unwinds (it should not), the waiters whose
-/// signatures it held get a refusal and the role passes on, so that no one waits forever.
-struct Serving<'a> {
+/// A round being verified: if verification unwinds (it should not), its callers get a refusal,
+/// so that no one waits forever.
+struct Running<'a> {
     coalescer: &'a Coalescer,
-    in_flight: Vec<Arc<Slot>>,
+    round: &'a Round,
+    n: usize,
+    done: bool,
 }
 
-impl Drop for Serving<'_> {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
-        if !std::thread::panicking() {
+        if self.done {
             return;
         }
-        let mut wakers: Vec<Waker> = self
-            .in_flight
-            .drain(..)
-            .filter_map(|slot| slot.finish(false))
-            .collect();
-        let mut queue = self.coalescer.lock();
-        wakers.extend(Coalescer::pass_on(&mut queue));
-        drop(queue);
-        for waker in wakers {
+        self.coalescer.release(self.n);
+        let wakers = {
+            let mut state = self.round.lock();
+            state.verdicts = Some(vec![false; self.n]);
+            std::mem::take(&mut state.wakers)
+        };
+        for waker in wakers.into_iter().flatten() {
             waker.wake();
         }
     }
 }
 
-// The entry moves into the queue at the first poll; boxing it would cost an allocation per call.
+// The entry moves into a round at the first poll; boxing it would cost an allocation per call.
 #[allow(clippy::large_enum_variant)]
 enum Step {
     /// Not yet handed to the coalescer.
     Submit(Entry),
-    /// Waiting for the verdict (or for the turn to verify).
-    Waiting(Arc<Slot>),
+    /// Leading a round that gathers until the yield is over (`None`: the next poll).
+    Lead(Arc<Round>, Option<Pin<Box<dyn Future<Output = ()> + Send + 'static>>>),
+    /// In another caller's round, at this place, waiting for the verdict.
+    Follow(Arc<Round>, usize),
     /// Decided without queueing, not yet returned.
     Decided(bool),
     /// Returned.
@@ -557,7 +594,8 @@ impl core::fmt::Debug for Verification<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let step = match self.step {
             Step::Submit(_) => "submit",
-            Step::Waiting(_) => "waiting",
+            Step::Lead(..) => "lead",
+            Step::Follow(..) => "follow",
             Step::Decided(_) => "decided",
             Step::Finished => "finished",
         };
@@ -577,77 +615,90 @@ impl Future for Verification<'_> {
             Step::Finished => Poll::Ready(false),
             Step::Decided(verdict) => Poll::Ready(verdict),
             Step::Submit(entry) => {
-                let mut queue = c.lock();
-                if queue.running && queue.waiting.len() >= c.limits.max_waiting {
-                    drop(queue);
+                if !c.reserve() {
                     bump(&c.counters.alone, 1);
                     return Poll::Ready(c.single(&entry));
                 }
-                let slot = Arc::new(Slot(Mutex::new(SlotState::Waiting(Some(
-                    cx.waker().clone(),
-                )))));
-                queue.waiting.push_back((entry, Arc::clone(&slot)));
-                let lead = !queue.running;
-                queue.running = true;
-                drop(queue);
-                if lead {
-                    c.serve(&slot);
+                match c.enter(entry, cx.waker()) {
+                    (round, 0) if c.limits.max_batch == 1 => {
+                        Poll::Ready(c.run(&round).first().copied().unwrap_or(false))
+                    }
+                    (round, 0) => {
+                        // Let the ready tasks run, and join, before verifying.
+                        match c.yield_with {
+                            Some(yield_with) => this.lead(round, Some(yield_with()), cx),
+                            None => {
+                                this.step = Step::Lead(round, None);
+                                cx.waker().wake_by_ref();
+                                Poll::Pending
+                            }
+                        }
+                    }
+                    (round, index) => {
+                        this.step = Step::Follow(round, index);
+                        Poll::Pending
+                    }
                 }
-                this.finish_or_wait(slot, cx)
             }
-            Step::Waiting(slot) => {
-                let lead = matches!(*slot.lock(), SlotState::Lead);
-                if lead {
-                    c.serve(&slot);
+            Step::Lead(round, yielding) => this.lead(round, yielding, cx),
+            Step::Follow(round, index) => {
+                let mut state = round.lock();
+                if let Some(verdicts) = &state.verdicts {
+                    return Poll::Ready(verdicts.get(index).copied().unwrap_or(false));
                 }
-                this.finish_or_wait(slot, cx)
+                if let Some(slot) = state.wakers.get_mut(index)
+                    && !slot.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    *slot = Some(cx.waker().clone());
+                }
+                drop(state);
+                this.step = Step::Follow(round, index);
+                Poll::Pending
             }
         }
     }
 }
 
 impl Verification<'_> {
-    fn finish_or_wait(&mut self, slot: Arc<Slot>, cx: &mut Context<'_>) -> Poll<bool> {
-        let chosen = {
-            let mut state = slot.lock();
-            match &mut *state {
-                SlotState::Done(verdict) => return Poll::Ready(*verdict),
-                SlotState::Waiting(waker) => {
-                    if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                        *waker = Some(cx.waker().clone());
-                    }
-                    false
-                }
-                SlotState::Lead => true,
-            }
-        };
-        if chosen {
-            // Chosen to verify after this poll looked: poll again at once.
-            cx.waker().wake_by_ref();
+    /// The leader's step: polls the yield, then closes the round and verifies it.
+    fn lead(
+        &mut self,
+        round: Arc<Round>,
+        mut yielding: Option<Pin<Box<dyn Future<Output = ()> + Send + 'static>>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<bool> {
+        if let Some(y) = yielding.as_mut()
+            && y.as_mut().poll(cx).is_pending()
+        {
+            self.step = Step::Lead(round, yielding);
+            return Poll::Pending;
         }
-        self.step = Step::Waiting(slot);
-        Poll::Pending
+        let c = self.coalescer;
+        c.close(&round);
+        Poll::Ready(c.run(&round).first().copied().unwrap_or(false))
     }
 }
 
 impl Drop for Verification<'_> {
     fn drop(&mut self) {
-        let Step::Waiting(slot) = std::mem::replace(&mut self.step, Step::Finished) else {
-            return;
-        };
-        let mut queue = self.coalescer.lock();
-        queue
-            .waiting
-            .retain(|(_, waiting)| !Arc::ptr_eq(waiting, &slot));
-        let lead = matches!(*slot.lock(), SlotState::Lead);
-        let waker = if lead {
-            Coalescer::pass_on(&mut queue)
-        } else {
-            None
-        };
-        drop(queue);
-        if let Some(waker) = waker {
-            waker.wake();
+        match std::mem::replace(&mut self.step, Step::Finished) {
+            Step::Lead(round, _) => {
+                // Cancelled before verifying: the others in the round still get their verdicts.
+                self.coalescer.close(&round);
+                let others = round.lock().entries.len() > 1;
+                if others {
+                    self.coalescer.run(&round);
+                } else {
+                    let alone = std::mem::take(&mut round.lock().entries);
+                    self.coalescer.release(alone.len());
+                }
+            }
+            Step::Follow(round, index) => {
+                if let Some(slot) = round.lock().wakers.get_mut(index) {
+                    *slot = None;
+                }
+            }
+            Step::Submit(_) | Step::Decided(_) | Step::Finished => {}
         }
     }
 }

@@ -75,15 +75,19 @@ fn poll(f: &mut Verification<'_>, waker: &Waker) -> Poll<bool> {
     Pin::new(f).poll(&mut Context::from_waker(waker))
 }
 
-/// Pretends a verifier is running, so that callers queue.
-fn busy(c: &Coalescer) {
-    c.lock().running = true;
+/// Polls until ready (a leader needs two polls: it yields once first).
+fn settle_now(f: &mut Verification<'_>) -> bool {
+    for _ in 0..2 {
+        if let Poll::Ready(v) = poll(f, Waker::noop()) {
+            return v;
+        }
+    }
+    panic!("not ready after two polls");
 }
 
-/// Runs as the verifier until the queue is empty (or the role is handed on), as a caller whose
-/// own verdict is in.
-fn run_verifier(c: &Coalescer) {
-    c.serve(&Slot(Mutex::new(SlotState::Done(true))));
+/// No round gathers and nothing waits.
+fn idle(c: &Coalescer) -> bool {
+    !c.gathers() && c.waiting() == 0
 }
 
 #[test]
@@ -141,56 +145,70 @@ fn verdicts_agree_with_single_verify_on_good_bad_and_malformed_signatures() {
     }
     let c = Coalescer::new();
     assert_eq!(c.verify_all(&refs(&items)), expected);
-    // One at a time through the queue, blocking and async.
+    // One at a time, blocking and async.
     for (i, (k, msg, s)) in items.iter().enumerate() {
         assert_eq!(c.verify_blocking(k, msg.clone(), s), expected[i], "{i}");
-        let mut f = c.verify(k, msg.clone(), s);
-        assert_eq!(poll(&mut f, Waker::noop()), Poll::Ready(expected[i]), "{i}");
+        assert_eq!(settle_now(&mut c.verify(k, msg.clone(), s)), expected[i], "{i}");
     }
-    // All at once through the queue: one round.
+    assert!(idle(&c));
+    // All at once: one round, led by the first.
     let c = Coalescer::new();
-    busy(&c);
     let mut futures: Vec<_> = items
         .iter()
         .map(|(k, msg, s)| c.verify(k, msg.clone(), s))
         .collect();
     let first: Vec<_> = futures.iter_mut().map(|f| poll(f, Waker::noop())).collect();
-    run_verifier(&c);
-    for (i, f) in futures.iter_mut().enumerate() {
-        let verdict = match first[i] {
+    assert_eq!(first[0], Poll::Pending);
+    assert_eq!(c.waiting(), 9);
+    let verdicts: Vec<bool> = futures
+        .iter_mut()
+        .zip(first)
+        .enumerate()
+        .map(|(i, (f, first))| match first {
             Poll::Ready(v) => v, // decided at once (unbatchable)
             Poll::Pending => match poll(f, Waker::noop()) {
                 Poll::Ready(v) => v,
                 Poll::Pending => panic!("{i} still waiting"),
             },
-        };
-        assert_eq!(verdict, expected[i], "{i}");
-    }
+        })
+        .collect();
+    assert_eq!(verdicts, expected);
     let stats = c.stats();
     assert_eq!(stats.rounds, 1);
     assert_eq!(stats.unbatchable, 7); // three wrong lengths, two weak keys, two HMAC
     assert_eq!(stats.submitted, 16);
-    assert!(!c.lock().running);
+    assert!(idle(&c));
 }
 
 #[test]
-fn with_nothing_waiting_the_caller_verifies_at_once_as_a_single_verify() {
+fn with_nothing_else_waiting_the_caller_yields_once_then_verifies_alone() {
     let items = signed(2, &[1]);
     let c = Coalescer::new();
     for (i, (k, m, s)) in items.iter().enumerate() {
+        let woken = Arc::new(Count::default());
+        let waker = Waker::from(Arc::clone(&woken));
         let mut f = c.verify(k, m.clone(), s);
-        assert_eq!(poll(&mut f, Waker::noop()), Poll::Ready(i == 0));
+        // The yield: it wakes itself (no timer) and lets the other ready tasks run.
+        assert_eq!(poll(&mut f, &waker), Poll::Pending);
+        assert_eq!(woken.get(), 1);
+        assert!(c.gathers());
+        assert_eq!(poll(&mut f, &waker), Poll::Ready(i == 0));
+        assert!(idle(&c));
     }
     let stats = c.stats();
     assert_eq!((stats.rounds, stats.singles, stats.batches), (2, 2, 0));
-    assert!(!c.lock().running);
+    // A bound of one: no round gathers, no yield.
+    let c = Coalescer::with_limits(Limits::with_max_batch(1));
+    let (k, m, s) = &items[0];
+    assert_eq!(poll(&mut c.verify(k, m.clone(), s), Waker::noop()), Poll::Ready(true));
+    assert!(idle(&c));
 }
 
 #[test]
-fn waiters_are_verified_as_one_batch_and_each_woken_with_its_own_verdict() {
+fn callers_arriving_while_the_leader_yields_are_verified_as_one_batch_each_woken_with_its_own_verdict()
+ {
     let items = signed(20, &[3, 17]);
     let c = Coalescer::new();
-    busy(&c);
     let wakers: Vec<Arc<Count>> = (0..20).map(|_| Arc::default()).collect();
     let mut futures: Vec<_> = items
         .iter()
@@ -199,23 +217,58 @@ fn waiters_are_verified_as_one_batch_and_each_woken_with_its_own_verdict() {
     for (f, w) in futures.iter_mut().zip(&wakers) {
         assert_eq!(poll(f, &Waker::from(Arc::clone(w))), Poll::Pending);
     }
-    assert_eq!(c.lock().waiting.len(), 20);
-    run_verifier(&c);
-    assert!(wakers.iter().all(|w| w.get() == 1));
-    for (i, f) in futures.iter_mut().enumerate() {
+    assert_eq!(c.waiting(), 20);
+    // The followers wait without being woken; the leader has woken itself.
+    assert_eq!(
+        wakers.iter().map(|w| w.get()).collect::<Vec<_>>(),
+        [&[1][..], &[0; 19]].concat()
+    );
+    // A follower polled before its round is verified keeps waiting.
+    assert_eq!(poll(&mut futures[5], Waker::noop()), Poll::Pending);
+    assert_eq!(poll(&mut futures[0], Waker::noop()), Poll::Ready(true));
+    assert!(idle(&c));
+    // Every follower woken once, the one that re-polled through its new waker (a noop).
+    assert!(wakers[1..].iter().enumerate().all(|(i, w)| w.get() == usize::from(i + 1 != 5)));
+    for (i, f) in futures.iter_mut().enumerate().skip(1) {
         assert_eq!(poll(f, Waker::noop()), Poll::Ready(i != 3 && i != 17));
     }
     let stats = c.stats();
     assert_eq!(stats.rounds, 1);
     assert_eq!(stats.failed_batches, 3); // the batch of 20, and the two groups holding 3 and 17
-    assert!(!c.lock().running);
 }
 
 #[test]
-fn beyond_the_bound_a_caller_verifies_alone_and_nothing_more_is_queued() {
+fn a_full_round_closes_and_the_next_caller_leads_the_next_one() {
+    let items = signed(5, &[3]);
+    let c = Coalescer::with_limits(Limits::with_max_batch(2));
+    let mut futures: Vec<_> = items
+        .iter()
+        .map(|(k, m, s)| c.verify(k, m.clone(), s))
+        .collect();
+    for f in &mut futures {
+        assert_eq!(poll(f, Waker::noop()), Poll::Pending);
+    }
+    // Rounds {0, 1}, {2, 3} (both full, closed) and {4}, gathering.
+    assert!(c.gathers());
+    assert_eq!(c.waiting(), 5);
+    // The leaders verify their rounds independently, in any order.
+    assert_eq!(poll(&mut futures[4], Waker::noop()), Poll::Ready(true));
+    assert!(!c.gathers());
+    assert_eq!(poll(&mut futures[2], Waker::noop()), Poll::Ready(true));
+    assert_eq!(poll(&mut futures[3], Waker::noop()), Poll::Ready(false));
+    assert_eq!(poll(&mut futures[1], Waker::noop()), Poll::Pending);
+    assert_eq!(poll(&mut futures[0], Waker::noop()), Poll::Ready(true));
+    assert_eq!(poll(&mut futures[1], Waker::noop()), Poll::Ready(true));
+    let stats = c.stats();
+    assert_eq!((stats.rounds, stats.batches, stats.failed_batches), (3, 2, 1));
+    assert_eq!(stats.singles, 1 + 2); // the round of one; the failing round of two, split
+    assert!(idle(&c));
+}
+
+#[test]
+fn beyond_the_bound_a_caller_verifies_alone_and_nothing_more_waits() {
     let items = signed(6, &[5]);
     let c = Coalescer::with_limits(Limits::with_max_batch(4).max_waiting(3));
-    busy(&c);
     let mut futures: Vec<_> = items
         .iter()
         .map(|(k, m, s)| c.verify(k, m.clone(), s))
@@ -232,28 +285,26 @@ fn beyond_the_bound_a_caller_verifies_alone_and_nothing_more_is_queued() {
             Poll::Ready(false)
         ]
     );
-    assert_eq!(c.lock().waiting.len(), 3);
+    assert_eq!(c.waiting(), 3);
     assert_eq!(c.stats().alone, 3);
-    run_verifier(&c);
     for f in &mut futures[..3] {
         assert_eq!(poll(f, Waker::noop()), Poll::Ready(true));
     }
-    // No waiting at all: every caller verifies alone while a verifier runs.
+    assert!(idle(&c));
+    // No waiting at all: every caller verifies alone, at once.
     let c = Coalescer::with_limits(Limits::default().max_waiting(0));
-    busy(&c);
     let (k, m, s) = &items[0];
     assert_eq!(
         poll(&mut c.verify(k, m.clone(), s), Waker::noop()),
         Poll::Ready(true)
     );
-    assert!(c.lock().waiting.is_empty());
+    assert!(idle(&c));
 }
 
 #[test]
-fn a_cancelled_waiter_leaves_the_queue_and_the_others_get_their_verdicts() {
+fn a_cancelled_follower_leaves_the_others_their_verdicts() {
     let items = signed(5, &[4]);
     let c = Coalescer::new();
-    busy(&c);
     let mut futures: Vec<_> = items
         .iter()
         .map(|(k, m, s)| Some(c.verify(k, m.clone(), s)))
@@ -263,8 +314,6 @@ fn a_cancelled_waiter_leaves_the_queue_and_the_others_get_their_verdicts() {
     }
     futures[1] = None;
     futures[3] = None;
-    assert_eq!(c.lock().waiting.len(), 3);
-    run_verifier(&c);
     let verdicts: Vec<_> = futures
         .iter_mut()
         .map(|f| f.as_mut().map(|f| poll(f, Waker::noop())))
@@ -279,83 +328,44 @@ fn a_cancelled_waiter_leaves_the_queue_and_the_others_get_their_verdicts() {
             Some(Poll::Ready(false))
         ]
     );
-    assert_eq!(c.stats().batched_signatures, 3);
+    assert!(idle(&c));
 }
 
 #[test]
-fn the_verifier_hands_its_role_on_and_a_cancelled_successor_passes_it_along() {
-    let items = signed(7, &[6]);
-    let c = Coalescer::with_limits(Limits::with_max_batch(2));
-    busy(&c);
-    let wakers: Vec<Arc<Count>> = (0..7).map(|_| Arc::default()).collect();
+fn a_cancelled_leader_verifies_its_round_for_the_others_and_a_lone_one_just_leaves() {
+    let items = signed(4, &[2]);
+    let c = Coalescer::new();
+    let wakers: Vec<Arc<Count>> = (0..4).map(|_| Arc::default()).collect();
     let mut futures: Vec<_> = items
         .iter()
         .map(|(k, m, s)| Some(c.verify(k, m.clone(), s)))
         .collect();
     for (f, w) in futures.iter_mut().zip(&wakers) {
-        let f = f.as_mut().unwrap();
-        assert_eq!(poll(f, &Waker::from(Arc::clone(w))), Poll::Pending);
+        assert_eq!(
+            poll(f.as_mut().unwrap(), &Waker::from(Arc::clone(w))),
+            Poll::Pending
+        );
     }
-    // The verifier serves one batch of 2, then hands on to the oldest waiter (index 2).
-    run_verifier(&c);
-    assert_eq!(c.stats().handoffs, 1);
-    assert!(c.lock().running);
-    assert_eq!(
-        wakers.iter().map(|w| w.get()).collect::<Vec<_>>(),
-        [1, 1, 1, 0, 0, 0, 0]
-    );
-    // The successor is cancelled: the role passes to the next (index 3).
-    futures[2] = None;
-    assert_eq!(wakers[3].get(), 1);
-    assert_eq!(c.lock().waiting.len(), 4);
-    // It verifies itself and one more, then hands on to index 5, which finishes.
-    let f3 = futures[3].as_mut().unwrap();
-    assert_eq!(poll(f3, Waker::noop()), Poll::Ready(true));
-    assert_eq!(wakers[4].get(), 1);
-    assert_eq!(wakers[5].get(), 1);
-    assert_eq!(
-        poll(futures[4].as_mut().unwrap(), Waker::noop()),
-        Poll::Ready(true)
-    );
-    assert_eq!(
-        poll(futures[5].as_mut().unwrap(), Waker::noop()),
-        Poll::Ready(true)
-    );
-    assert_eq!(
-        poll(futures[6].as_mut().unwrap(), Waker::noop()),
-        Poll::Ready(false)
-    );
-    assert_eq!(
-        poll(futures[0].as_mut().unwrap(), Waker::noop()),
-        Poll::Ready(true)
-    );
-    assert!(!c.lock().running);
-    assert!(c.lock().waiting.is_empty());
-    assert_eq!(c.stats().handoffs, 2);
-}
-
-#[test]
-fn a_cancelled_successor_with_no_one_behind_it_stops_the_verifier() {
-    let items = signed(3, &[]);
-    let c = Coalescer::with_limits(Limits::with_max_batch(2));
-    busy(&c);
-    let mut futures: Vec<_> = items
-        .iter()
-        .map(|(k, m, s)| Some(c.verify(k, m.clone(), s)))
+    futures[0] = None;
+    assert!(idle(&c));
+    assert!(wakers[1..].iter().all(|w| w.get() == 1));
+    let verdicts: Vec<_> = futures[1..]
+        .iter_mut()
+        .map(|f| poll(f.as_mut().unwrap(), Waker::noop()))
         .collect();
-    for f in futures.iter_mut().flatten() {
-        let _ = poll(f, Waker::noop());
-    }
-    run_verifier(&c);
-    assert!(c.lock().running);
-    futures[2] = None;
-    assert!(!c.lock().running);
-    // The next caller becomes the verifier.
-    let (k, m, s) = &items[0];
     assert_eq!(
-        poll(&mut c.verify(k, m.clone(), s), Waker::noop()),
-        Poll::Ready(true)
+        verdicts,
+        [Poll::Ready(true), Poll::Ready(false), Poll::Ready(true)]
     );
+    // Alone: nothing verified, nothing left behind; the next caller leads a new round.
+    let c = Coalescer::new();
+    let (k, m, s) = &items[0];
+    let mut f = c.verify(k, m.clone(), s);
+    assert_eq!(poll(&mut f, Waker::noop()), Poll::Pending);
+    drop(f);
+    assert!(idle(&c));
+    assert_eq!(c.stats().rounds, 0);
+    assert!(settle_now(&mut c.verify(k, m.clone(), s)));
 }
 
 /// The cost of a failing batch, counted: the whole batch, ⌈√n⌉-sized groups, and single verifies
@@ -420,6 +430,30 @@ fn verify_all_goes_in_batches_of_the_bound() {
     assert!(c.verify_all(&[]).is_empty());
 }
 
+/// On one thread (a current-thread runtime, as the rmcp bench's server), tasks that are ready
+/// together reach their verification while the first one yields: one round.
+#[tokio::test(flavor = "current_thread")]
+async fn tasks_ready_together_on_one_thread_form_one_round() {
+    let items = Arc::new(signed(16, &[9]));
+    let c = Arc::new(Coalescer::new());
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (items, c) = (Arc::clone(&items), Arc::clone(&c));
+            tokio::spawn(async move {
+                let (k, m, s) = &items[i];
+                c.verify(k, m.clone(), s).await
+            })
+        })
+        .collect();
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert_eq!(t.await.unwrap(), i != 9, "{i}");
+    }
+    let stats = c.stats();
+    assert_eq!(stats.rounds, 1, "{stats:?}");
+    assert_eq!(stats.batched_signatures, 16 + 16, "{stats:?}"); // the batch, then its groups
+    assert!(idle(&c));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundreds_of_tasks_on_a_multi_threaded_runtime_each_get_their_own_verdict() {
     let n = 400;
@@ -445,10 +479,9 @@ async fn hundreds_of_tasks_on_a_multi_threaded_runtime_each_get_their_own_verdic
         .await
         .expect("every task gets its verdict");
     let stats = c.stats();
-    eprintln!("{stats:?}");
     assert_eq!(stats.submitted, n as u64);
-    assert!(!c.lock().running);
-    assert!(c.lock().waiting.is_empty());
+    assert!(stats.rounds < n as u64, "{stats:?}");
+    assert!(idle(&c));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -481,8 +514,7 @@ async fn tasks_that_abandon_their_verification_do_not_hang_the_others() {
     tokio::time::timeout(std::time::Duration::from_secs(60), run)
         .await
         .expect("no task hangs");
-    assert!(c.lock().waiting.is_empty());
-    assert!(!c.lock().running);
+    assert!(idle(&c));
 }
 
 #[test]
@@ -508,13 +540,13 @@ fn plain_threads_each_get_their_own_verdict() {
         t.join().unwrap();
     }
     assert_eq!(c.stats().submitted, n as u64);
-    assert!(!c.lock().running);
+    assert!(idle(&c));
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
-    /// Random mixes of good and bad signatures, in batches and through the queue: each verdict is
+    /// Random mixes of good and bad signatures, in batches and through rounds: each verdict is
     /// the single verify's.
     #[test]
     fn random_mixes_agree_with_single_verify(
@@ -531,12 +563,10 @@ proptest! {
         let expected = singles(&items);
         let c = Coalescer::with_limits(Limits::with_max_batch(max_batch));
         prop_assert_eq!(c.verify_all(&refs(&items)), expected.clone());
-        busy(&c);
         let mut futures: Vec<_> = items.iter().map(|(k, m, s)| c.verify(k, m.clone(), s)).collect();
-        // Beyond max_waiting (4 × max_batch), callers verify alone at once.
+        // Rounds of max_batch, each led by its first; beyond max_waiting (4 × max_batch),
+        // callers verify alone at once. The second pass reaches each leader before its round.
         let first: Vec<_> = futures.iter_mut().map(|f| poll(f, Waker::noop())).collect();
-        run_verifier(&c);
-        // Handed on when max_batch is small: the successors, polled in order, finish the queue.
         let got: Vec<_> = futures.iter_mut().zip(first).map(|(f, first)| match first {
             Poll::Ready(v) => v,
             Poll::Pending => match poll(f, Waker::noop()) {
@@ -545,6 +575,7 @@ proptest! {
             },
         }).collect();
         prop_assert_eq!(got, expected);
+        prop_assert!(idle(&c));
     }
 
     /// Arbitrary key and signature bytes never panic, and agree with single verify.
