@@ -74,7 +74,11 @@ fn main() {
     );
     println!(
         "{:<26} {:>10.0} {:>10} {:>10} {:>10}",
-        "unprotected", unprotected.rps, unprotected.p50_us, unprotected.p99_us, unprotected.requests
+        "unprotected",
+        unprotected.rps,
+        unprotected.p50_us,
+        unprotected.p99_us,
+        unprotected.requests
     );
     for (name, m, one, _) in &protected {
         println!(
@@ -87,7 +91,11 @@ fn main() {
             one.p50_us
         );
     }
-    let [(_, single, single_one, _), (_, coalesced, coalesced_one, batch)] = &protected[..] else {
+    let [
+        (_, single, single_one, _),
+        (_, coalesced, coalesced_one, batch),
+    ] = &protected[..]
+    else {
         unreachable!("two protected runs")
     };
     println!(

@@ -64,7 +64,10 @@ fn run(
                     .build()
             }
             .unwrap();
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
             let next = Arc::new(AtomicUsize::new(0));
             let cpu = thread_cpu(name);
             let start = Instant::now();
@@ -133,7 +136,11 @@ fn main() {
         let mut batches = Vec::new();
         for _ in 0..ROUNDS {
             for (m, coalesced) in [false, true].into_iter().enumerate() {
-                let name = if coalesced { "sig-coalesced" } else { "sig-single" };
+                let name = if coalesced {
+                    "sig-coalesced"
+                } else {
+                    "sig-single"
+                };
                 let (wall, cpu, batch) = run(name, workers, coalesced, &requests);
                 if coalesced {
                     batches.push(batch);

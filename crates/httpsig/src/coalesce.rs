@@ -574,7 +574,10 @@ enum Step {
     /// Not yet handed to the coalescer.
     Submit(Entry),
     /// Leading a round that gathers until the yield is over (`None`: the next poll).
-    Lead(Arc<Round>, Option<Pin<Box<dyn Future<Output = ()> + Send + 'static>>>),
+    Lead(
+        Arc<Round>,
+        Option<Pin<Box<dyn Future<Output = ()> + Send + 'static>>>,
+    ),
     /// In another caller's round, at this place, waiting for the verdict.
     Follow(Arc<Round>, usize),
     /// Decided without queueing, not yet returned.

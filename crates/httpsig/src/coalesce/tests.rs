@@ -148,7 +148,11 @@ fn verdicts_agree_with_single_verify_on_good_bad_and_malformed_signatures() {
     // One at a time, blocking and async.
     for (i, (k, msg, s)) in items.iter().enumerate() {
         assert_eq!(c.verify_blocking(k, msg.clone(), s), expected[i], "{i}");
-        assert_eq!(settle_now(&mut c.verify(k, msg.clone(), s)), expected[i], "{i}");
+        assert_eq!(
+            settle_now(&mut c.verify(k, msg.clone(), s)),
+            expected[i],
+            "{i}"
+        );
     }
     assert!(idle(&c));
     // All at once: one round, led by the first.
@@ -200,7 +204,10 @@ fn with_nothing_else_waiting_the_caller_yields_once_then_verifies_alone() {
     // A bound of one: no round gathers, no yield.
     let c = Coalescer::with_limits(Limits::with_max_batch(1));
     let (k, m, s) = &items[0];
-    assert_eq!(poll(&mut c.verify(k, m.clone(), s), Waker::noop()), Poll::Ready(true));
+    assert_eq!(
+        poll(&mut c.verify(k, m.clone(), s), Waker::noop()),
+        Poll::Ready(true)
+    );
     assert!(idle(&c));
 }
 
@@ -228,7 +235,12 @@ fn callers_arriving_while_the_leader_yields_are_verified_as_one_batch_each_woken
     assert_eq!(poll(&mut futures[0], Waker::noop()), Poll::Ready(true));
     assert!(idle(&c));
     // Every follower woken once, the one that re-polled through its new waker (a noop).
-    assert!(wakers[1..].iter().enumerate().all(|(i, w)| w.get() == usize::from(i + 1 != 5)));
+    assert!(
+        wakers[1..]
+            .iter()
+            .enumerate()
+            .all(|(i, w)| w.get() == usize::from(i + 1 != 5))
+    );
     for (i, f) in futures.iter_mut().enumerate().skip(1) {
         assert_eq!(poll(f, Waker::noop()), Poll::Ready(i != 3 && i != 17));
     }
@@ -260,7 +272,10 @@ fn a_full_round_closes_and_the_next_caller_leads_the_next_one() {
     assert_eq!(poll(&mut futures[0], Waker::noop()), Poll::Ready(true));
     assert_eq!(poll(&mut futures[1], Waker::noop()), Poll::Ready(true));
     let stats = c.stats();
-    assert_eq!((stats.rounds, stats.batches, stats.failed_batches), (3, 2, 1));
+    assert_eq!(
+        (stats.rounds, stats.batches, stats.failed_batches),
+        (3, 2, 1)
+    );
     assert_eq!(stats.singles, 1 + 2); // the round of one; the failing round of two, split
     assert!(idle(&c));
 }
