@@ -42,6 +42,7 @@ type Signed = Arc<Vec<(Parts, bytes::Bytes)>>;
 fn run(
     name: &'static str,
     workers: usize,
+    concurrent: usize,
     coalesced: bool,
     requests: &Signed,
 ) -> (Duration, Duration, f64) {
@@ -72,7 +73,7 @@ fn run(
             let cpu = thread_cpu(name);
             let start = Instant::now();
             rt.block_on(async {
-                let tasks: Vec<_> = (0..CONCURRENT)
+                let tasks: Vec<_> = (0..concurrent)
                     .map(|_| {
                         let (pipeline, requests, next) =
                             (pipeline.clone(), Arc::clone(&requests), Arc::clone(&next));
@@ -141,7 +142,7 @@ fn main() {
                 } else {
                     "sig-single"
                 };
-                let (wall, cpu, batch) = run(name, workers, coalesced, &requests);
+                let (wall, cpu, batch) = run(name, workers, CONCURRENT, coalesced, &requests);
                 if coalesced {
                     batches.push(batch);
                 }
@@ -180,5 +181,29 @@ fn main() {
             serde_json::json!({"per_core": ratio_cpu, "wall": ratio_wall, "mean_batch": batch}),
         );
     }
+    // One request at a time: what the coalescer's yield adds to a request's latency when
+    // nothing else is ready.
+    let mut alone = [Duration::ZERO; 2];
+    for _ in 0..ROUNDS {
+        for (m, coalesced) in [false, true].into_iter().enumerate() {
+            let name = if coalesced {
+                "sig-coalesced"
+            } else {
+                "sig-single"
+            };
+            alone[m] += run(name, 0, 1, coalesced, &requests).0;
+        }
+    }
+    let [single_us, coalesced_us] =
+        alone.map(|wall| wall.as_secs_f64() * 1e6 / (REQUESTS * ROUNDS) as f64);
+    println!(
+        "one request at a time: {single_us:.1} µs per request one at a time, {coalesced_us:.1} µs \
+         coalesced ({:+.1} µs)",
+        coalesced_us - single_us
+    );
+    json.insert(
+        "one_at_a_time_latency_us".into(),
+        serde_json::json!({"one_at_a_time": single_us, "coalesced": coalesced_us}),
+    );
     rmcp_load::write_result("signature-layer.json", &serde_json::Value::Object(json));
 }
