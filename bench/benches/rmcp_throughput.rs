@@ -68,26 +68,45 @@ fn main() {
 
     let mut plain_runs = Vec::new();
     let mut loaded_runs = vec![Vec::new(); servers.len()];
+    let mut one_runs = vec![Vec::new(); servers.len()];
+    let mut batches = vec![None; servers.len()];
     for round in 0..ROUNDS {
         eprintln!("round {}/{ROUNDS} ...", round + 1);
         plain_runs.push(rmcp_load::sample(plain, &plain_requests, true, load));
-        for (runs, (_, addr, origin, _)) in loaded_runs.iter_mut().zip(&servers) {
+        for (i, (_, addr, origin, coalescer)) in servers.iter().enumerate() {
+            let before = coalescer.as_ref().map(|c| c.stats());
             let requests = Arc::new(signed_requests(origin, SIGNED_REQUESTS));
-            runs.push(rmcp_load::sample(*addr, &requests, false, load));
+            loaded_runs[i].push(rmcp_load::sample(*addr, &requests, false, load));
+            // The mean batch under load (not the one-connection runs).
+            if let (Some(c), Some(before)) = (coalescer, before) {
+                let after = c.stats();
+                let (sum, n) = batches[i].unwrap_or((0, 0));
+                batches[i] = Some((
+                    sum + after.batched_signatures - before.batched_signatures,
+                    n + after.batches - before.batches,
+                ));
+            }
+        }
+        for (i, (_, addr, origin, _)) in servers.iter().enumerate() {
+            let requests = Arc::new(signed_requests(origin, ONE_REQUESTS));
+            let one = Load::new(ONE, WARMUP, MEASURE);
+            one_runs[i].push(rmcp_load::sample(*addr, &requests, false, one));
         }
     }
     let unprotected = Measured::of(&plain_runs);
-    let mut protected = Vec::new();
-    for (runs, (name, addr, origin, coalescer)) in loaded_runs.iter().zip(&servers) {
-        let loaded = Measured::of(runs);
-        let batch = coalescer.as_ref().map(|c| {
-            let s = c.stats();
-            s.batched_signatures as f64 / s.batches.max(1) as f64
-        });
-        let requests = Arc::new(signed_requests(origin, ONE_REQUESTS));
-        let one = rmcp_load::run(*addr, &requests, false, Load::new(ONE, WARMUP, MEASURE));
-        protected.push((*name, loaded, one, batch));
-    }
+    let protected: Vec<_> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ..))| {
+            let batch = batches[i].map(|(sum, n)| sum as f64 / n.max(1) as f64);
+            (
+                *name,
+                Measured::of(&loaded_runs[i]),
+                Measured::of(&one_runs[i]),
+                batch,
+            )
+        })
+        .collect();
 
     println!();
     println!(
