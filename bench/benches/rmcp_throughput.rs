@@ -13,7 +13,11 @@
 //! Prints req/s and p50/p99 latency for each, and writes them to
 //! `target/vouch-bench/rmcp-throughput.json` for `cargo xtask bench`.
 
-#![allow(missing_docs, reason = "a bench")]
+#![allow(
+    missing_docs,
+    clippy::indexing_slicing,
+    reason = "a bench: a broken fixture is a failed run"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;

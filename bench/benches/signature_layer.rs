@@ -37,6 +37,15 @@ const ROUNDS: usize = 3;
 
 type Signed = Arc<Vec<(Parts, bytes::Bytes)>>;
 
+/// The verifying thread's name (what its CPU time is read by).
+fn thread(coalesced: bool) -> &'static str {
+    if coalesced {
+        "sig-coalesced"
+    } else {
+        "sig-single"
+    }
+}
+
 /// Runs the requests through a fresh pipeline on a thread called `name` with `workers` runtime
 /// threads (0: a current-thread runtime); wall time and the CPU time of the runtime's threads.
 fn run(
@@ -137,12 +146,8 @@ fn main() {
         let mut batches = Vec::new();
         for _ in 0..ROUNDS {
             for (m, coalesced) in [false, true].into_iter().enumerate() {
-                let name = if coalesced {
-                    "sig-coalesced"
-                } else {
-                    "sig-single"
-                };
-                let (wall, cpu, batch) = run(name, workers, CONCURRENT, coalesced, &requests);
+                let (wall, cpu, batch) =
+                    run(thread(coalesced), workers, CONCURRENT, coalesced, &requests);
                 if coalesced {
                     batches.push(batch);
                 }
@@ -186,12 +191,7 @@ fn main() {
     let mut alone = [Duration::ZERO; 2];
     for _ in 0..ROUNDS {
         for (m, coalesced) in [false, true].into_iter().enumerate() {
-            let name = if coalesced {
-                "sig-coalesced"
-            } else {
-                "sig-single"
-            };
-            alone[m] += run(name, 0, 1, coalesced, &requests).0;
+            alone[m] += run(thread(coalesced), 0, 1, coalesced, &requests).0;
         }
     }
     let [single_us, coalesced_us] =

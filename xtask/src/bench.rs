@@ -44,6 +44,14 @@ pub(crate) fn run(filter: Option<&str>) -> Result {
     Ok(())
 }
 
+/// A bench's JSON result, `target/vouch-bench/<file>`, with its path; `None` if absent or
+/// unreadable.
+fn bench_result(file: &str) -> Option<(std::path::PathBuf, Value)> {
+    let path = python_results().join(file);
+    let v = serde_json::from_str::<Value>(&std::fs::read_to_string(&path).ok()?).ok()?;
+    Some((path, v))
+}
+
 /// The figures of the Python benches, `crates/python/bench/` (`run-bench.sh`).
 fn python_results() -> std::path::PathBuf {
     root().join("target").join("vouch-bench")
@@ -164,14 +172,7 @@ fn print_python() {
 /// The replay store at a million live entries (`benches/keys.rs`): memory per entry against its
 /// goal, and the insert time.
 fn print_replay_store(table: &Table) {
-    let path = root()
-        .join("target")
-        .join("vouch-bench")
-        .join("replay-store.json");
-    let Some(v) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-    else {
+    let Some((path, v)) = bench_result("replay-store.json") else {
         println!("replay store: not measured in this run");
         return;
     };
@@ -206,14 +207,7 @@ const SIGNATURE_LAYER_GOAL: f64 = 1.7;
 /// The signature layer alone (`benches/signature_layer.rs`): verified requests per second per
 /// core with 16 concurrent requests, coalesced against one at a time.
 fn print_signature_layer() {
-    let path = root()
-        .join("target")
-        .join("vouch-bench")
-        .join("signature-layer.json");
-    let Some(v) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-    else {
+    let Some((_, v)) = bench_result("signature-layer.json") else {
         println!("signature layer: not measured in this run");
         return;
     };
@@ -264,14 +258,7 @@ fn print_signature_layer() {
 /// The rmcp load run (`benches/rmcp_throughput.rs`), against its goal and against the ceiling
 /// one Ed25519 verify per request puts on this machine.
 fn print_throughput(table: &Table) {
-    let path = root()
-        .join("target")
-        .join("vouch-bench")
-        .join("rmcp-throughput.json");
-    let Some(v) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-    else {
+    let Some((path, v)) = bench_result("rmcp-throughput.json") else {
         println!("rmcp throughput: not measured in this run");
         return;
     };
@@ -349,14 +336,7 @@ const GATEWAY_THROUGHPUT_GOAL: f64 = 0.8;
 /// The gateway load run (`benches/gateway_throughput.rs`): req/s and latency of both sides at
 /// many connections and at one, the ratio against its goal, and the latency the gateway adds.
 fn print_gateway_throughput() {
-    let path = root()
-        .join("target")
-        .join("vouch-bench")
-        .join("gateway-throughput.json");
-    let Some(v) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-    else {
+    let Some((path, v)) = bench_result("gateway-throughput.json") else {
         println!("gateway throughput: not measured in this run");
         return;
     };
@@ -476,14 +456,7 @@ fn authz_prerequisites() -> Result<(std::path::PathBuf, std::path::PathBuf)> {
 /// `Protected`, the gateway and Envoy + 2 × `vouch authz`, at many connections and at one, and
 /// the CPU each component spends per request.
 fn print_authz_throughput() {
-    let path = root()
-        .join("target")
-        .join("vouch-bench")
-        .join("authz-throughput.json");
-    let Some(v) = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-    else {
+    let Some((path, v)) = bench_result("authz-throughput.json") else {
         println!("authz throughput: not measured in this run");
         return;
     };

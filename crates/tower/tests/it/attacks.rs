@@ -519,6 +519,20 @@ async fn one_identity_filling_its_replay_share_does_not_lock_out_another() {
     }
 }
 
+/// A server whose pipeline verifies through a coalescer the test can read; its address and the
+/// coalescer.
+async fn spawn_coalesced() -> (SocketAddr, Arc<Coalescer>) {
+    let coalescer = Arc::new(Coalescer::new());
+    let server = spawn_verifying_with(
+        ShardedReplayStore::new(100_000),
+        Some(Arc::clone(&coalescer)),
+        |l| l,
+        ServeConfig::default(),
+    )
+    .await;
+    (server.addr, coalescer)
+}
+
 /// Writes every request on its own connection before reading any answer, without letting the
 /// server run in between (blocking writes on this test's one thread), so that the server has them
 /// all ready at once and verifies them in shared rounds.
@@ -540,15 +554,7 @@ async fn all_at_once(addr: SocketAddr, requests: &[Vec<u8>]) -> Vec<(u16, String
 #[tokio::test]
 async fn bad_signatures_of_one_identity_verified_in_the_same_rounds_as_anothers_refuse_only_themselves()
  {
-    let coalescer = Arc::new(Coalescer::new());
-    let addr = spawn_verifying_with(
-        ShardedReplayStore::new(100_000),
-        Some(Arc::clone(&coalescer)),
-        |l| l,
-        ServeConfig::default(),
-    )
-    .await
-    .addr;
+    let (addr, coalescer) = spawn_coalesced().await;
     let authority = addr.to_string();
     // OTHER's requests are signed with AGENT's key: a valid signature under the wrong key.
     let requests: Vec<Vec<u8>> = (0..24)
@@ -585,15 +591,7 @@ async fn bad_signatures_of_one_identity_verified_in_the_same_rounds_as_anothers_
 
 #[tokio::test]
 async fn the_same_signed_request_on_many_connections_at_once_is_admitted_once() {
-    let coalescer = Arc::new(Coalescer::new());
-    let addr = spawn_verifying_with(
-        ShardedReplayStore::new(100_000),
-        Some(Arc::clone(&coalescer)),
-        |l| l,
-        ServeConfig::default(),
-    )
-    .await
-    .addr;
+    let (addr, coalescer) = spawn_coalesced().await;
     let bytes = raw_signed(AGENT, &addr.to_string(), BODY, &[]);
     let answers = all_at_once(addr, &vec![bytes; 8]).await;
     let admitted = answers.iter().filter(|(status, _)| *status == 200).count();
