@@ -56,18 +56,7 @@ fn signed(bad: Option<usize>) -> Signed {
 
 /// CPU time used so far by every live thread of this process.
 fn cpu_time() -> Duration {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").expect("/proc/self/task (Linux only)") {
-        let path = task.unwrap().path().join("schedstat");
-        if let Ok(s) = std::fs::read_to_string(path) {
-            ns += s
-                .split_whitespace()
-                .next()
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    Duration::from_nanos(ns)
+    vouch_bench::rmcp_load::cpu_of(|_| true)
 }
 
 /// 16 tasks, each verifying its own signature `iters` times back to back (a closed loop, as 16

@@ -402,14 +402,7 @@ async fn signatures_are_verified_through_the_pipelines_coalescer() {
     })
     .await;
     let coalescer = coalescer.get().unwrap();
-    let call = || {
-        signed(
-            gw,
-            &message("tools/call", Some("search")),
-            Some(&token()),
-            &[],
-        )
-    };
+    let call = || search_call(gw);
     assert_status(&send(call()).await, StatusCode::OK);
     assert_eq!(coalescer.stats().submitted, 1);
     let response = send(with_bad_signature(call())).await;
