@@ -489,13 +489,19 @@ pub fn write_result(file: &str, value: &serde_json::Value) {
 /// earlier runs keep their names but sit idle, so the difference between two reads is what the
 /// current one used.
 pub fn thread_cpu(name: &str) -> Duration {
+    cpu_of(|comm| comm == name)
+}
+
+/// The CPU time the live threads of this process whose name `which` accepts have used so far
+/// (as [`thread_cpu`]).
+pub fn cpu_of(which: impl Fn(&str) -> bool) -> Duration {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return Duration::ZERO;
     };
     let mut ns = 0;
     for task in tasks.flatten() {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if comm.trim_end() != name {
+        if !which(comm.trim_end()) {
             continue;
         }
         let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();

@@ -123,6 +123,14 @@ impl VerifyingKey {
         Self::ed25519_decoded(public, check_ed25519(&public).ok())
     }
 
+    /// The raw bytes and decoded key of an Ed25519 key fit to verify with, for batching; `None`
+    /// for another algorithm or a weak key (which verifies nothing).
+    pub(crate) fn ed25519_batchable(&self) -> Option<([u8; 32], DecodedKey)> {
+        let key = self.ed25519?;
+        let public = <[u8; 32]>::try_from(&self.bytes[..]).ok()?;
+        Some((public, key))
+    }
+
     fn ed25519_decoded(public: [u8; 32], ed25519: Option<DecodedKey>) -> Self {
         Self {
             alg: Algorithm::Ed25519,

@@ -11,6 +11,8 @@
 //! - [`Verifier::prepare`] applies a [`VerifyPolicy`] (required components and parameters,
 //!   algorithms, time window, Content-Digest over the body bytes), then [`Prepared::verify`]
 //!   checks the signature with the resolved key, then [`Verified::check_replay`] refuses replays.
+//!   Under load, [`Prepared::verify_coalesced`] verifies Ed25519 signatures in batches with the
+//!   requests verifying at the same moment ([`coalesce`]), with the same verdicts.
 //! - [`Verifier::prepare_head`] does the policy from the request head alone, so that the
 //!   signature is verified before the body is read; the [`BodyCheck`] it returns hashes the body
 //!   as it streams in and compares it with the signed Content-Digest (see below).
@@ -96,6 +98,7 @@
 
 mod alg;
 mod base;
+pub mod coalesce;
 mod component;
 mod der;
 mod digest;

@@ -3,6 +3,7 @@
 
 use crate::alg::{Algorithm, VerifyingKey};
 use crate::base::signature_base;
+use crate::coalesce::Coalescer;
 use crate::component::Component;
 use crate::digest::BodyCheck;
 use crate::error::Error;
@@ -420,6 +421,37 @@ impl Prepared {
     /// [`Error::KeyidMismatch`] if the policy requires the keyid to be the key's JWK thumbprint
     /// and it is not.
     pub fn verify(self, key: &VerifyingKey) -> Result<Verified, Error> {
+        let alg = self.allowed(key)?;
+        if !key.verify(&self.base, &self.signature) {
+            return Err(Error::BadSignature);
+        }
+        let replay_key = self.replay_key();
+        self.accept(key, alg, replay_key)
+    }
+
+    /// [`Prepared::verify`], with the signature verified by `coalescer` in a batch with the
+    /// signatures other requests are verifying at the same moment (see [`crate::coalesce`]). The
+    /// verdict and the errors are [`Prepared::verify`]'s.
+    ///
+    /// # Errors
+    ///
+    /// As [`Prepared::verify`].
+    pub async fn verify_coalesced(
+        mut self,
+        key: &VerifyingKey,
+        coalescer: &Coalescer,
+    ) -> Result<Verified, Error> {
+        let alg = self.allowed(key)?;
+        let replay_key = self.replay_key();
+        let base = std::mem::take(&mut self.base);
+        if !coalescer.verify(key, base, &self.signature).await {
+            return Err(Error::BadSignature);
+        }
+        self.accept(key, alg, replay_key)
+    }
+
+    /// The key's algorithm, if the policy and the `alg` parameter allow it.
+    fn allowed(&self, key: &VerifyingKey) -> Result<Algorithm, Error> {
         let alg = key.algorithm();
         if !self.algorithms.contains(&alg) {
             return Err(Error::AlgorithmNotAllowed(alg.name().to_owned()));
@@ -428,17 +460,27 @@ impl Prepared {
         {
             return Err(Error::AlgorithmMismatch);
         }
-        if !key.verify(&self.base, &self.signature) {
-            return Err(Error::BadSignature);
-        }
+        Ok(alg)
+    }
+
+    fn replay_key(&self) -> ReplayKey {
+        let keyid = self.params.keyid.as_deref().unwrap_or("");
+        ReplayKey::derive(keyid, self.params.nonce.as_deref(), &self.base)
+    }
+
+    /// The signature verified under `key`: the keyid rule, then the verified signature.
+    fn accept(
+        self,
+        key: &VerifyingKey,
+        alg: Algorithm,
+        replay_key: ReplayKey,
+    ) -> Result<Verified, Error> {
         if self.keyid_rule == KeyidRule::JwkThumbprint {
             let thumbprint = key.jwk_thumbprint().ok_or(Error::KeyidMismatch)?;
             if self.params.keyid.as_deref() != Some(thumbprint.as_str()) {
                 return Err(Error::KeyidMismatch);
             }
         }
-        let keyid = self.params.keyid.as_deref().unwrap_or("");
-        let replay_key = ReplayKey::derive(keyid, self.params.nonce.as_deref(), &self.base);
         Ok(Verified {
             label: self.label,
             params: self.params,

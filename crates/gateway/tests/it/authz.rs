@@ -26,7 +26,7 @@ use vouch_tower::{
     CapabilityPipeline, Origin, RateLimitLayer, ServeConfig, SignaturePipeline, TOKEN_HEADER,
 };
 
-use crate::{AGENT, message, now, root, send, signed_for, text, token};
+use crate::{AGENT, message, now, root, send, signed_for, text, token, with_bad_signature};
 
 /// How clients address Envoy (the checks' `:authority`).
 const AUTHORITY: &str = "mcp.example:10000";
@@ -905,4 +905,44 @@ async fn identity_only_headers_only_checks_the_signer_alone() {
     unsigned.headers_mut().remove("signature");
     let (status, _, _) = denied(&ask(&mut client, head_check_of(&unsigned)).await);
     assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn concurrent_checks_are_verified_through_the_pipelines_coalescer_each_with_its_own_verdict()
+{
+    let signatures = pipeline(ShardedReplayStore::new(10_000));
+    let coalescer = signatures
+        .coalescing()
+        .cloned()
+        .expect("coalesced by default");
+    let authz = Authorizer::new(
+        signatures,
+        CapabilityPipeline::new(Verifier::new(root().public_key())),
+    )
+    .build();
+    let client = grpc(&authz).await;
+    let checks: Vec<_> = (0..12)
+        .map(|i| {
+            let mut client = client.clone();
+            let request = if i % 3 == 0 {
+                with_bad_signature(call("search", &[]))
+            } else {
+                call("search", &[])
+            };
+            tokio::spawn(async move { (i, ask(&mut client, check_of(&request)).await) })
+        })
+        .collect();
+    for check in checks {
+        let (i, response) = check.await.unwrap();
+        if i % 3 == 0 {
+            let (status, _, body) = denied(&response);
+            assert_eq!(
+                (status, body["detail"]["detail"].as_str()),
+                (401, Some("bad_signature"))
+            );
+        } else {
+            ok(&response);
+        }
+    }
+    assert_eq!(coalescer.stats().submitted, 12);
 }

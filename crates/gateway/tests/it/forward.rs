@@ -381,3 +381,33 @@ fn only_http_and_https_upstreams_are_accepted() {
     let g = build("http://127.0.0.1:8000/mcp").unwrap();
     assert!(matches!(g.path("/healthz"), Err(Error::Path(_))));
 }
+
+#[tokio::test]
+async fn signatures_are_verified_through_the_pipelines_coalescer() {
+    let up = upstream().await;
+    let coalescer = std::sync::OnceLock::new();
+    let gw = spawn_gateway(|signature| {
+        coalescer.get_or_init(|| {
+            signature
+                .coalescing()
+                .cloned()
+                .expect("coalesced by default")
+        });
+        Gateway::new(
+            &up.url("/mcp"),
+            signature,
+            CapabilityPipeline::new(Verifier::new(root().public_key())),
+        )
+        .unwrap()
+    })
+    .await;
+    let coalescer = coalescer.get().unwrap();
+    let call = || search_call(gw);
+    assert_status(&send(call()).await, StatusCode::OK);
+    assert_eq!(coalescer.stats().submitted, 1);
+    let response = send(with_bad_signature(call())).await;
+    assert_status(&response, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(response).await, "invalid_signature");
+    assert_eq!(coalescer.stats().submitted, 2);
+    assert_eq!(up.calls(), 1);
+}

@@ -256,6 +256,33 @@ pub(crate) fn message(method: &str, tool: Option<&str>) -> String {
     m.to_string()
 }
 
+/// A `tools/call` of `search` to the gateway at `addr`, signed by the agent, with the token.
+pub(crate) fn search_call(addr: SocketAddr) -> Request<Vec<u8>> {
+    signed(
+        addr,
+        &message("tools/call", Some("search")),
+        Some(&token()),
+        &[],
+    )
+}
+
+/// `request` with one byte of its signature changed: a signature that does not verify.
+pub(crate) fn with_bad_signature(mut request: Request<Vec<u8>>) -> Request<Vec<u8>> {
+    let value = request.headers()["signature"].to_str().unwrap().to_owned();
+    let at = value.find(":").unwrap() + 10;
+    let was = &value[at..=at];
+    let value = format!(
+        "{}{}{}",
+        &value[..at],
+        if was == "A" { "B" } else { "A" },
+        &value[at + 1..]
+    );
+    request
+        .headers_mut()
+        .insert("signature", value.parse().unwrap());
+    request
+}
+
 /// A POST to the gateway signed by the agent, with the token header if given, and `extra`
 /// fields added after signing (they are not covered).
 pub(crate) fn signed(

@@ -178,14 +178,7 @@ async fn rate_limit_refusals_are_counted() {
             .metrics(metrics.clone())
     })
     .await;
-    let call = || {
-        signed(
-            gw,
-            &message("tools/call", Some("search")),
-            Some(&token()),
-            &[],
-        )
-    };
+    let call = || search_call(gw);
     assert_status(&send(call()).await, StatusCode::OK);
     assert_status(&send(call()).await, StatusCode::TOO_MANY_REQUESTS);
     let (_, text) = scrape(&metrics).await;

@@ -213,14 +213,7 @@ async fn the_upstream_refuses_vouch_fields_altered_in_transit() {
     let upstream = protected_upstream(Some(relay)).await;
     let tamper = tampering_relay(listener, upstream);
     let gw = signing_gateway(relay).await;
-    let call = || {
-        signed(
-            gw,
-            &message("tools/call", Some("search")),
-            Some(&token()),
-            &[],
-        )
-    };
+    let call = || search_call(gw);
 
     // Passed on unchanged: accepted.
     let response = send(call()).await;

@@ -172,9 +172,15 @@ async fn signed_call_with_token_reaches_the_tool_with_caller_and_grants(mode: Mo
     assert_eq!(who["max_rows"], 10);
     assert_eq!(who["tools"], json!(["add", "db_query", "whoami"]));
     client.cancel().await.unwrap();
-    // Every request the client made was signed and verified.
+    // Every request the client made was signed and verified, through the coalescer.
     let seen = server.seen();
     assert!(seen.iter().any(|s| s.layer == "signature"));
+    let verified = seen.iter().filter(|s| s.layer == "signature").count();
+    assert_eq!(
+        server.coalescer.stats().submitted,
+        verified as u64,
+        "{seen:?}"
+    );
     assert!(
         seen.iter()
             .all(|s| s.accepted && s.identity.as_deref() == Some("worker@agents.example")),

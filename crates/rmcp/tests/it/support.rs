@@ -146,6 +146,8 @@ pub(crate) struct Seen {
 
 pub(crate) struct Server {
     pub(crate) url: String,
+    /// The coalescer the server's signature pipeline verifies Ed25519 with.
+    pub(crate) coalescer: std::sync::Arc<vouch_httpsig::coalesce::Coalescer>,
     pub(crate) sessions: SessionBindingLayer,
     pub(crate) seen: Arc<Mutex<Vec<Seen>>>,
 }
@@ -176,6 +178,10 @@ pub(crate) async fn spawn(mode: Mode) -> Server {
         ShardedReplayStore::new(10_000),
     )
     .allowlist(|identity: &str| identity.ends_with("@agents.example"));
+    let coalescer = signatures
+        .coalescing()
+        .cloned()
+        .expect("coalesced by default");
     let config = match mode {
         Mode::Session => StreamableHttpServerConfig::default(),
         Mode::StatelessJson => StreamableHttpServerConfig::default()
@@ -206,6 +212,7 @@ pub(crate) async fn spawn(mode: Mode) -> Server {
     });
     Server {
         url: format!("http://{addr}/mcp"),
+        coalescer,
         sessions,
         seen,
     }

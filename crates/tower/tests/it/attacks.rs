@@ -13,6 +13,7 @@ use axum::routing::post;
 use http::Request;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use vouch_httpsig::coalesce::Coalescer;
 use vouch_httpsig::{RequestView, SigningKey, mcp_content_digest, mcp_spec, sign};
 use vouch_keys::{ShardedReplayStore, StaticResolver};
 use vouch_token::KeyPair;
@@ -39,6 +40,16 @@ async fn spawn_with(
     layer: impl FnOnce(SignatureLayer) -> SignatureLayer,
     config: ServeConfig,
 ) -> Server {
+    spawn_verifying_with(store, None, layer, config).await
+}
+
+/// [`spawn_with`], with Ed25519 verified through `coalescer` (`None`: the pipeline's own).
+async fn spawn_verifying_with(
+    store: ShardedReplayStore,
+    coalescer: Option<Arc<Coalescer>>,
+    layer: impl FnOnce(SignatureLayer) -> SignatureLayer,
+    config: ServeConfig,
+) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let mut resolver = StaticResolver::new();
@@ -48,7 +59,10 @@ async fn spawn_with(
             &KeyPair::from_seed(&seed_of(keyid)).unwrap().public_key(),
         );
     }
-    let pipeline = SignaturePipeline::new(Origin::http(addr), resolver, store);
+    let mut pipeline = SignaturePipeline::new(Origin::http(addr), resolver, store);
+    if let Some(coalescer) = coalescer {
+        pipeline = pipeline.coalescer(Some(coalescer));
+    }
     let app = Router::new()
         .route(
             "/mcp",
@@ -73,6 +87,17 @@ async fn spawn() -> Server {
 /// A request signed as `keyid` for `http://{authority}/mcp`, with `extra` fields added before
 /// signing, as raw HTTP/1.1 bytes (origin-form target, `Host: authority`).
 fn raw_signed(keyid: &str, authority: &str, body: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    raw_signed_by(seed_of(keyid), keyid, authority, body, extra)
+}
+
+/// [`raw_signed`], signed with the key of this seed whatever the keyid says.
+fn raw_signed_by(
+    seed: [u8; 32],
+    keyid: &str,
+    authority: &str,
+    body: &str,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
     let mut builder = http::Request::post(format!("http://{authority}/mcp"))
         .header("content-type", "application/json")
         .header("content-digest", mcp_content_digest(body.as_bytes()));
@@ -80,7 +105,7 @@ fn raw_signed(keyid: &str, authority: &str, body: &str, extra: &[(&str, &str)]) 
         builder = builder.header(*name, *value);
     }
     let mut req = builder.body(body.as_bytes().to_vec()).unwrap();
-    let key = SigningKey::ed25519_from_seed(&seed_of(keyid)).unwrap();
+    let key = SigningKey::ed25519_from_seed(&seed).unwrap();
     let spec = mcp_spec(&RequestView::of(&req), &key, keyid, None, now()).unwrap();
     sign(RequestView::of(&req), &spec, &key)
         .unwrap()
@@ -492,4 +517,89 @@ async fn one_identity_filling_its_replay_share_does_not_lock_out_another() {
         let (status, body) = exchange(addr, &raw_signed(OTHER, &addr.to_string(), BODY, &[])).await;
         assert_eq!(status, 200, "{body}");
     }
+}
+
+/// A server whose pipeline verifies through a coalescer the test can read; its address and the
+/// coalescer.
+async fn spawn_coalesced() -> (SocketAddr, Arc<Coalescer>) {
+    let coalescer = Arc::new(Coalescer::new());
+    let server = spawn_verifying_with(
+        ShardedReplayStore::new(100_000),
+        Some(Arc::clone(&coalescer)),
+        |l| l,
+        ServeConfig::default(),
+    )
+    .await;
+    (server.addr, coalescer)
+}
+
+/// Writes every request on its own connection before reading any answer, without letting the
+/// server run in between (blocking writes on this test's one thread), so that the server has them
+/// all ready at once and verifies them in shared rounds.
+async fn all_at_once(addr: SocketAddr, requests: &[Vec<u8>]) -> Vec<(u16, String)> {
+    let mut streams = Vec::new();
+    for bytes in requests {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        std::io::Write::write_all(&mut stream, bytes).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        streams.push(TcpStream::from_std(stream).unwrap());
+    }
+    let mut answers = Vec::new();
+    for stream in &mut streams {
+        answers.push(read_response(stream).await);
+    }
+    answers
+}
+
+#[tokio::test]
+async fn bad_signatures_of_one_identity_verified_in_the_same_rounds_as_anothers_refuse_only_themselves()
+ {
+    let (addr, coalescer) = spawn_coalesced().await;
+    let authority = addr.to_string();
+    // OTHER's requests are signed with AGENT's key: a valid signature under the wrong key.
+    let requests: Vec<Vec<u8>> = (0..24)
+        .map(|i| {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"ping"}}"#);
+            if i % 2 == 0 {
+                raw_signed(AGENT, &authority, &body, &[])
+            } else {
+                raw_signed_by(seed_of(AGENT), OTHER, &authority, &body, &[])
+            }
+        })
+        .collect();
+    for round in 0..3 {
+        let answers = all_at_once(addr, &requests[round * 8..round * 8 + 8]).await;
+        for (i, (status, body)) in answers.iter().enumerate() {
+            if i % 2 == 0 {
+                assert_eq!(*status, 200, "{round} {i}: {body}");
+                assert!(body.starts_with("worker@agents.example|"), "{body}");
+            } else {
+                assert_eq!(
+                    (*status, reason(body)),
+                    (401, "bad_signature".into()),
+                    "{i}"
+                );
+            }
+        }
+    }
+    // The signatures were verified in shared rounds, and the failing batches were split.
+    let stats = coalescer.stats();
+    assert_eq!(stats.submitted, 24, "{stats:?}");
+    assert!(stats.rounds < 24, "{stats:?}");
+    assert!(stats.failed_batches >= 1, "{stats:?}");
+}
+
+#[tokio::test]
+async fn the_same_signed_request_on_many_connections_at_once_is_admitted_once() {
+    let (addr, coalescer) = spawn_coalesced().await;
+    let bytes = raw_signed(AGENT, &addr.to_string(), BODY, &[]);
+    let answers = all_at_once(addr, &vec![bytes; 8]).await;
+    let admitted = answers.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(admitted, 1, "{answers:?}");
+    for (status, body) in answers.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!((*status, reason(body)), (401, "replayed".into()));
+    }
+    // The copies were verified together: the batch accepts them all, the replay store decides.
+    let stats = coalescer.stats();
+    assert!(stats.batched_signatures >= 2, "{stats:?}");
 }
