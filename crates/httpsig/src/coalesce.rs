@@ -6,15 +6,19 @@
 //! [`Coalescer::verify_blocking`] from a plain thread). There is no background thread, no timer
 //! and no runtime dependency. Signatures are verified in *rounds*:
 //!
-//! - a caller that finds no round gathering opens one and leads it. Its future then yields once
-//!   (it wakes itself and returns `Pending`), so the tasks the runtime already has ready run
-//!   first; those that reach their own verification meanwhile, on this worker or another, join
-//!   the round. At the next poll the leader closes the round and verifies everything in it as
-//!   one [`Batch`] (one signature: a single verify), and wakes each caller with its verdict;
+//! - a caller that finds no round gathering on its thread opens one and leads it. Its future
+//!   then yields once (it wakes itself and returns `Pending`, or awaits the runtime's own yield
+//!   given to [`Coalescer::yield_with`]), so the tasks the thread already has ready run first;
+//!   those that reach their own verification meanwhile join the round. At the next poll the
+//!   leader closes the round and verifies everything in it as one [`Batch`] (one signature: a
+//!   single verify), and wakes each caller with its verdict;
+//! - rounds gather per thread: the tasks of one worker thread batch together, and the workers of
+//!   a multi-threaded runtime verify their own rounds in parallel, so the coalescer never confines
+//!   verification to one core. A plain thread calling [`Coalescer::verify_blocking`] leads its
+//!   own rounds (threads share one of 16 slots only past 16 threads);
 //! - a round closes to newcomers once it holds [`Limits::max_batch`] signatures (64 by
 //!   default), or when its leader starts verifying: the next caller opens the next round. Any
-//!   number of rounds can be verified at once, by leaders on different worker threads, so the
-//!   coalescer never confines verification to one core;
+//!   number of rounds can be verified at once;
 //! - at most [`Limits::max_waiting`] signatures wait for a verdict, across all rounds: a caller
 //!   that finds that many verifies its own signature alone, at once. Memory is bounded, and a
 //!   flood cannot keep anyone's signature waiting: beyond the bound, it costs what a single
