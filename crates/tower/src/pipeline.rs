@@ -288,7 +288,10 @@ impl SignaturePipeline {
     /// same either way (vouch's one Ed25519 rule, ZIP-215); under load a batch costs less than
     /// its signatures one by one, and at low load a request waits one trip through the
     /// runtime's run queue (see [`vouch_httpsig::coalesce`]). Share one coalescer between
-    /// pipelines that serve on the same runtime to batch across them.
+    /// pipelines that serve on the same runtime to batch across them. The default's leaders
+    /// yield with `tokio::task::yield_now`, which lets requests whose sockets became readable
+    /// join the round; a coalescer given here yields as it was built, so on tokio build it
+    /// `Coalescer::new().yield_with(|| Box::pin(tokio::task::yield_now()))`.
     #[must_use]
     pub fn coalescer(mut self, coalescer: Option<Arc<Coalescer>>) -> Self {
         self.coalescer = coalescer;
