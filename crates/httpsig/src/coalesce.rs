@@ -519,9 +519,9 @@ impl Coalescer {
         }
     }
 
-    /// Verifies a closed round, leaves the verdicts and wakes its callers; returns the verdicts,
-    /// in the order of the entries (the leader's first).
-    fn run(&self, round: &Round) -> Vec<bool> {
+    /// Verifies a closed round, leaves the verdicts and wakes its callers; returns the leader's
+    /// verdict (the first entry's).
+    fn run(&self, round: &Round) -> bool {
         let entries = std::mem::take(&mut round.lock().entries);
         bump(&self.counters.rounds, 1);
         let mut guard = Running {
@@ -534,15 +534,16 @@ impl Coalescer {
         drop(entries);
         guard.done = true;
         self.release(verdicts.len());
+        let leader = verdicts.first().copied().unwrap_or(false);
         let wakers = {
             let mut state = round.lock();
-            state.verdicts = Some(verdicts.clone());
+            state.verdicts = Some(verdicts);
             std::mem::take(&mut state.wakers)
         };
         for waker in wakers.into_iter().flatten() {
             waker.wake();
         }
-        verdicts
+        leader
     }
 }
 
@@ -627,9 +628,7 @@ impl Future for Verification<'_> {
                     return Poll::Ready(c.single(&entry));
                 }
                 match c.enter(entry, cx.waker()) {
-                    (round, 0) if c.limits.max_batch == 1 => {
-                        Poll::Ready(c.run(&round).first().copied().unwrap_or(false))
-                    }
+                    (round, 0) if c.limits.max_batch == 1 => Poll::Ready(c.run(&round)),
                     (round, 0) => {
                         // Let the ready tasks run, and join, before verifying.
                         match c.yield_with {
@@ -682,7 +681,7 @@ impl Verification<'_> {
         }
         let c = self.coalescer;
         c.close(&round);
-        Poll::Ready(c.run(&round).first().copied().unwrap_or(false))
+        Poll::Ready(c.run(&round))
     }
 }
 
